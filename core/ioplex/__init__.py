@@ -1,0 +1,64 @@
+"""ioplex: a plugin-based host for building-automation I/O servers.
+
+The public API, for plugins, tests and embedding applications::
+
+    import ioplex
+
+    host = ioplex.Host.from_config("site.toml")
+    async with host:
+        await host.write("dummy.light.1", 1)
+"""
+
+from .config import Config, IOServerConfig
+from .errors import (
+    ConfigError,
+    FatalError,
+    IoplexError,
+    PointError,
+    PointNameError,
+    PointTypeError,
+    Problem,
+    ReadOnlyPointError,
+    UnknownPointError,
+    WriteError,
+)
+from .hookspecs import hookimpl, hookspec
+from .host import Host
+from .ioserver import IOServer
+from .plugins import IOServerType, PluginInfo, Plugins, load_plugins, load_schema
+from .points import Point, PointEvent, Quality, Value
+from .registry import Listener, Registry, Subscription
+from .supervisor import Backoff, State
+
+__all__ = [
+    "Backoff",
+    "Config",
+    "ConfigError",
+    "FatalError",
+    "Host",
+    "IOServer",
+    "IOServerConfig",
+    "IOServerType",
+    "IoplexError",
+    "Listener",
+    "PluginInfo",
+    "Plugins",
+    "Point",
+    "PointError",
+    "PointEvent",
+    "PointNameError",
+    "PointTypeError",
+    "Problem",
+    "Quality",
+    "ReadOnlyPointError",
+    "Registry",
+    "State",
+    "Subscription",
+    "UnknownPointError",
+    "Value",
+    "WriteError",
+    "hookimpl",
+    "hookspec",
+    "load_plugins",
+    "load_schema",
+]

@@ -1,0 +1,1 @@
+"""Plugins shipped with the kernel: `system` (host clock and health) and `dummy` (declared points)."""

@@ -1,0 +1,62 @@
+"""The `dummy` I/O server: points declared in its options, all writable.
+
+``[ioservers.dummy] plugin = "dummy"`` with ``options.points = {"light.1" = 0, "temp" = 21.5}``
+gives ``dummy.light.1`` and ``dummy.temp``. A write sets the value. With ``options.rate`` the
+numeric and boolean points change at random that many times a second.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import anyio
+
+from ..hookspecs import hookimpl
+from ..ioserver import IOServer
+from ..plugins import load_schema
+from ..points import Point, Value
+
+TICK = 0.01  # the simulation's finest step, in seconds
+
+
+class Dummy:
+    def __init__(self, ioserver: IOServer) -> None:
+        self.ioserver = ioserver
+        for id, value in ioserver.options["points"].items():
+            ioserver.declare(id, value, writable=True)
+
+    @hookimpl
+    async def connect(self, ioserver: IOServer) -> None:
+        ioserver.set_online()
+        rate = ioserver.options["rate"]
+        points = [p for p in ioserver.points() if p.type in (int, float, bool)]
+        if not rate or not points:
+            await anyio.sleep_forever()
+        interval = max(1.0 / rate, TICK)
+        due = 0.0
+        while True:
+            await anyio.sleep(interval)
+            due += rate * interval
+            for _ in range(int(due)):
+                point = random.choice(points)
+                ioserver.set(point, _drift(point))
+            due -= int(due)
+
+    @hookimpl
+    def write(self, ioserver: IOServer, point: Point, value: Value, namespace: str) -> None:
+        ioserver.set(point, value, ui=namespace == "ui")
+
+
+def _drift(point: Point) -> Any:
+    if point.type is bool:
+        return not point.value
+    if point.type is int:
+        return (point.value or 0) + random.choice((-1, 1))
+    return round((point.value or 0.0) + random.uniform(-0.5, 0.5), 3)
+
+
+@hookimpl
+def register_ioserver_types(register: Any) -> None:
+    register("dummy", Dummy, load_schema(__package__, "dummy.schema.json"),
+             "points declared in the configuration, optionally simulated")

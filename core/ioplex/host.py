@@ -1,0 +1,232 @@
+"""The host: loads plugins, validates the configuration, runs and supervises I/O servers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from . import config as config_module
+from .bus import EventBus
+from .clock import Clock, make_clock
+from .config import Config, ConfigSource
+from .errors import IoplexError
+from .ioserver import IOServer, await_maybe
+from .plugins import Plugins, call_impl, load_plugins
+from .points import Value
+from .registry import DEFAULT_QUEUE_SIZE, Registry, Subscription
+from .supervisor import Backoff, State, describe, supervise
+
+log = logging.getLogger("ioplex.host")
+
+StateListener = Callable[[str, str, State, "str | None"], None]
+"""Called as (kind, name, state, detail) with kind "ioserver" or "plugin"."""
+
+
+class Host:
+    """An ioplex host: the point registries, the I/O server instances and the plugins' services.
+
+    ::
+
+        host = ioplex.Host.from_config("site.toml")
+        async with host:                 # creates and starts every I/O server
+            await host.write("dummy.light.1", 1)
+            async with host.subscribe("dummy.*") as events:
+                async for event in events:
+                    ...
+    """
+
+    def __init__(self, config: Config, plugins: Plugins) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.name = config.host.name
+        self.data_dir: Path = config.host.data_dir
+        self.clock: Clock = make_clock(config.host.clock)
+        self.points = Registry("io", clock=self.clock.time)
+        """I/O data points by name."""
+        self.ui = Registry("ui", clock=self.clock.time, min_segments=1)
+        """UI variables by name."""
+        self.ioservers: dict[str, IOServer] = {}
+        self.services: dict[str, State] = {}
+        """State of each plugin's `serve` task, by plugin name."""
+        self.bus = EventBus(self)
+        self.backoff = Backoff(
+            initial=config.host.restart_delay,
+            maximum=config.host.restart_max_delay,
+            reset_after=config.host.restart_reset_after,
+        )
+        self.started_at: float | None = None
+        self._state_listeners: list[StateListener] = []
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        source: ConfigSource,
+        *,
+        plugins: Plugins | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Host:
+        """Load plugins (unless given) and validate `source`, a TOML path or a mapping.
+
+        Raises `ioplex.ConfigError` listing every problem; nothing is started.
+        """
+        if plugins is None:
+            plugins = load_plugins(environ)
+        return cls(config_module.load(source, plugins, environ=environ), plugins)
+
+    # -- life cycle ---------------------------------------------------------------------------
+    async def __aenter__(self) -> Host:
+        if self._stack is not None:
+            raise IoplexError("this host is already running")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.started_at = self.clock.time()
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self._tg = await stack.enter_async_context(anyio.create_task_group())
+            for cfg in self.config.ioservers.values():
+                self._create(cfg)
+            for impl in self.plugins.impls("on_event"):
+                self.bus.add(impl.plugin_name, impl)
+            for io in self.ioservers.values():
+                impl = io.hookimpl("on_event")
+                if impl is not None:
+                    self.bus.add(io.name, impl)
+            self._tg.start_soon(self.bus.run, name="ioplex event bus")
+            for impl in self.plugins.impls("serve"):
+                self._tg.start_soon(self._run_service, impl, name=f"ioplex plugin {impl.plugin_name}")
+            for io in self.ioservers.values():
+                if io.driver is not None:
+                    self._tg.start_soon(self._run_ioserver, io, name=f"ioplex ioserver {io.name}")
+        except BaseException:
+            self._tg.cancel_scope.cancel() if self._tg else None
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        log.info(
+            "host %s started: %d I/O servers, %d plugins",
+            self.name, len(self.ioservers), len(self.plugins.info),
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        stack, self._stack = self._stack, None
+        assert stack is not None and self._tg is not None
+        self._tg.cancel_scope.cancel()
+        try:
+            return await stack.__aexit__(*exc_info)
+        finally:
+            log.info("host %s stopped", self.name)
+
+    async def run(self) -> None:
+        """Start the host and run until cancelled (`ioplex run` wraps this with signals)."""
+        async with self:
+            await anyio.sleep_forever()
+
+    def _create(self, cfg: config_module.IOServerConfig) -> None:
+        iotype = self.plugins.types[cfg.type]
+        io = IOServer(self, cfg, iotype)
+        self.ioservers[cfg.name] = io
+        try:
+            io.attach(iotype.factory(io))
+        except Exception as exc:
+            io.log.error(
+                "I/O server %s (plugin %s) cannot start: %s", io.name, io.plugin, describe(exc)
+            )
+            io._set_state(State.FAILED, describe(exc))
+
+    async def _run_ioserver(self, io: IOServer) -> None:
+        try:
+            await supervise(
+                f"I/O server {io.name} ({io.type})",
+                io.connect,
+                self.backoff,
+                io.log,
+                io._set_state,
+                on_down=io.set_offline,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                io.set_offline()
+                if io.state is not State.FAILED:
+                    io._set_state(State.STOPPED, None)
+
+    async def _run_service(self, impl: Any) -> None:
+        name = impl.plugin_name
+        settings = self.config.plugins.get(name, {})
+
+        def on_state(state: State, detail: str | None) -> None:
+            if state is State.CONNECTING:  # a service counts as running from its start
+                state = State.ONLINE
+            self.services[name] = state
+            for listener in self._state_listeners:
+                listener("plugin", name, state, detail)
+
+        async def run() -> None:
+            await await_maybe(call_impl(impl, host=self, settings=settings))
+            # A service with nothing to do returns at once; that is not a failure.
+            on_state(State.STOPPED, None)
+            await anyio.sleep_forever()
+
+        plugin_log = logging.getLogger(f"ioplex.plugin.{name}")
+        await supervise(f"plugin {name} service", run, self.backoff, plugin_log, on_state)
+
+    def _state_changed(self, io: IOServer) -> None:
+        for listener in self._state_listeners:
+            listener("ioserver", io.name, io.state, io.detail)
+        if io.state is State.ONLINE and self._tg is not None and io.implements("discover"):
+            self._tg.start_soon(self._discover, io)
+
+    async def _discover(self, io: IOServer) -> None:
+        try:
+            await io.discover()
+        except Exception as exc:
+            io.log.warning("discovery of %s failed: %s", io.name, describe(exc))
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Be told of every I/O server and plugin service state change."""
+        self._state_listeners.append(listener)
+
+    # -- the public API -------------------------------------------------------------------------
+    def time(self) -> float:
+        """The host clock, in seconds since the epoch."""
+        return self.clock.time()
+
+    async def write(self, name: str, value: Value) -> None:
+        """Write a data point: checked here, carried out by its owning I/O server."""
+        await self.points.write(name, value)
+
+    async def read(self, name: str) -> Value:
+        """A fresh value of a data point, from the device when the driver can read it."""
+        point = self.points[name]
+        if point.owner is None:
+            return point.value
+        return await point.owner.read(point, "io")
+
+    def subscribe(self, *patterns: str, maxsize: int = DEFAULT_QUEUE_SIZE) -> Subscription:
+        """Subscribe to changes of data points matching any glob pattern (`Registry.subscribe`)."""
+        return self.points.subscribe(*patterns, maxsize=maxsize)
+
+    def publish(self, event: Any, source: str) -> None:
+        """Put a protocol event on the event bus for every `on_event` implementation."""
+        self.bus.publish(event, source)
+
+    async def discover(self, name: str) -> list[str] | None:
+        """Run discovery on one I/O server now."""
+        return await self.ioservers[name].discover()
+
+    async def wait_online(self, *names: str, timeout: float | None = 10.0) -> None:
+        """Wait until the named I/O servers (default: all that can start) are online."""
+        targets = [self.ioservers[n] for n in names] if names else [
+            io for io in self.ioservers.values() if io.state is not State.FAILED
+        ]
+        with anyio.fail_after(timeout):
+            for io in targets:
+                await io.wait_online()

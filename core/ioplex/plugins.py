@@ -1,0 +1,242 @@
+"""Finding, loading and describing plugins.
+
+Plugins are modules registered in the entry-point group ``ioplex``; the entry point's name is
+the plugin's name. Each is loaded in isolation: one that fails to import, or whose hooks do
+not match the specs, is reported with its name, version and error and skipped, and never
+stops the host (pluggy's own `load_setuptools_entrypoints` aborts on the first failure, so
+this loop is written here).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.resources import files
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import IoplexError
+
+log = logging.getLogger("ioplex.plugins")
+
+GROUP = hookspecs.PROJECT
+ENV_LOAD = "IOPLEX_LOAD_PLUGINS"
+DEFAULT_PLUGINS = ("ioplex.builtins.system", "ioplex.builtins.dummy")
+"""The built-in plugins, shipped with the kernel and registered like any other."""
+
+
+def make_manager() -> pluggy.PluginManager:
+    """A plugin manager with ioplex's hook specs and no plugins."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """Call one hook implementation with the arguments it asks for.
+
+    Used where each implementation must be isolated from the others (a plugin's error must
+    not stop the next one), which pluggy's all-or-nothing hook call does not allow.
+    """
+    return impl.function(*[kwargs[name] for name in impl.argnames])
+
+
+def load_schema(package: str, resource: str = "schema.json") -> dict[str, Any]:
+    """Read a JSON Schema shipped as package data, e.g. ``load_schema(__package__)``."""
+    return json.loads(files(package).joinpath(resource).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class IOServerType:
+    """An I/O server type a plugin provides: what ``plugin = "<name>"`` refers to."""
+
+    name: str
+    plugin: str
+    factory: Callable[[Any], Any]
+    schema: dict[str, Any]
+    description: str | None = None
+
+
+@dataclass
+class PluginInfo:
+    """What `ioplex plugins` reports about one plugin."""
+
+    name: str
+    version: str | None = None
+    distribution: str | None = None
+    builtin: bool = False
+    hooks: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "distribution": self.distribution,
+            "builtin": self.builtin,
+            "hooks": self.hooks,
+            "types": self.types,
+            **({"error": self.error} if self.error else {}),
+        }
+
+
+class Plugins:
+    """The loaded plugins: a pluggy manager plus what each plugin declared."""
+
+    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        self.pm = pm or make_manager()
+        self.info: dict[str, PluginInfo] = {}
+        self.failed: list[PluginInfo] = []
+        self.types: dict[str, IOServerType] = {}
+        self._settings_schemas: dict[str, dict[str, Any] | None] = {}
+
+    # -- registering ---------------------------------------------------------------------------
+    def register(
+        self,
+        plugin: object,
+        name: str,
+        *,
+        version: str | None = None,
+        distribution: str | None = None,
+        builtin: bool = False,
+    ) -> PluginInfo:
+        """Register a plugin object (a module or an object with hookimpls) under `name`.
+
+        Errors in its hook signatures or its registration hooks are recorded in `failed` and
+        the plugin is left out; nothing is raised.
+        """
+        info = PluginInfo(name, version, distribution, builtin)
+        try:
+            if name in self.info:
+                raise IoplexError(f"a plugin named {name!r} is already registered")
+            self.pm.register(plugin, name=name)
+            try:
+                self.pm.check_pending()
+                self._declare(plugin, name, info)
+            except BaseException:
+                self.pm.unregister(plugin, name=name)
+                for type_name in info.types:
+                    self.types.pop(type_name, None)
+                self._settings_schemas.pop(name, None)
+                raise
+        except Exception as exc:
+            info.error = f"{type(exc).__name__}: {exc}"
+            self.failed.append(info)
+            log.error("plugin %s %s failed to load and is skipped: %s", name, version or "", exc)
+            return info
+        info.hooks = sorted(
+            caller.name for caller in self.pm.get_hookcallers(plugin) or () if caller.name
+        )
+        self.info[name] = info
+        return info
+
+    def _declare(self, plugin: object, name: str, info: PluginInfo) -> None:
+        for impl in self.pm.hook.register_ioserver_types.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+
+            def register(
+                type_name: str,
+                factory: Callable[[Any], Any],
+                schema: dict[str, Any],
+                description: str | None = None,
+            ) -> None:
+                if type_name in self.types:
+                    raise IoplexError(
+                        f"I/O server type {type_name!r} is already provided by plugin "
+                        f"{self.types[type_name].plugin!r}"
+                    )
+                from .config import check_plugin_schema
+
+                check_plugin_schema(schema, f"plugin {name}, type {type_name}")
+                self.types[type_name] = IOServerType(
+                    type_name, name, factory, schema, description
+                )
+                info.types.append(type_name)
+
+            call_impl(impl, register=register)
+        for impl in self.pm.hook.plugin_settings_schema.get_hookimpls():
+            if impl.plugin is plugin:
+                schema = call_impl(impl)
+                if schema is not None:
+                    from .config import check_plugin_schema
+
+                    check_plugin_schema(schema, f"plugin {name}, settings")
+                self._settings_schemas[name] = schema
+
+    def load_builtins(self) -> None:
+        version = _version("ioplex")
+        for module_name in DEFAULT_PLUGINS:
+            module = importlib.import_module(module_name)
+            self.register(
+                module, module_name.rsplit(".", 1)[1], version=version, builtin=True,
+                distribution="ioplex",
+            )
+
+    def load_entrypoints(self, environ: Mapping[str, str] | None = None) -> None:
+        """Load every plugin of the ``ioplex`` entry-point group, each in isolation.
+
+        ``IOPLEX_LOAD_PLUGINS=a,b`` loads only those (by plugin or distribution name); an
+        empty value loads none.
+        """
+        environ = os.environ if environ is None else environ
+        allowed: set[str] | None = None
+        if ENV_LOAD in environ:
+            allowed = {n.strip() for n in environ[ENV_LOAD].split(",") if n.strip()}
+        for ep in importlib.metadata.entry_points(group=GROUP):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            version = dist.version if dist is not None else None
+            if allowed is not None and ep.name not in allowed and dist_name not in allowed:
+                continue
+            if ep.name in self.info:
+                continue
+            try:
+                plugin = ep.load()
+            except BaseException as exc:  # a plugin's import may even call sys.exit
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                info = PluginInfo(ep.name, version, dist_name, error=f"{type(exc).__name__}: {exc}")
+                self.failed.append(info)
+                log.error(
+                    "plugin %s %s (%s) failed to import and is skipped: %s",
+                    ep.name, version or "", dist_name or ep.value, info.error,
+                )
+                continue
+            self.register(plugin, ep.name, version=version, distribution=dist_name)
+
+    # -- asking --------------------------------------------------------------------------------
+    def settings_schema(self, plugin: str) -> dict[str, Any] | None:
+        """The schema of ``[plugins.<plugin>]``, or None if the plugin has no settings."""
+        return self._settings_schemas.get(plugin)
+
+    def impls(self, hook: str) -> list[pluggy.HookImpl]:
+        """The implementations of a plugin hook, in call order."""
+        return getattr(self.pm.hook, hook).get_hookimpls()
+
+    def module(self, name: str) -> ModuleType | object | None:
+        return self.pm.get_plugin(name)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def load_plugins(environ: Mapping[str, str] | None = None) -> Plugins:
+    """The built-in plugins plus every installed plugin `IOPLEX_LOAD_PLUGINS` allows."""
+    plugins = Plugins()
+    plugins.load_builtins()
+    plugins.load_entrypoints(environ)
+    return plugins
