@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,15 @@ def cli() -> None:
     show_default=True,
     help="How much the host logs to stderr.",
 )
-def run(config: Path, log_level: str) -> None:
+@click.option(
+    "--watch",
+    "watch",
+    multiple=True,
+    metavar="PATTERN",
+    help="Print changes of the data points matching PATTERN (e.g. 'dummy.*') to stdout, "
+    "one line each; repeatable.",
+)
+def run(config: Path, log_level: str, watch: tuple[str, ...]) -> None:
     """Run the host described by CONFIG until SIGINT or SIGTERM."""
     logging.basicConfig(
         level=log_level.upper(),
@@ -73,9 +82,19 @@ def run(config: Path, log_level: str) -> None:
                         return
 
                 tg.start_soon(stop_on_signal)
-                await host.run()
+                async with host:
+                    if watch:
+                        tg.start_soon(print_changes, host, watch)
+                    await anyio.sleep_forever()
 
     anyio.run(main)
+
+
+async def print_changes(host: Host, patterns: tuple[str, ...]) -> None:
+    async with host.subscribe(*patterns) as events:
+        async for event in events:
+            stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+            click.echo(f"{stamp} {event.name} = {event.value!r} ({event.quality})")
 
 
 @cli.command()
