@@ -51,6 +51,8 @@ class Host:
         """I/O data points by name."""
         self.ui = Registry("ui", clock=self.clock.time, min_segments=1)
         """UI variables by name."""
+        self.points.declare_on_write = lambda name: self._declare_on_write(name, False)
+        self.ui.declare_on_write = lambda name: self._declare_on_write(name, True)
         self.ioservers: dict[str, IOServer] = {}
         self.services: dict[str, State] = {}
         """State of each plugin's `serve` task, by plugin name."""
@@ -189,6 +191,11 @@ class Host:
             await io.discover()
         except Exception as exc:
             io.log.warning("discovery of %s failed: %s", io.name, describe(exc))
+
+    def _declare_on_write(self, name: str, ui: bool) -> Any:
+        instance, _, id = name.partition(".")
+        io = self.ioservers.get(instance)
+        return io._declare_from_family(id, ui) if io is not None and id else None
 
     def add_state_listener(self, listener: StateListener) -> None:
         """Be told of every I/O server and plugin service state change."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +15,7 @@ import pluggy
 from .config import IOServerConfig
 from .errors import IoplexError, PointNameError, WriteError
 from .plugins import IOServerType, make_manager
-from .points import Point, Quality, Value
+from .points import Point, Quality, Value, check_pattern
 from .supervisor import State
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class IOServer:
         self._points: dict[str, Point] = {}
         self._ui: dict[str, Point] = {}
         self._hook: Any = None
+        self._families: list[tuple[Any, dict[str, Any]]] = []
         self._online = anyio.Event()
         self.connection = self.declare("connection", "offline", quality=Quality.GOOD)
 
@@ -104,6 +107,33 @@ class IOServer:
         )
         table[id] = point
         return point
+
+    def declare_family(
+        self,
+        pattern: str,
+        *,
+        writable: bool = True,
+        type: type | str | None = None,
+        ui: bool = False,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Accept writes to ids matching the glob `pattern` before they are declared.
+
+        For command-like points whose name carries a parameter, such as ``exec.<seconds>``:
+        the first write to ``<name>.exec.5`` declares that point (with these arguments) and
+        then reaches the driver's write hook like any other.
+        """
+        check_pattern(f"{self.name}.{pattern}")
+        match = re.compile(fnmatch.translate(pattern)).match
+        self._families.append(
+            (match, {"writable": writable, "type": type, "ui": ui, "meta": meta})
+        )
+
+    def _declare_from_family(self, id: str, ui: bool) -> Point | None:
+        for match, kwargs in self._families:
+            if kwargs["ui"] == ui and match(id):
+                return self.declare(id, **kwargs)
+        return None
 
     def point(self, id: str, *, ui: bool = False) -> Point:
         """The point ``<name>.<id>`` of this instance."""

@@ -172,6 +172,9 @@ class Registry:
         self._gen = 0
         self._clock = clock
         self._min_segments = min_segments
+        self.declare_on_write: Callable[[str], Point | None] = lambda name: None
+        """Asked for a point when a write names an undeclared one (see
+        `IOServer.declare_family`); returns the newly declared point or None."""
 
     # -- reading -----------------------------------------------------------------------------
     def __getitem__(self, name: str) -> Point:
@@ -315,7 +318,7 @@ class Registry:
         sent; whatever the driver raises (WriteError, FatalError, ...) reaches the caller.
         A UI variable with no owner is simply set.
         """
-        point = self[name]
+        point = self._points.get(name) or self.declare_on_write(name) or self[name]
         if not point.writable:
             raise ReadOnlyPointError(f"{name} is read-only")
         value = check_value(name, value, point.type)
