@@ -58,6 +58,11 @@ class IOServer:
         self._hook: Any = None
         self._families: list[tuple[Any, dict[str, Any]]] = []
         self._online = anyio.Event()
+        self._update = host.points.update  # the hot path of `set`
+        self.update_many = host.points.update_many
+        """``update_many([(point, value), ...], quality=GOOD, force=False, quiet=False)``:
+        `set` for a batch of this instance's data points (Point objects, no lookup) that
+        arrived together: the fastest way for a driver that pushes many changes."""
         self.connection = self.declare("connection", "offline", quality=Quality.GOOD)
 
     def __repr__(self) -> str:
@@ -156,10 +161,13 @@ class IOServer:
         quiet: bool = False,
     ) -> bool:
         """Update one of this instance's points by id (or Point); see `Registry.update`."""
+        if ui:
+            if point.__class__ is str:
+                point = self._ui[point]  # type: ignore[index]
+            return self.host.ui.update(point, value, quality, force, quiet)  # type: ignore[arg-type]
         if point.__class__ is str:
-            point = (self._ui if ui else self._points)[point]  # type: ignore[index]
-        registry = self.host.ui if ui else self.host.points
-        return registry.update(point, value, quality, force, quiet)  # type: ignore[arg-type]
+            point = self._points[point]  # type: ignore[index]
+        return self._update(point, value, quality, force, quiet)  # type: ignore[arg-type]
 
     def undeclare(self, id: str, *, ui: bool = False) -> None:
         """Remove a point this instance no longer has."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -150,22 +151,35 @@ class Point:
         return f"<Point {self.name}={self.value!r} {self.quality}>"
 
 
-class PointEvent:
-    """A change of one point, as seen by subscribers."""
+class PointEvent(tuple):
+    """A change of one point, as seen by subscribers: ``name``, ``value``, ``old_value``,
+    ``time`` (seconds since the epoch) and ``quality``.
 
-    __slots__ = ("name", "value", "old_value", "time", "quality")
+    A tuple underneath (it unpacks as ``name, value, old_value, time, quality``) because one is
+    made for every change on the registry's hot path, and a tuple is the cheapest object
+    Python can build.
+    """
 
-    def __init__(
-        self, name: str, value: Value, old_value: Value, time: float, quality: Quality
-    ) -> None:
-        self.name = name
-        self.value = value
-        self.old_value = old_value
-        self.time = time
-        self.quality = quality
+    __slots__ = ()
+
+    def __new__(
+        cls, name: str, value: Value, old_value: Value, time: float, quality: Quality
+    ) -> PointEvent:
+        return tuple.__new__(cls, (name, value, old_value, time, quality))
+
+    name = property(itemgetter(0), doc="The point's full name.")
+    value = property(itemgetter(1), doc="The new value.")
+    old_value = property(itemgetter(2), doc="The value before the change (None for a new point).")
+    time = property(itemgetter(3), doc="When it changed, seconds since the epoch.")
+    quality = property(itemgetter(4), doc="The new quality.")
 
     def __repr__(self) -> str:
         return (
-            f"PointEvent({self.name!r}, {self.value!r}, old_value={self.old_value!r}, "
-            f"quality={self.quality.value!r})"
+            f"PointEvent({self[0]!r}, {self[1]!r}, old_value={self[2]!r}, "
+            f"quality={self[4].value!r})"
         )
+
+
+make_event = tuple.__new__
+"""``make_event(PointEvent, (name, value, old_value, time, quality))``: PointEvent without the
+cost of a Python-level ``__new__`` call, for the registry's hot path."""

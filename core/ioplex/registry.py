@@ -12,11 +12,13 @@ import fnmatch
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from .errors import PointNameError, PointTypeError, ReadOnlyPointError, UnknownPointError
-from .queues import DropOldestQueue
 from .points import (
     VALUE_TYPES,
     Point,
@@ -26,6 +28,7 @@ from .points import (
     check_name,
     check_pattern,
     check_value,
+    make_event,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +49,10 @@ def _compile(patterns: tuple[str, ...]) -> Callable[[str], Any]:
 
 
 class _Receiver:
-    """What the registry delivers events to: matches names, takes events."""
+    """What the registry delivers events to. Its `_sink` is where events go: a deque for a
+    subscription, a deque-shaped callback for a listener (see `Registry.update`)."""
+
+    _sink: deque
 
     def __init__(self, registry: Registry, patterns: tuple[str, ...]) -> None:
         if not patterns:
@@ -56,9 +62,6 @@ class _Receiver:
         self._registry = registry
         self.closed = False
         registry._attach(self)
-
-    def _deliver(self, event: PointEvent) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def close(self) -> None:
         """Stop receiving events. Idempotent."""
@@ -77,47 +80,56 @@ class Subscription(_Receiver):
     """
 
     def __init__(self, registry: Registry, patterns: tuple[str, ...], maxsize: int) -> None:
-        self._queue: DropOldestQueue[PointEvent] = DropOldestQueue(maxsize)
-        self._deliver = self._queue.put  # type: ignore[method-assign]  # the hot path
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._sink = deque(maxlen=maxsize)
+        self.dropped = 0
+        """How many events were dropped because the queue was full."""
+        self._wakeup: anyio.Event | None = None
         super().__init__(registry, patterns)
 
     @property
-    def dropped(self) -> int:
-        """How many events were dropped because the queue was full."""
-        return self._queue.dropped
-
-    @property
     def maxsize(self) -> int:
-        return self._queue.maxsize
+        return self._sink.maxlen  # type: ignore[return-value]
 
     def close(self) -> None:
         super().close()
-        self._queue.close()
+        self._registry._sleepers.pop(self, None)
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def pending(self) -> int:
         """How many events are queued and not yet taken."""
-        return len(self._queue)
+        return len(self._sink)
 
     def get_nowait(self) -> PointEvent | None:
         """The next queued event, or None when the queue is empty."""
-        return self._queue.get_nowait()
+        return make_event(PointEvent, self._sink.popleft()) if self._sink else None
 
-    def drain(self) -> list[PointEvent]:
-        """Take every queued event at once (cheaper than iterating one by one)."""
-        return self._queue.drain()
+    def drain(self) -> list[tuple[str, Value, Value, float, Quality]]:
+        """Take every queued event at once, as plain ``(name, value, old_value, time,
+        quality)`` tuples: the fields of `PointEvent`, in its order, without building an
+        object per event. For consumers that handle thousands of changes a second."""
+        items = list(self._sink)
+        self._sink.clear()
+        return items
 
     async def wait(self) -> None:
         """Wait until at least one event is queued (or the subscription is closed)."""
-        await self._queue.wait()
+        while not self._sink and not self.closed:
+            self._wakeup = anyio.Event()
+            self._registry._sleepers[self] = self._wakeup
+            await self._wakeup.wait()
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> PointEvent:
-        try:
-            return await self._queue.get()
-        except EOFError:
-            raise StopAsyncIteration from None
+        if not self._sink:
+            await self.wait()
+            if not self._sink:
+                raise StopAsyncIteration
+        return make_event(PointEvent, self._sink.popleft())
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -132,6 +144,15 @@ class Subscription(_Receiver):
         self.close()
 
 
+class _CallbackSink(deque):
+    """A deque that is never full and whose `append` is a callback: lets the registry's hot
+    loop treat listeners and subscriptions alike, without a type check per delivery."""
+
+    def __init__(self, append: Callable[[PointEvent], Any]) -> None:
+        super().__init__(maxlen=None)
+        self.append = append  # type: ignore[method-assign]
+
+
 class Listener(_Receiver):
     """A synchronous callback for matching changes, for in-process consumers on the hot path
     (data loggers, replication servers). The callback must be quick and must not block; an
@@ -142,9 +163,11 @@ class Listener(_Receiver):
     ) -> None:
         self._callback = callback
         self.errors = 0
+        self._sink = _CallbackSink(self._deliver)
         super().__init__(registry, patterns)
 
-    def _deliver(self, event: PointEvent) -> None:
+    def _deliver(self, raw: tuple) -> None:
+        event = make_event(PointEvent, raw)
         try:
             self._callback(event)
         except Exception:
@@ -169,6 +192,8 @@ class Registry:
         self.kind = kind
         self._points: dict[str, Point] = {}
         self._receivers: list[_Receiver] = []
+        self._by_sink: dict[int, _Receiver] = {}
+        self._sleepers: dict[Subscription, anyio.Event] = {}
         self._gen = 0
         self._clock = clock
         self._min_segments = min_segments
@@ -246,7 +271,7 @@ class Registry:
         value = check_value(name, value, type)
         point = Point(
             name,
-            value,
+            None if not quiet else value,
             owner=owner,
             writable=writable,
             type=type,
@@ -255,8 +280,8 @@ class Registry:
             meta=meta,
         )
         self._points[name] = point
-        if not quiet:
-            self._notify(point, None)
+        if not quiet:  # subscribers see a new point as a change from None
+            self.update(point, value, quality, force=True)
         return point
 
     def remove(self, name: str) -> Point:
@@ -278,31 +303,55 @@ class Registry:
         points whose every update is meaningful (a command's exit status). `quiet` changes the
         value without telling subscribers (an initial alignment that must not raise events).
         """
+        return self.update_many(((point, value),), quality, force, quiet) == 1
+
+    def update_many(
+        self,
+        changes: Iterable[tuple[Point, Value]],
+        quality: Quality = Quality.GOOD,
+        force: bool = False,
+        quiet: bool = False,
+    ) -> int:
+        """`update` for a batch of ``(point, value)`` pairs that arrived together (one poll
+        of a device, one message from a remote); they share one timestamp. Returns how many
+        changed. About twice as fast per change as `update` for drivers that push many.
+        """
+        # The host's hottest loop: everything is inlined, no call per change or subscriber.
         now = self._clock()
-        point.last_updated = now
-        old = point.value
-        if value.__class__ is not point.type and value is not None:
-            value = check_value(point.name, value, point.type)
-        if (
-            not force
-            and point.quality is quality
-            and old == value
-            and old.__class__ is value.__class__
-        ):
-            return False
-        point.value = value
-        point.quality = quality
-        point.last_changed = now
-        if quiet:
-            return True
-        if point._gen != self._gen:
-            self._refresh(point)
-        receivers = point._subs
-        if receivers:
-            event = PointEvent(point.name, value, old, now, quality)
-            for receiver in receivers:
-                receiver._deliver(event)
-        return True
+        gen = self._gen
+        changed = 0
+        for point, value in changes:
+            point.last_updated = now
+            old = point.value
+            if value.__class__ is not point.type and value is not None:
+                value = check_value(point.name, value, point.type)
+            if (
+                not force
+                and point.quality is quality
+                and old == value
+                and old.__class__ is value.__class__
+            ):
+                continue
+            point.value = value
+            point.quality = quality
+            point.last_changed = now
+            changed += 1
+            if quiet:
+                continue
+            if point._gen != gen:
+                self._refresh(point)
+            sinks = point._subs
+            if sinks:
+                # Sinks hold plain tuples: a PointEvent is made only when a reader takes one.
+                event = (point.name, value, old, now, quality)
+                for sink in sinks:
+                    queued = len(sink)
+                    if queued == sink.maxlen:
+                        self._overflow(sink)
+                    sink.append(event)
+                    if not queued and self._sleepers:  # empty until now: its reader may sleep
+                        self._wake(sink)
+        return changed
 
     def set_quality(self, points: Iterator[Point] | list[Point], quality: Quality) -> None:
         """Change the quality of many points at once, keeping their values."""
@@ -342,21 +391,26 @@ class Registry:
 
     def _attach(self, receiver: _Receiver) -> None:
         self._receivers.append(receiver)
+        self._by_sink[id(receiver._sink)] = receiver
         self._gen += 1
 
     def _detach(self, receiver: _Receiver) -> None:
         self._receivers.remove(receiver)
+        del self._by_sink[id(receiver._sink)]
         self._gen += 1
+
+    def _overflow(self, sink: deque) -> None:
+        receiver = self._by_sink.get(id(sink))
+        if receiver is not None:
+            receiver.dropped += 1  # type: ignore[attr-defined]
+
+    def _wake(self, sink: deque) -> None:
+        """Wake the reader of `sink` if it is waiting for events."""
+        wakeup = self._sleepers.pop(self._by_sink.get(id(sink)), None)  # type: ignore[arg-type]
+        if wakeup is not None:
+            wakeup.set()
 
     def _refresh(self, point: Point) -> None:
         name = point.name
-        point._subs = tuple(r for r in self._receivers if r._matches(name))
+        point._subs = tuple(r._sink for r in self._receivers if r._matches(name))
         point._gen = self._gen
-
-    def _notify(self, point: Point, old: Value) -> None:
-        self._refresh(point)
-        if point._subs:
-            event = PointEvent(point.name, point.value, old, point.last_changed, point.quality)
-            for receiver in point._subs:
-                receiver._deliver(event)
-

@@ -1,0 +1,205 @@
+"""What a ``[loggers.<id>]`` table means: one data logger's settings, parsed and checked.
+
+The host schema (schemas/host.schema.json) checks the shape of each table and fills in its
+defaults; `check_loggers` (registered in `ioplex.config.LOGGER_VALIDATORS`) then checks what a
+schema cannot express: point pattern syntax, retention durations, time zone names and that a
+``source`` names a configured I/O server. Every problem carries its dotted config path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..config import join_path
+from ..errors import PointNameError, Problem
+from ..points import check_pattern
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+LEVELS = ("raw", "minute", "hour", "day", "month")
+"""Every level a logger can keep, finest first. ``raw`` is always kept."""
+KINDS = ("range", "counter")
+
+FOREVER = "forever"
+DURATION_UNITS: dict[str, int] = {
+    "s": 1,
+    "min": 60,
+    "h": 3600,
+    "d": 86_400,
+    "w": 7 * 86_400,
+    "mo": 30 * 86_400,
+    "y": 365 * 86_400,
+}
+"""Units of retention durations. A month is 30 days and a year 365 days: retention is a
+length of time, not a calendar position, so it needs no time zone."""
+_DURATION_RE = re.compile(r"\s*([+-]?\d+(?:\.\d+)?)\s*([a-z]+)\s*")
+
+
+class DurationError(ValueError):
+    """A retention duration that is malformed, zero or negative."""
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds for a retention value: an integer number of seconds, a string like ``"7d"``,
+    ``"36h"``, ``"2y"`` (units s, min, h, d, w, mo, y) or ``"forever"`` (None: never delete).
+
+    Raises DurationError saying what is wrong and what is expected.
+    """
+    expected = (
+        "expected a positive number of seconds, a number with a unit "
+        f"({', '.join(DURATION_UNITS)}) such as \"7d\", or \"forever\""
+    )
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise DurationError(f"invalid duration {value!r}: {expected}")
+    if isinstance(value, str):
+        if value.strip().lower() == FOREVER:
+            return None
+        m = _DURATION_RE.fullmatch(value.lower())
+        if m is None:
+            raise DurationError(f"invalid duration {value!r}: {expected}")
+        number, unit = float(m.group(1)), m.group(2)
+        if unit not in DURATION_UNITS:
+            hint = " (use 'min' for minutes or 'mo' for months)" if unit == "m" else ""
+            raise DurationError(f"invalid duration {value!r}: unknown unit {unit!r}{hint}; {expected}")
+        seconds = number * DURATION_UNITS[unit]
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise DurationError(
+            f"retention must be positive, got {value!r}; use \"forever\" to keep rows for good"
+        )
+    return seconds
+
+
+@dataclass(frozen=True)
+class LoggerSettings:
+    """One data logger's validated settings (see docs/loggers.md, "Configuration")."""
+
+    id: str
+    kind: str = "range"
+    points: tuple[str, ...] = ()
+    levels: tuple[str, ...] = ("raw", "hour", "day", "month")
+    """The levels kept, finest first; always starts with ``raw``."""
+    retention: dict[str, float | None] = field(default_factory=dict)
+    """Seconds each level is kept, None for ever; one entry per level in LEVELS."""
+    timezone: str = "UTC"
+    wrap: float | None = None
+    source: str | None = None
+    source_id: str | None = None
+    pollinterval: float = 60.0
+    description: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "points": list(self.points),
+            "levels": list(self.levels),
+            "retention": self.retention,
+            "timezone": self.timezone,
+            "wrap": self.wrap,
+            "source": self.source,
+            "source_id": self.source_id,
+            "pollinterval": self.pollinterval,
+            "description": self.description,
+        }
+
+
+DEFAULT_RETENTION: dict[str, str] = {
+    "raw": "7d", "minute": "7d", "hour": "2y", "day": "10y", "month": FOREVER,
+}
+"""Mirrors the defaults in the host schema, for tables built without it (tests, scripts)."""
+
+
+def parse(id: str, table: dict[str, Any], where: str | None = None) -> tuple[LoggerSettings | None, list[Problem]]:
+    """Settings from one ``[loggers.<id>]`` table (defaults already filled by the schema).
+
+    Returns (settings or None, problems); `where` is the table's config path.
+    """
+    where = where if where is not None else join_path("loggers", id)
+    problems: list[Problem] = []
+
+    points: list[str] = []
+    for i, pattern in enumerate(table.get("points", [])):
+        try:
+            points.append(check_pattern(pattern))
+        except PointNameError as exc:
+            problems.append(Problem(join_path(join_path(where, "points"), i), str(exc)))
+
+    kind = table.get("kind", "range")
+    if kind not in KINDS:  # the schema says so too; kept for tables built without it
+        problems.append(Problem(join_path(where, "kind"), f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"))
+
+    levels = set(table.get("levels", ("hour", "day", "month"))) | {"raw"}
+    unknown = levels - set(LEVELS)
+    if unknown:
+        problems.append(Problem(join_path(where, "levels"), f"unknown levels {sorted(unknown)}; expected some of {', '.join(LEVELS[1:])}"))
+
+    retention: dict[str, float | None] = {}
+    given = {**DEFAULT_RETENTION, **table.get("retention", {})}
+    for level, value in given.items():
+        if level not in LEVELS:
+            problems.append(Problem(join_path(join_path(where, "retention"), level), f"unknown level {level!r}; expected one of {', '.join(LEVELS)}"))
+            continue
+        try:
+            retention[level] = parse_duration(value)
+        except DurationError as exc:
+            problems.append(Problem(join_path(join_path(where, "retention"), level), str(exc)))
+
+    timezone = table.get("timezone", "UTC")
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(Problem(join_path(where, "timezone"), f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Rome' or 'UTC'"))
+
+    wrap = table.get("wrap")
+    if wrap is not None and kind != "counter":
+        problems.append(Problem(join_path(where, "wrap"), f"wrap applies to counter loggers only; this logger's kind is {kind!r}"))
+    if wrap is not None and (isinstance(wrap, bool) or not isinstance(wrap, int | float) or wrap <= 0):
+        problems.append(Problem(join_path(where, "wrap"), f"wrap must be a positive number (the counter's modulus, e.g. 65536), got {wrap!r}"))
+
+    source = table.get("source")
+    source_id = table.get("source_id") or (id if source else None)
+    pollinterval = table.get("pollinterval", 60.0)
+    if isinstance(pollinterval, bool) or not isinstance(pollinterval, int | float) or pollinterval <= 0:
+        problems.append(Problem(join_path(where, "pollinterval"), f"pollinterval must be a positive number of seconds, got {pollinterval!r}"))
+
+    if problems:
+        return None, problems
+    return LoggerSettings(
+        id=id,
+        kind=kind,
+        points=tuple(points),
+        levels=tuple(level for level in LEVELS if level in levels),
+        retention=retention,
+        timezone=timezone,
+        wrap=float(wrap) if wrap is not None else None,
+        source=source,
+        source_id=source_id,
+        pollinterval=float(pollinterval),
+        description=table.get("description", ""),
+    ), []
+
+
+def check_loggers(tables: dict[str, Any], config: Config) -> list[Problem]:
+    """The `LOGGER_VALIDATORS` check: every ``[loggers.<id>]`` table, after the schema."""
+    problems: list[Problem] = []
+    for id, table in tables.items():
+        where = join_path("loggers", id)
+        _, found = parse(id, table, where)
+        problems.extend(found)
+        source = table.get("source")
+        if source is not None and source not in config.ioservers:
+            known = list(config.ioservers)
+            hint = difflib.get_close_matches(source, known, n=1)
+            problems.append(Problem(
+                join_path(where, "source"),
+                f"unknown I/O server {source!r}"
+                + (f"; did you mean {hint[0]!r}?" if hint else f"; configured: {', '.join(known) or 'none'}"),
+            ))
+    return problems

@@ -1,0 +1,499 @@
+"""The data loggers' SQLite database: its schema and every write to it.
+
+One database, ``<data_dir>/loggers.db``, holds every logger (docs/loggers.md describes each
+table). Exactly one `Store` writes to it, through one connection that is only ever used by one
+thread at a time: the service runs every method here through
+``anyio.to_thread.run_sync(..., limiter=CapacityLimiter(1))``. Readers (queries, the CLI,
+any SQLite tool) use their own connections; WAL lets them read while the host writes.
+
+Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL``. A committed transaction survives
+the process being killed (its WAL frames are in the OS's cache); a power cut may lose the last
+few transactions but never corrupts the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ..errors import IoplexError
+from ..points import PointEvent, Quality
+from .calendar import Calendar
+from .consolidate import consolidate
+from .settings import LEVELS, LoggerSettings
+
+try:  # a lock file keeps a second host from writing the same database
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("ioplex.loggers")
+
+DATABASE = "loggers.db"
+SCHEMA_VERSION = 1
+QUALITIES: tuple[Quality, ...] = (Quality.GOOD, Quality.STALE, Quality.BAD)
+"""Qualities by their code in the database (``raw.quality``; the ``qualities`` table)."""
+QUALITY_CODES: dict[str, int] = {q.value: i for i, q in enumerate(QUALITIES)}
+INTERVAL_LEVELS = LEVELS[1:]
+
+# raw and the interval tables are written with explicit DDL rather than sqlite-utils'
+# `create`, which cannot declare WITHOUT ROWID tables or generated columns:
+# - raw is clustered on (logger, seq): recording appends at the end of each logger's range,
+#   and `samples_after` (what replication serves) and consolidation (which resumes after a
+#   seq) are single range scans, with no separate rowid b-tree to maintain on every insert.
+# - an interval table is clustered on (point, time), the key every consolidation upsert
+#   looks up; `avg` is a generated column so SQL tools see it without storing it.
+RAW_DDL = """
+CREATE TABLE IF NOT EXISTS raw (
+    logger INTEGER NOT NULL REFERENCES loggers(id),
+    seq INTEGER NOT NULL,
+    time REAL NOT NULL,
+    point INTEGER NOT NULL REFERENCES points(id),
+    value REAL,
+    quality INTEGER NOT NULL DEFAULT 0 REFERENCES qualities(code),
+    feed INTEGER REFERENCES feeds(id),
+    origin INTEGER,
+    PRIMARY KEY (logger, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS raw_logger_time ON raw (logger, time);
+CREATE UNIQUE INDEX IF NOT EXISTS raw_feed_origin ON raw (feed, origin) WHERE feed IS NOT NULL;
+"""
+INTERVAL_DDL = """
+CREATE TABLE IF NOT EXISTS {level} (
+    logger INTEGER NOT NULL REFERENCES loggers(id),
+    point INTEGER NOT NULL REFERENCES points(id),
+    time INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    sum REAL NOT NULL,
+    min REAL NOT NULL,
+    max REAL NOT NULL,
+    delta REAL,
+    avg REAL GENERATED ALWAYS AS (sum / count) VIRTUAL,
+    PRIMARY KEY (point, time)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {level}_logger_time ON {level} (logger, time);
+"""
+ISO_TIME = "strftime('%Y-%m-%dT%H:%M:%fZ', {}, 'unixepoch')"
+SAMPLES_VIEW = f"""
+SELECT loggers.name AS logger, raw.seq, raw.time, {ISO_TIME.format("raw.time")} AS utc,
+       points.name AS point, raw.value, qualities.name AS quality, feeds.source AS source,
+       raw.origin
+FROM raw
+JOIN loggers ON loggers.id = raw.logger
+JOIN points ON points.id = raw.point
+JOIN qualities ON qualities.code = raw.quality
+LEFT JOIN feeds ON feeds.id = raw.feed
+"""
+INTERVAL_VIEW = """
+SELECT loggers.name AS logger, {level}.time, {iso} AS utc, points.name AS point,
+       {level}.count, {level}.min, {level}.max, {level}.avg, {level}.delta
+FROM {level}
+JOIN loggers ON loggers.id = {level}.logger
+JOIN points ON points.id = {level}.point
+"""
+VIEWS = {"raw": "samples", "minute": "minutes", "hour": "hours", "day": "days", "month": "months"}
+"""The view over each level's table that shows names and ISO times instead of ids."""
+
+INSERT_RAW = "INSERT INTO raw (logger, seq, time, point, value, quality) VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_REPLICATED = (
+    "INSERT OR IGNORE INTO raw (logger, seq, time, point, value, quality, feed, origin) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+UPSERT_INTERVAL = """
+INSERT INTO {level} (logger, point, time, count, sum, min, max, delta)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (point, time) DO UPDATE SET
+    count = count + excluded.count,
+    sum = sum + excluded.sum,
+    min = min(min, excluded.min),
+    max = max(max, excluded.max),
+    delta = delta + excluded.delta
+"""
+
+
+def to_number(value: Any) -> float | None:
+    """What a logger records for a point value: numbers as they are, bool as 0/1, a string
+    that reads as a number (``"21.5"``) as that number, and None for anything else (other
+    strings, None, NaN, infinities)."""
+    cls = value.__class__
+    if cls is float:
+        return value if value - value == 0.0 else None  # NaN and ±inf give NaN here
+    if cls is int or cls is bool:
+        return float(value)
+    if cls is str or isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if number - number == 0.0 else None
+    if isinstance(value, int | float):
+        return to_number(float(value))
+    return None
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the database. Read-only ones never create or change anything."""
+    if readonly:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0, check_same_thread=False
+        )
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+    # check_same_thread=False: the store's calls run in anyio's worker threads, one at a time
+    # (the service's CapacityLimiter(1)), not always in the same thread.
+    return sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+
+
+@dataclass
+class LoggerState:
+    """What the writer keeps in memory about one logger between transactions."""
+
+    id: int
+    name: str
+    last_seq: int
+    consolidated_seq: int
+    points: dict[str, int] = field(default_factory=dict)
+    """Point name -> ``points.id``."""
+    last_values: dict[int, float] = field(default_factory=dict)
+    """Counters: each point's last consolidated reading (``points.last_value``)."""
+
+
+class Store:
+    """The writer. Every method is blocking; call them in a worker thread, one at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db: sqlite_utils.Database | None = None
+        self._lock_file: Any = None
+
+    # -- opening -------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Open (creating if needed) the database, take the writer's lock, create the schema."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            conn = connect(self.path)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            self._create_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock(self) -> None:
+        if fcntl is None:  # pragma: no cover
+            return
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock_file = open(lock_path, "a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise IoplexError(
+                f"{self.path} is already being written by another ioplex host "
+                f"(lock {lock_path} is held); two hosts cannot share a data_dir"
+            ) from None
+
+    def _create_schema(self) -> None:
+        db = self.db
+        assert db is not None
+        db["loggers"].create(
+            {
+                "id": int, "name": str, "kind": str, "timezone": str, "levels": str,
+                "settings": str, "last_seq": int, "consolidated_seq": int,
+                "created": float, "updated": float,
+            },
+            pk="id",
+            not_null={"name", "kind", "timezone", "last_seq", "consolidated_seq"},
+            defaults={"last_seq": 0, "consolidated_seq": 0},
+            if_not_exists=True,
+        )
+        db["loggers"].create_index(["name"], "loggers_name", unique=True, if_not_exists=True)
+        db["points"].create(
+            {"id": int, "logger": int, "name": str, "last_value": float},
+            pk="id",
+            not_null={"logger", "name"},
+            foreign_keys=[("logger", "loggers", "id")],
+            if_not_exists=True,
+        )
+        db["points"].create_index(
+            ["logger", "name"], "points_logger_name", unique=True, if_not_exists=True
+        )
+        db["feeds"].create(
+            {"id": int, "logger": int, "source": str, "source_id": str, "hwm": int,
+             "updated": float},
+            pk="id",
+            not_null={"logger", "source", "source_id", "hwm"},
+            defaults={"hwm": 0},
+            foreign_keys=[("logger", "loggers", "id")],
+            if_not_exists=True,
+        )
+        db["feeds"].create_index(
+            ["logger", "source", "source_id"], "feeds_logger_source", unique=True,
+            if_not_exists=True,
+        )
+        db["qualities"].create({"code": int, "name": str}, pk="code", if_not_exists=True)
+        db["qualities"].insert_all(
+            ({"code": i, "name": q.value} for i, q in enumerate(QUALITIES)), replace=True
+        )
+        db.executescript(RAW_DDL)
+        for level in INTERVAL_LEVELS:
+            db.executescript(INTERVAL_DDL.format(level=level))
+        db.create_view(VIEWS["raw"], SAMPLES_VIEW, ignore=True)
+        for level in INTERVAL_LEVELS:
+            sql = INTERVAL_VIEW.format(level=level, iso=ISO_TIME.format(f"{level}.time"))
+            db.create_view(VIEWS[level], sql, ignore=True)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        if self.db is not None:
+            try:
+                self.db.conn.close()  # the last connection out checkpoints the WAL
+            finally:
+                self.db = None
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the flock
+            self._lock_file = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self.db is None:
+            raise IoplexError("the data logger database is not open")
+        return self.db.conn
+
+    # -- loggers, points, feeds ----------------------------------------------------------------
+    def register(self, settings: LoggerSettings) -> LoggerState:
+        """Find or create the logger's row, store its current settings, load its state."""
+        assert self.db is not None
+        table = self.db["loggers"]
+        now = time.time()
+        record = {
+            "kind": settings.kind,
+            "timezone": settings.timezone,
+            "levels": json.dumps(list(settings.levels)),
+            "settings": json.dumps(settings.as_dict()),
+            "updated": now,
+        }
+        found = list(table.rows_where("name = ?", [settings.id]))
+        if found:
+            row = found[0]
+            if row["kind"] != settings.kind:
+                log.warning(
+                    "data logger %r changed kind from %s to %s: intervals consolidated before "
+                    "the change keep the old meaning", settings.id, row["kind"], settings.kind,
+                )
+            table.update(row["id"], record)
+            lid = row["id"]
+        else:
+            lid = table.insert({"name": settings.id, "created": now, **record}).last_pk
+        state = self._load(lid, settings.id)
+        return state
+
+    def _load(self, lid: int, name: str) -> LoggerState:
+        conn = self.conn
+        last_seq, consolidated = conn.execute(
+            "SELECT last_seq, consolidated_seq FROM loggers WHERE id = ?", (lid,)
+        ).fetchone()
+        state = LoggerState(lid, name, last_seq, consolidated)
+        for pid, pname, last_value in conn.execute(
+            "SELECT id, name, last_value FROM points WHERE logger = ?", (lid,)
+        ):
+            state.points[pname] = pid
+            if last_value is not None:
+                state.last_values[pid] = last_value
+        return state
+
+    def reload(self, state: LoggerState) -> None:
+        """Reset `state` from the database, after a failed transaction left it ahead."""
+        fresh = self._load(state.id, state.name)
+        state.last_seq, state.consolidated_seq = fresh.last_seq, fresh.consolidated_seq
+        state.points, state.last_values = fresh.points, fresh.last_values
+
+    def _point_id(self, state: LoggerState, name: str) -> int:
+        pid = state.points.get(name)
+        if pid is None:
+            pid = self.conn.execute(
+                "INSERT INTO points (logger, name) VALUES (?, ?)", (state.id, name)
+            ).lastrowid
+            state.points[name] = pid  # type: ignore[assignment]
+        return pid  # type: ignore[return-value]
+
+    def register_feed(self, state: LoggerState, source: str, source_id: str) -> tuple[int, int]:
+        """The feed's id and high-water mark, creating its row at mark 0 the first time."""
+        assert self.db is not None
+        found = list(self.db["feeds"].rows_where(
+            "logger = ? AND source = ? AND source_id = ?", [state.id, source, source_id]
+        ))
+        if found:
+            return found[0]["id"], found[0]["hwm"]
+        pk = self.db["feeds"].insert(
+            {"logger": state.id, "source": source, "source_id": source_id, "hwm": 0,
+             "updated": time.time()}
+        ).last_pk
+        return pk, 0
+
+    # -- recording -------------------------------------------------------------------------------
+    def write_samples(self, batches: Sequence[tuple[LoggerState, Sequence[PointEvent]]]) -> int:
+        """Record point changes, all in one transaction; return how many.
+
+        Rows go in with the raw sqlite3 ``executemany`` rather than sqlite-utils'
+        ``insert_all``, which builds dicts and multi-row statements per row: this is the hot
+        path (bench/bench_loggers.py compares it with a bare executemany).
+        """
+        conn = self.conn
+        good = Quality.GOOD
+        codes = QUALITY_CODES
+        number = to_number
+        rows: list[tuple[Any, ...]] = []
+        append = rows.append
+        try:
+            conn.execute("BEGIN")
+            for state, events in batches:
+                lid = state.id
+                ids = state.points
+                seq = state.last_seq
+                for event in events:
+                    pid = ids.get(event.name)
+                    if pid is None:
+                        pid = self._point_id(state, event.name)
+                    seq += 1
+                    quality = event.quality
+                    append((
+                        lid, seq, event.time, pid, number(event.value),
+                        0 if quality is good else codes.get(quality, 2),
+                    ))
+                state.last_seq = seq
+                conn.execute("UPDATE loggers SET last_seq = ? WHERE id = ?", (seq, lid))
+            conn.executemany(INSERT_RAW, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback([state for state, _ in batches])
+            raise
+        return len(rows)
+
+    def write_replicated(
+        self, state: LoggerState, feed: int, rows: Iterable[tuple[int, float, str, Any, str]]
+    ) -> tuple[int, int]:
+        """Store replicated rows ``(remote seq, time, point, value, quality)`` once each.
+
+        A row whose remote seq this feed already stored is skipped (the unique index on
+        ``(feed, origin)``). The feed's high-water mark moves, in the same transaction, to
+        the highest remote seq now stored. Returns (rows newly stored, high-water mark).
+        """
+        conn = self.conn
+        now = time.time()
+        stored = 0
+        try:
+            conn.execute("BEGIN")
+            (hwm,) = conn.execute("SELECT hwm FROM feeds WHERE id = ?", (feed,)).fetchone()
+            seq = state.last_seq
+            for origin, t, point, value, quality in rows:
+                cursor = conn.execute(INSERT_REPLICATED, (
+                    state.id, seq + 1, t, self._point_id(state, point), to_number(value),
+                    QUALITY_CODES[quality], feed, origin,
+                ))
+                if cursor.rowcount:  # 0 when the row was a duplicate: no seq is spent
+                    seq += 1
+                    stored += 1
+                hwm = max(hwm, origin)
+            state.last_seq = seq
+            conn.execute("UPDATE loggers SET last_seq = ? WHERE id = ?", (seq, state.id))
+            conn.execute("UPDATE feeds SET hwm = ?, updated = ? WHERE id = ?", (hwm, now, feed))
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback([state])
+            raise
+        return stored, hwm
+
+    def _rollback(self, states: Iterable[LoggerState]) -> None:
+        if self.db is not None and self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        for state in states:
+            self.reload(state)
+
+    def feed_mark(self, feed: int) -> int:
+        (hwm,) = self.conn.execute("SELECT hwm FROM feeds WHERE id = ?", (feed,)).fetchone()
+        return hwm
+
+    # -- consolidation ---------------------------------------------------------------------------
+    def consolidate(
+        self, state: LoggerState, settings: LoggerSettings, calendar: Calendar, limit: int
+    ) -> int:
+        """Consolidate the next `limit` raw samples after the logger's consolidation mark, in
+        one transaction that also moves the mark; return how many were taken (0: caught up)."""
+        conn = self.conn
+        levels = [level for level in settings.levels if level != "raw"]
+        if not levels:  # nothing to consolidate; the mark still guards retention
+            if state.consolidated_seq != state.last_seq:
+                conn.execute(
+                    "UPDATE loggers SET consolidated_seq = ? WHERE id = ?",
+                    (state.last_seq, state.id),
+                )
+                conn.commit()
+                state.consolidated_seq = state.last_seq
+            return 0
+        rows = conn.execute(
+            "SELECT seq, point, time, value FROM raw WHERE logger = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (state.id, state.consolidated_seq, limit),
+        ).fetchall()
+        if not rows:
+            return 0
+        counter = settings.kind == "counter"
+        last = dict(state.last_values) if counter else None
+        out = consolidate(rows, settings.kind, levels, calendar.floor, last, settings.wrap)
+        lid = state.id
+        try:
+            conn.execute("BEGIN")
+            for level, buckets in out.items():
+                conn.executemany(
+                    UPSERT_INTERVAL.format(level=level),
+                    [(lid, point, start, *agg) for (point, start), agg in buckets.items()],
+                )
+            if last is not None:
+                changed = [(v, p) for p, v in last.items() if state.last_values.get(p) != v]
+                conn.executemany("UPDATE points SET last_value = ? WHERE id = ?", changed)
+            conn.execute(
+                "UPDATE loggers SET consolidated_seq = ? WHERE id = ?", (rows[-1][0], lid)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            self._rollback([state])
+            raise
+        state.consolidated_seq = rows[-1][0]
+        if last is not None:
+            state.last_values = last
+        return len(rows)
+
+    # -- retention -------------------------------------------------------------------------------
+    def expire(self, state: LoggerState, level: str, cutoff: float, limit: int) -> int:
+        """Delete at most `limit` rows of `level` older than `cutoff` (seconds since the
+        epoch), in one transaction; return how many. Raw samples not yet consolidated are
+        kept whatever their age."""
+        conn = self.conn
+        if level == "raw":
+            cursor = conn.execute(
+                "DELETE FROM raw WHERE logger = ? AND seq IN (SELECT seq FROM raw "
+                "WHERE logger = ? AND time < ? AND seq <= ? LIMIT ?)",
+                (state.id, state.id, cutoff, state.consolidated_seq, limit),
+            )
+        elif level in INTERVAL_LEVELS:
+            cursor = conn.execute(
+                f"DELETE FROM {level} WHERE (point, time) IN (SELECT point, time FROM {level} "
+                "WHERE logger = ? AND time < ? LIMIT ?)",
+                (state.id, cutoff, limit),
+            )
+        else:
+            raise ValueError(f"unknown level {level!r}")
+        conn.commit()
+        return cursor.rowcount
