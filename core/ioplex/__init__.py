@@ -25,6 +25,7 @@ from .errors import (
 from .hookspecs import hookimpl, hookspec
 from .host import Host
 from .ioserver import IOServer
+from .loggers import DataLogger, DataLoggers, Interval, Sample, UnknownLoggerError
 from .plugins import IOServerType, PluginInfo, Plugins, load_plugins, load_schema
 from .points import Point, PointEvent, Quality, Value
 from .registry import Listener, Registry, Subscription
@@ -34,11 +35,14 @@ __all__ = [
     "Backoff",
     "Config",
     "ConfigError",
+    "DataLogger",
+    "DataLoggers",
     "FatalError",
     "Host",
     "IOServer",
     "IOServerConfig",
     "IOServerType",
+    "Interval",
     "IoplexError",
     "Listener",
     "PluginInfo",
@@ -52,8 +56,10 @@ __all__ = [
     "Quality",
     "ReadOnlyPointError",
     "Registry",
+    "Sample",
     "State",
     "Subscription",
+    "UnknownLoggerError",
     "UnknownPointError",
     "Value",
     "WriteError",

@@ -17,6 +17,9 @@ from . import schemadoc
 from .config import HOST_SCHEMA
 from .errors import ConfigError
 from .host import Host
+from .loggers import LEVELS, DatabaseMissing, UnknownLoggerError
+from .loggers.export import FORMATS, TimeError, parse_time, write_rows
+from .loggers.settings import format_duration
 from .plugins import Plugins, load_plugins
 
 EXIT_CONFIG = 2
@@ -150,6 +153,108 @@ def schema(plugin: str, markdown: bool) -> None:
     if settings is not None:
         out["settings"] = settings
     click.echo(json.dumps(out, indent=2))
+
+
+@cli.group()
+def logger() -> None:
+    """Read data loggers (docs/loggers.md); works while the host runs."""
+
+
+def _when(t: float | None) -> str:
+    if t is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + "Z"
+
+
+@logger.command("list")
+@config_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def logger_list(config: Path, as_json: bool) -> None:
+    """List the data loggers of CONFIG with what their database holds."""
+    host = _load(config)
+    stored = host.loggers.reader.overview()
+    host.loggers.reader.close()
+    out: dict[str, Any] = {}
+    for id, lg in host.loggers.items():
+        out[id] = {"configured": True, **lg.settings.as_dict(), "stored": stored.pop(id, None)}
+    for id, info in stored.items():
+        out[id] = {"configured": False, "stored": info}
+    if as_json:
+        click.echo(json.dumps({"database": str(host.loggers.path), "loggers": out}, indent=2))
+        return
+    click.echo(f"database: {host.loggers.path}")
+    for id, info in out.items():
+        db = info["stored"]
+        if not info["configured"]:
+            click.echo(f"{id} (no longer configured; {db['kind']})")
+        else:
+            retention = ", ".join(
+                f"{level} {format_duration(info['retention'][level])}" for level in info["levels"]
+            )
+            what = ", ".join(info["points"]) or "no local points"
+            click.echo(f"{id} ({info['kind']}): {what}; keeps {retention}")
+            if info["source"]:
+                click.echo(
+                    f"  replicated from {info['source']}:{info['source_id']} "
+                    f"every {info['pollinterval']:g} s"
+                )
+        if db is None:
+            click.echo("  nothing stored yet")
+            continue
+        plural = "s" if db["points"] != 1 else ""
+        click.echo(
+            f"  {db['points']} point{plural}; raw samples {_when(db['first'])} .. "
+            f"{_when(db['last'])}; last seq {db['last_seq']}, "
+            f"consolidated to {db['consolidated_seq']}"
+        )
+        for feed in db["feeds"]:
+            click.echo(
+                f"  feed {feed['source']}:{feed['source_id']}: high-water mark {feed['hwm']}"
+            )
+
+
+@logger.command("export")
+@config_argument
+@click.argument("id", metavar="ID")
+@click.option("--since", help="Start (inclusive): ISO 8601 date/time (local to the logger's "
+              "timezone unless it has an offset), epoch seconds, or a duration ago (7d).")
+@click.option("--until", help="End (exclusive), same forms as --since.")
+@click.option("--level", type=click.Choice(LEVELS), default="raw", show_default=True,
+              help="Raw samples or a consolidation level.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--point", "points", multiple=True, metavar="PATTERN",
+              help="Only these points (names or glob patterns); repeatable.")
+def logger_export(
+    config: Path, id: str, since: str | None, until: str | None, level: str, fmt: str,
+    points: tuple[str, ...],
+) -> None:
+    """Write the rows of data logger ID to stdout, oldest first."""
+    host = _load(config)
+    try:
+        lg = host.loggers[id]
+    except UnknownLoggerError as exc:
+        raise click.BadParameter(str(exc), param_hint="ID") from None
+    if level not in lg.levels:
+        raise click.BadParameter(
+            f"data logger {id!r} does not keep level {level!r}; it keeps {', '.join(lg.levels)}",
+            param_hint="--level",
+        )
+    now = host.time()
+    bounds = {}
+    for name, text in (("--since", since), ("--until", until)):
+        try:
+            bounds[name] = None if text is None else parse_time(text, lg.calendar, now)
+        except TimeError as exc:
+            raise click.BadParameter(str(exc), param_hint=name) from None
+    if not host.loggers.reader.exists():
+        click.echo(f"error: {DatabaseMissing(f'no data logger database at {host.loggers.path}')}",
+                   err=True)
+        sys.exit(1)
+    rows = lg.iter_query(bounds["--since"], bounds["--until"], level, points or None)
+    try:
+        write_rows(rows, sys.stdout, fmt, level, lg.calendar)
+    finally:
+        host.loggers.reader.close()
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from .clock import Clock, make_clock
 from .config import Config, ConfigSource
 from .errors import IoplexError
 from .ioserver import IOServer, await_maybe
+from .loggers import DataLoggers
 from .plugins import Plugins, call_impl, load_plugins
 from .points import Value
 from .registry import DEFAULT_QUEUE_SIZE, Registry, Subscription
@@ -57,6 +58,8 @@ class Host:
         self.services: dict[str, State] = {}
         """State of each plugin's `serve` task, by plugin name."""
         self.bus = EventBus(self)
+        self.loggers: DataLoggers = DataLoggers.for_host(self)
+        """Data loggers by id (docs/loggers.md)."""
         self.backoff = Backoff(
             initial=config.host.restart_delay,
             maximum=config.host.restart_max_delay,
@@ -92,9 +95,14 @@ class Host:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
+            # Entered first, so left last: the loggers record until every I/O server has
+            # stopped, then write what is still queued. Started before the I/O servers are
+            # created, so drivers' factories can use host.loggers (add_feed).
+            await stack.enter_async_context(self.loggers)
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             for cfg in self.config.ioservers.values():
                 self._create(cfg)
+            self.loggers.start_feeds()
             for impl in self.plugins.impls("on_event"):
                 self.bus.add(impl.plugin_name, impl)
             for io in self.ioservers.values():

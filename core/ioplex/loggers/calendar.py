@@ -12,7 +12,11 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 _NOMINAL = {"minute": 60, "hour": 3600, "day": 86_400, "month": 31 * 86_400}
-_ZERO = {"hour": {"minute": 0}, "day": {"hour": 0, "minute": 0}, "month": {"day": 1, "hour": 0, "minute": 0}}
+_ZERO = {
+    "hour": {"minute": 0},
+    "day": {"hour": 0, "minute": 0},
+    "month": {"day": 1, "hour": 0, "minute": 0},
+}
 
 
 class Calendar:

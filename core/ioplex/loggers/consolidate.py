@@ -51,8 +51,12 @@ def aggregate_minutes(
     kind: str,
     last: dict[int, float] | None = None,
     wrap: float | None = None,
+    bucket: Callable[[int], int] | None = None,
 ) -> Buckets:
-    """Aggregate raw rows ``(seq, point id, time, value)`` (in seq order) into minutes.
+    """Aggregate raw rows ``(seq, point id, time, value)`` (in seq order) into minutes, or,
+    with `bucket`, into the intervals `bucket` maps each minute's start to (a minute always
+    lies within one hour, day or month, in any time zone with whole-minute offsets; each
+    distinct minute is mapped once).
 
     Rows whose value is None (non-numeric samples) are skipped. For counters `last` holds
     each point's previous reading and is updated in place: pass a copy and keep it only if the
@@ -60,44 +64,39 @@ def aggregate_minutes(
     """
     buckets: Buckets = {}
     get = buckets.get
-    if kind == "counter":
-        if last is None:
-            last = {}
-        for _seq, point, t, value in rows:
-            if value is None:
-                continue
+    starts: dict[int, int] = {}
+    counter = kind == "counter"
+    if last is None:
+        last = {}
+    for _seq, point, t, value in rows:
+        if value is None:
+            continue
+        start = int(t // 60) * 60
+        if bucket is not None:
+            mapped = starts.get(start)
+            if mapped is None:
+                mapped = starts[start] = bucket(start)
+            start = mapped
+        step: float | None = None
+        if counter:
             previous = last.get(point)
             step = 0.0 if previous is None else (
                 value - previous if value >= previous else counter_increase(previous, value, wrap)
             )
             last[point] = value
-            key = (point, int(t // 60) * 60)
-            agg = get(key)
-            if agg is None:
-                buckets[key] = [1, value, value, value, step]
-            else:
-                agg[0] += 1
-                agg[1] += value
-                if value < agg[2]:
-                    agg[2] = value
-                if value > agg[3]:
-                    agg[3] = value
+        key = (point, start)
+        agg = get(key)
+        if agg is None:
+            buckets[key] = [1, value, value, value, step]
+        else:
+            agg[0] += 1
+            agg[1] += value
+            if value < agg[2]:
+                agg[2] = value
+            if value > agg[3]:
+                agg[3] = value
+            if counter:
                 agg[4] += step
-    else:
-        for _seq, point, t, value in rows:
-            if value is None:
-                continue
-            key = (point, int(t // 60) * 60)
-            agg = get(key)
-            if agg is None:
-                buckets[key] = [1, value, value, value, None]
-            else:
-                agg[0] += 1
-                agg[1] += value
-                if value < agg[2]:
-                    agg[2] = value
-                if value > agg[3]:
-                    agg[3] = value
     return buckets
 
 
@@ -132,8 +131,8 @@ def roll_up(buckets: Buckets, floor: Callable[[int], int]) -> Buckets:
     return out
 
 
-CHAIN = (("hour", "minute"), ("day", "hour"), ("month", "day"))
-"""Each coarser level is built from the next finer one."""
+ORDER = ("minute", "hour", "day", "month")
+"""Consolidation levels, finest first; each nests in the next."""
 
 
 def consolidate(
@@ -146,14 +145,17 @@ def consolidate(
 ) -> dict[str, Buckets]:
     """Aggregates of `rows` for each of `levels` (minute, hour, day, month).
 
-    `floor(level, t)` is the calendar (`Calendar.floor`). Intermediate levels are computed
-    even when not kept, since each level is rolled up from the one below.
+    `floor(level, t)` is the calendar (`Calendar.floor`). Raw rows are aggregated straight
+    into the finest level wanted; each coarser one is rolled up from the one below it.
     """
-    wanted = set(levels)
-    out: dict[str, Buckets] = {"minute": aggregate_minutes(rows, kind, last, wrap)}
-    finest_needed = max((i for i, (lvl, _) in enumerate(CHAIN) if lvl in wanted), default=-1)
-    for i, (level, finer) in enumerate(CHAIN):
-        if i > finest_needed:
-            break
-        out[level] = roll_up(out[finer], lambda t, level=level: floor(level, t))
-    return {level: out[level] for level in wanted if level in out}
+    wanted = [level for level in ORDER if level in set(levels)]
+    if not wanted:
+        return {}
+    finest = wanted[0]
+    bucket = None if finest == "minute" else (lambda t: floor(finest, t))
+    out: dict[str, Buckets] = {finest: aggregate_minutes(rows, kind, last, wrap, bucket)}
+    below = finest
+    for level in ORDER[ORDER.index(finest) + 1:ORDER.index(wanted[-1]) + 1]:
+        out[level] = roll_up(out[below], lambda t, level=level: floor(level, t))
+        below = level
+    return {level: out[level] for level in wanted}

@@ -66,7 +66,9 @@ def parse_duration(value: Any) -> float | None:
         number, unit = float(m.group(1)), m.group(2)
         if unit not in DURATION_UNITS:
             hint = " (use 'min' for minutes or 'mo' for months)" if unit == "m" else ""
-            raise DurationError(f"invalid duration {value!r}: unknown unit {unit!r}{hint}; {expected}")
+            raise DurationError(
+                f"invalid duration {value!r}: unknown unit {unit!r}{hint}; {expected}"
+            )
         seconds = number * DURATION_UNITS[unit]
     else:
         seconds = float(value)
@@ -116,7 +118,9 @@ DEFAULT_RETENTION: dict[str, str] = {
 """Mirrors the defaults in the host schema, for tables built without it (tests, scripts)."""
 
 
-def parse(id: str, table: dict[str, Any], where: str | None = None) -> tuple[LoggerSettings | None, list[Problem]]:
+def parse(
+    id: str, table: dict[str, Any], where: str | None = None
+) -> tuple[LoggerSettings | None, list[Problem]]:
     """Settings from one ``[loggers.<id>]`` table (defaults already filled by the schema).
 
     Returns (settings or None, problems); `where` is the table's config path.
@@ -124,50 +128,61 @@ def parse(id: str, table: dict[str, Any], where: str | None = None) -> tuple[Log
     where = where if where is not None else join_path("loggers", id)
     problems: list[Problem] = []
 
+    def problem(message: str, *keys: str | int) -> None:
+        path = where
+        for key in keys:
+            path = join_path(path, key)
+        problems.append(Problem(path, message))
+
     points: list[str] = []
     for i, pattern in enumerate(table.get("points", [])):
         try:
             points.append(check_pattern(pattern))
         except PointNameError as exc:
-            problems.append(Problem(join_path(join_path(where, "points"), i), str(exc)))
+            problem(str(exc), "points", i)
 
     kind = table.get("kind", "range")
     if kind not in KINDS:  # the schema says so too; kept for tables built without it
-        problems.append(Problem(join_path(where, "kind"), f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}"))
+        problem(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}", "kind")
 
     levels = set(table.get("levels", ("hour", "day", "month"))) | {"raw"}
     unknown = levels - set(LEVELS)
     if unknown:
-        problems.append(Problem(join_path(where, "levels"), f"unknown levels {sorted(unknown)}; expected some of {', '.join(LEVELS[1:])}"))
+        problem(f"unknown levels {sorted(unknown)}; expected some of {', '.join(LEVELS[1:])}",
+                "levels")
 
     retention: dict[str, float | None] = {}
-    given = {**DEFAULT_RETENTION, **table.get("retention", {})}
-    for level, value in given.items():
+    for level, value in {**DEFAULT_RETENTION, **table.get("retention", {})}.items():
         if level not in LEVELS:
-            problems.append(Problem(join_path(join_path(where, "retention"), level), f"unknown level {level!r}; expected one of {', '.join(LEVELS)}"))
+            problem(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}",
+                    "retention", level)
             continue
         try:
             retention[level] = parse_duration(value)
         except DurationError as exc:
-            problems.append(Problem(join_path(join_path(where, "retention"), level), str(exc)))
+            problem(str(exc), "retention", level)
 
     timezone = table.get("timezone", "UTC")
     try:
         zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        problems.append(Problem(join_path(where, "timezone"), f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Rome' or 'UTC'"))
+        problem(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Rome' or "
+                "'UTC'", "timezone")
 
     wrap = table.get("wrap")
     if wrap is not None and kind != "counter":
-        problems.append(Problem(join_path(where, "wrap"), f"wrap applies to counter loggers only; this logger's kind is {kind!r}"))
-    if wrap is not None and (isinstance(wrap, bool) or not isinstance(wrap, int | float) or wrap <= 0):
-        problems.append(Problem(join_path(where, "wrap"), f"wrap must be a positive number (the counter's modulus, e.g. 65536), got {wrap!r}"))
+        problem(f"wrap applies to counter loggers only; this logger's kind is {kind!r}", "wrap")
+    if wrap is not None and (isinstance(wrap, bool) or not isinstance(wrap, int | float)
+                             or wrap <= 0):
+        problem(f"wrap must be a positive number (the counter's modulus, e.g. 65536), "
+                f"got {wrap!r}", "wrap")
 
     source = table.get("source")
     source_id = table.get("source_id") or (id if source else None)
-    pollinterval = table.get("pollinterval", 60.0)
-    if isinstance(pollinterval, bool) or not isinstance(pollinterval, int | float) or pollinterval <= 0:
-        problems.append(Problem(join_path(where, "pollinterval"), f"pollinterval must be a positive number of seconds, got {pollinterval!r}"))
+    interval = table.get("pollinterval", 60.0)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
+        problem(f"pollinterval must be a positive number of seconds, got {interval!r}",
+                "pollinterval")
 
     if problems:
         return None, problems
@@ -181,7 +196,7 @@ def parse(id: str, table: dict[str, Any], where: str | None = None) -> tuple[Log
         wrap=float(wrap) if wrap is not None else None,
         source=source,
         source_id=source_id,
-        pollinterval=float(pollinterval),
+        pollinterval=float(interval),
         description=table.get("description", ""),
     ), []
 
@@ -197,9 +212,21 @@ def check_loggers(tables: dict[str, Any], config: Config) -> list[Problem]:
         if source is not None and source not in config.ioservers:
             known = list(config.ioservers)
             hint = difflib.get_close_matches(source, known, n=1)
-            problems.append(Problem(
-                join_path(where, "source"),
-                f"unknown I/O server {source!r}"
-                + (f"; did you mean {hint[0]!r}?" if hint else f"; configured: {', '.join(known) or 'none'}"),
-            ))
+            also = (f"did you mean {hint[0]!r}?" if hint
+                    else f"configured: {', '.join(known) or 'none'}")
+            problems.append(
+                Problem(join_path(where, "source"), f"unknown I/O server {source!r}; {also}")
+            )
     return problems
+
+
+def format_duration(seconds: float | None) -> str:
+    """A retention in the largest of y, d, h, min, s that divides it: 604800 -> "7d",
+    None -> "forever"."""
+    if seconds is None:
+        return FOREVER
+    for unit in ("y", "d", "h", "min"):
+        size = DURATION_UNITS[unit]
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
