@@ -39,8 +39,12 @@ def _cell(text: Any) -> str:
 def rows(schema: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(option, default, values, description) for each property of an object schema."""
     out = []
+    required = set(schema.get("required", ()))
     for name, sub in schema.get("properties", {}).items():
-        default = f"`{json.dumps(sub['default'])}`" if "default" in sub else "(required)"
+        if "default" in sub:
+            default = f"`{json.dumps(sub['default'])}`"
+        else:
+            default = "(required)" if name in required else "(unset)"
         if sub.get("writeOnly") and "default" in sub:
             default = "(none)" if not sub["default"] else "(set)"
         out.append((name, default, _values(sub), sub.get("description", "")))
