@@ -1,1 +1,96 @@
-"""ioplex plugin `vscp_link` (entry point group `ioplex`). Its I/O server type comes with its own issue."""
+"""ioplex plugin `vscp_link`: the VSCP tcp/ip link protocol.
+
+- The I/O server type ``vscp_link`` (`Link`): a link to a remote VSCP server, like vscpd's
+  tcpiplink driver, with measurement points.
+- A server interface (``[plugins.vscp_link.server]``, `Server`): VSCP clients log in to the
+  host's VSCP bus.
+- Send-to-remote rows (``[[plugins.vscp_link.send_to_remote]]``, `RemoteRow`): vscpd's
+  decision-matrix action 0x43.
+
+All of them meet on the host's VSCP bus: `Event` objects published on the host's event bus
+(see `bus`). The protocol code is written here from the VSCP spec and vscpd's sources: no
+maintained Python library implements it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import ioplex
+
+from .bus import PLUGIN, route, state_of, wait_server
+from .event import Event, parse_line
+from .filter import Fields, Filter
+from .guid import format_guid, parse_guid
+from .link import Link
+from .measurement import Measurement, decode
+from .remote import RemoteRow
+from .server import Server
+
+
+@ioplex.hookimpl
+def register_ioserver_types(register: Any) -> None:
+    register(
+        PLUGIN,
+        Link,
+        ioplex.load_schema(__package__, "schema.json"),
+        "a VSCP tcp/ip link to a remote VSCP server (vscpd, link nodes): events and measurements",
+    )
+
+
+@ioplex.hookimpl
+def plugin_settings_schema() -> dict[str, Any]:
+    return ioplex.load_schema(__package__, "settings.schema.json")
+
+
+@ioplex.hookimpl
+async def serve(host: Any, settings: dict[str, Any]) -> None:
+    """Run the server interface and the send-to-remote rows, if configured."""
+    server_settings = settings["server"]
+    rows_settings = settings["send_to_remote"]
+    if not server_settings["enabled"] and not rows_settings:
+        return
+    state = state_of(host)
+    rows = [RemoteRow(i, row) for i, row in enumerate(rows_settings)]
+    server = None
+    if server_settings["enabled"]:
+        server = Server(
+            server_settings,
+            publish=lambda event: host.publish(event, source=PLUGIN),
+            channels=state.next_channel,
+            interfaces=state.link_interfaces,
+        )
+    try:
+        async with anyio.create_task_group() as tg:
+            state.rows = rows
+            for row in rows:
+                tg.start_soon(row.run, name=f"vscp_link {row.describe()}")
+            if server is not None:
+                await tg.start(server.serve, name="vscp_link server")
+                state.server = server
+    finally:
+        state.server = None
+        state.rows = []
+
+
+@ioplex.hookimpl
+def on_event(host: Any, source: str, event: Any) -> None:
+    route(host, source, event)
+
+
+__all__ = [
+    "Event",
+    "Fields",
+    "Filter",
+    "Link",
+    "Measurement",
+    "RemoteRow",
+    "Server",
+    "decode",
+    "format_guid",
+    "parse_guid",
+    "parse_line",
+    "state_of",
+    "wait_server",
+]

@@ -1,0 +1,131 @@
+"""Send-to-remote rows (decision-matrix action 0x43) against a real remote server."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import anyio
+import ioplex
+import ioplex_vscp_link as vscp
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+OK = b"+OK - Success.\r\n"
+
+
+def rows_config(*rows: dict[str, Any]) -> dict[str, Any]:
+    return {"plugins": {"vscp_link": {"send_to_remote": list(rows)}}}
+
+
+def row(address: tuple[str, int], **more: Any) -> dict[str, Any]:
+    return {
+        "host": address[0],
+        "port": address[1],
+        "user": "admin",
+        "password": "secret",
+        "timeout": 2.0,
+        **more,
+    }
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, read back, released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def retr_all(client: Any, count: int) -> list[bytes]:
+    with anyio.fail_after(5):
+        while (await client.reply("CDTA")).split(b"\r\n")[0] != str(count).encode():
+            await anyio.sleep(0.01)
+    return (await client.reply(f"RETR {count}")).split(b"\r\n")[:count]
+
+
+async def test_matching_events_are_sent_to_the_remote(tmp_path: Any, tools: Any) -> None:
+    rec = tools.Recorder()
+    async with tools.running_server(tmp_path / "remote", ("recorder", rec)) as (remote, srv):
+        async with await tools.Wire.open(srv.address) as client:
+            await client.login()
+            local = tools.make_host(
+                tmp_path / "local",
+                rows_config(
+                    row(srv.address, filter="0,10,6", mask="0,0xFFFF,0xFFFF"),
+                    row(
+                        srv.address,
+                        filter="0,10,6",
+                        mask="0,0xFFFF,0xFFFF",
+                        event="0,20,3,,,,-,%event.data[3],1,%event.sizedata",
+                    ),
+                ),
+            )
+            async with local:
+                await anyio.sleep(0.05)  # the rows are up once serve runs
+                local.publish(vscp.Event(20, 1, b"\x01"), source="test")  # no match
+                local.publish(vscp.Event(10, 6, bytes([0x88, 0x81, 0x00, 0xEB])), source="test")
+                lines = sorted(await retr_all(client, 2))
+                assert lines[0].startswith(b"0,10,6,") and lines[0].endswith(
+                    b",0x88,0x81,0x00,0xEB"
+                )
+                assert lines[1].startswith(b"0,20,3,") and lines[1].endswith(b",0xEB,0x01,0x04")
+                state = vscp.state_of(local)
+                assert [r.sent for r in state.rows] == [1, 1]
+                assert [r.matched for r in state.rows] == [1, 1]
+                assert await client.reply("CDTA") == b"0\r\n" + OK
+            # each send was its own short connection: login, SEND, QUIT
+            assert len(srv.clients) == 1
+
+
+async def test_failures_are_retried_counted_and_never_block_the_bus(
+    tmp_path: Any, tools: Any, caplog: Any
+) -> None:
+    async with tools.running_server(tmp_path / "remote", auth_delay=0.01, auth_max_delay=0.05) as (
+        remote,
+        srv,
+    ):
+        async with await tools.Wire.open(srv.address) as client:
+            await client.login()
+            local = tools.make_host(
+                tmp_path / "local",
+                rows_config(
+                    row(("127.0.0.1", closed_port()), retries=3),
+                    row(srv.address, password="wrong", retries=2),  # refused at PASS
+                    row(srv.address),
+                ),
+            )
+            async with local:
+                await anyio.sleep(0.05)
+                for i in range(5):
+                    local.publish(vscp.Event(20, 3, bytes([i])), source="test")
+                lines = await retr_all(client, 5)  # the good row is not held up by the others
+                assert [line.rsplit(b",", 1)[1] for line in lines] == [
+                    b"0x00",
+                    b"0x01",
+                    b"0x02",
+                    b"0x03",
+                    b"0x04",
+                ]
+                dead, refused, good = vscp.state_of(local).rows
+                with anyio.fail_after(15):
+                    while dead.failed < 5 or refused.failed < 5:
+                        await anyio.sleep(0.05)
+                assert (dead.sent, refused.sent, good.sent) == (0, 0, 5)
+    assert "try 1 of 3 failed" in caplog.text and "giving up on" in caplog.text
+    assert "Invalid username or password" in caplog.text
+    assert "wrong" not in caplog.text.replace("wrong-password", "")
+
+
+async def test_a_bad_row_names_its_setting(tmp_path: Any, tools: Any, caplog: Any) -> None:
+    local = tools.make_host(
+        tmp_path, rows_config(row(("127.0.0.1", 1), event="0,20,3,,,,-,%event.colour"))
+    )
+    async with local:
+        with anyio.fail_after(5):
+            while local.services.get("vscp_link") is not ioplex.State.FAILED:
+                await anyio.sleep(0.02)
+    assert (
+        "plugins.vscp_link.send_to_remote[0].event: "
+        "'0,20,3,,,,-,%event.colour' does not make an event line" in caplog.text
+    )
