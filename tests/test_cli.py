@@ -102,3 +102,17 @@ def test_bad_config_starts_nothing(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "ioservers.x.plugin: unknown I/O server type 'nope'" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_schema_update_rewrites_the_generated_section(tmp_path: Path, tiny_site: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# tiny\n\n<!-- BEGIN ioplex schema -->\nstale\n<!-- END ioplex schema -->\n\nmore\n")
+    env = {"PYTHONPATH": str(tiny_site)}
+    result = ioplex("schema", "tiny", "--update", str(readme), env=env)
+    assert result.returncode == 0, result.stderr
+    text = readme.read_text()
+    assert "stale" not in text and text.endswith("<!-- END ioplex schema -->\n\nmore\n")
+    assert "| start | `0` | integer | Initial count. |" in text
+    readme.write_text("# no markers\n")
+    result = ioplex("schema", "tiny", "--update", str(readme), env=env)
+    assert result.returncode == 2 and "no generated section" in result.stderr

@@ -45,13 +45,8 @@ def test_every_hookspec_documents_each_argument() -> None:
             assert f":param {arg}:" in doc, f"hook {name} does not document {arg!r}"
 
 
-BEGIN, END = "<!-- BEGIN ioplex schema -->", "<!-- END ioplex schema -->"
-
-
 def generated_section(path: Path) -> str:
-    text = path.read_text()
-    assert BEGIN in text and END in text, f"{path} has no generated options section"
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+    return schemadoc.section(path.read_text())
 
 
 @pytest.mark.parametrize("plugin", ["hsyco_remote", "ssh", "vscp_link"])
@@ -62,7 +57,7 @@ def test_plugin_readme_options_match_schema(plugin: str) -> None:
     expected = schemadoc.plugin_markdown(plugin, plugins.settings_schema(plugin), types)
     readme = ROOT / "plugins" / plugin / "README.md"
     assert generated_section(readme) == expected.strip("\n"), (
-        f"regenerate with: ioplex schema {plugin} --markdown"
+        f"regenerate with: ioplex schema {plugin} --update {readme}"
     )
 
 

@@ -312,3 +312,25 @@ async def test_system_points_and_clock(make_host) -> None:
         await host.write("system.time", 1_000_000_000_000)
         assert abs(host.time() - 1_000_000_000) < 1
         assert abs(host.points["system.time"].value - 1_000_000_000_000) < 1000
+
+
+class OnDemand:
+    """Connects only when there is work: up, taking writes, with its link closed."""
+
+    def __init__(self, io):
+        io.declare("value", 1, writable=True)
+
+    @ioplex.hookimpl
+    async def connect(self, ioserver):
+        ioserver.set_online(link=False)
+        await anyio.sleep_forever()
+
+
+@pytest.mark.anyio
+async def test_online_with_the_link_closed(make_host, builtins_only) -> None:
+    builtins_only.register(plugin_with("ondemand", OnDemand), "ondemand")
+    async with make_host({"ioservers": {"o": {"plugin": "ondemand"}}}, builtins_only) as host:
+        await host.wait_online("o")
+        assert host.points["o.connection"].value == "offline"
+        assert host.points["o.value"].quality is Quality.GOOD
+        assert host.ioservers["o"].state is State.ONLINE

@@ -135,7 +135,14 @@ def plugins(as_json: bool) -> None:
 @cli.command()
 @click.argument("plugin")
 @click.option("--markdown", is_flag=True, help="Print markdown tables instead of JSON Schema.")
-def schema(plugin: str, markdown: bool) -> None:
+@click.option(
+    "--update",
+    "readme",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Write the markdown tables into this file, between the lines "
+    "'<!-- BEGIN ioplex schema -->' and '<!-- END ioplex schema -->'.",
+)
+def schema(plugin: str, markdown: bool, readme: Path | None) -> None:
     """Print the options schema of PLUGIN (a plugin name, or `host` for the config file)."""
     if plugin == "host":
         click.echo(json.dumps(HOST_SCHEMA, indent=2))
@@ -146,6 +153,16 @@ def schema(plugin: str, markdown: bool) -> None:
         raise click.BadParameter(f"unknown plugin {plugin!r}; installed: {known}", param_hint="PLUGIN")
     types = {n: t.schema for n, t in loaded.types.items() if t.plugin == plugin}
     settings = loaded.settings_schema(plugin)
+    if readme is not None:
+        try:
+            text = schemadoc.replace_section(
+                readme.read_text(), schemadoc.plugin_markdown(plugin, settings, types)
+            )
+        except ValueError as exc:
+            raise click.BadParameter(f"{readme}: {exc}", param_hint="--update") from None
+        readme.write_text(text)
+        click.echo(f"{readme}: options of {plugin} updated")
+        return
     if markdown:
         click.echo(schemadoc.plugin_markdown(plugin, settings, types), nl=False)
         return

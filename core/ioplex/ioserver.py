@@ -76,7 +76,8 @@ class IOServer:
 
     @property
     def online(self) -> bool:
-        return self.connection.value == "online"
+        """Whether the instance is up: between `set_online` and `set_offline`."""
+        return self._online.is_set()
 
     def declare(
         self,
@@ -174,11 +175,13 @@ class IOServer:
         point = (self._ui if ui else self._points).pop(id)
         (self.host.ui if ui else self.host.points).remove(point.name)
 
-    def set_online(self, *, restore_quality: bool = True) -> None:
-        """Say the connection is up. With `restore_quality`, points that went ``bad`` when it
+    def set_online(self, *, restore_quality: bool = True, link: bool = True) -> None:
+        """Say the instance is up. With `restore_quality`, points that went ``bad`` when it
         dropped become ``good`` again; drivers that realign every value pass False and set
-        each point themselves."""
-        self.host.points.update(self.connection, "online")
+        each point themselves. ``link=False`` is for drivers that connect on demand: the
+        instance takes writes and its points are good while ``<name>.connection`` reads
+        ``offline`` until the driver sets it as it opens and closes its link."""
+        self.host.points.update(self.connection, "online" if link else "offline")
         self._set_state(State.ONLINE, None)
         if restore_quality:
             for table, registry in ((self._points, self.host.points), (self._ui, self.host.ui)):

@@ -63,7 +63,8 @@ def markdown(type_name: str, schema: dict[str, Any]) -> str:
     if schema.get("description"):
         parts += [schema["description"], ""]
     settings = {
-        "properties": {k: v for k, v in schema.get("properties", {}).items() if k != "options"}
+        "properties": {k: v for k, v in schema.get("properties", {}).items() if k != "options"},
+        "required": schema.get("required", []),
     }
     if settings["properties"]:
         parts += ["Settings of `[ioservers.<name>]`:", "", table(settings), ""]
@@ -94,3 +95,22 @@ def plugin_markdown(plugin: str, settings: dict[str, Any] | None, types: dict[st
     if settings and settings.get("properties"):
         parts += _nested(f"[plugins.{plugin}]", settings)
     return "\n".join(parts).rstrip() + "\n"
+
+
+BEGIN = "<!-- BEGIN ioplex schema -->"
+END = "<!-- END ioplex schema -->"
+
+
+def section(text: str) -> str:
+    """The generated part of a README: what stands between BEGIN and END."""
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"no generated section: add the lines {BEGIN} and {END}")
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+
+
+def replace_section(text: str, generated: str) -> str:
+    """`text` with its generated part replaced by `generated`."""
+    section(text)  # raises when the markers are missing
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{generated.strip()}\n{END}{tail}"
