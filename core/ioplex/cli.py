@@ -105,10 +105,9 @@ async def print_changes(host: Host, patterns: tuple[str, ...]) -> None:
 def check(config: Path) -> None:
     """Validate CONFIG and the options of every plugin it uses; exit 0 if valid, 2 if not."""
     host = _load(config)
-    click.echo(
-        f"{config}: valid ({len(host.config.ioservers)} I/O servers, "
-        f"{len(host.config.loggers)} data loggers)"
-    )
+    counts = [(len(host.config.ioservers), "I/O server"), (len(host.config.loggers), "data logger")]
+    summary = ", ".join(f"{n} {what}{'s' if n != 1 else ''}" for n, what in counts)
+    click.echo(f"{config}: valid ({summary})")
 
 
 @cli.command()
