@@ -116,3 +116,9 @@ def test_schema_update_rewrites_the_generated_section(tmp_path: Path, tiny_site:
     readme.write_text("# no markers\n")
     result = ioplex("schema", "tiny", "--update", str(readme), env=env)
     assert result.returncode == 2 and "no generated section" in result.stderr
+
+
+def test_the_readme_example_config_is_valid() -> None:
+    result = ioplex("check", str(HERE.parent / "examples" / "demo.toml"))
+    assert result.returncode == 0, result.stderr
+    assert "valid (2 I/O servers, 1 data logger)" in result.stdout
