@@ -1,1 +1,46 @@
-"""ioplex plugin `hsyco_remote` (entry point group `ioplex`). Its I/O server type comes with its own issue."""
+"""ioplex plugin ``hsyco_remote``: server-to-server replication over HTTPS.
+
+Both sides of HSYCO Remote in one plugin:
+
+- the *serving side*, ``[plugins.hsyco_remote.server]``: an HTTPS server (uvicorn, in the
+  host's task) exposing this host's points, UI variables, data loggers and clock through
+  HSYCO's public ``/x/rioget`` endpoint and a versioned JSON API (``/api/v1``);
+- the *replicating side*, I/O server type ``hsyco_remote``: mirrors a remote host's points as
+  ``<name>.<remote point>``, forwards writes, replicates data loggers and watches (and
+  optionally sets) the remote's clock.
+
+Multi-level chains work because a mirrored point is a point like any other: a concentrator
+serves its mirrors to the next level up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ioplex
+
+from . import server
+from .mirror import Mirror
+
+__all__ = ["Mirror"]
+
+
+@ioplex.hookimpl
+def register_ioserver_types(register: Any) -> None:
+    register(
+        "hsyco_remote",
+        Mirror,
+        ioplex.load_schema(__package__, "hsyco_remote.schema.json"),
+        "replicates another host's points, UI variables, data loggers and clock over HTTPS",
+    )
+
+
+@ioplex.hookimpl
+def plugin_settings_schema() -> dict[str, Any]:
+    return ioplex.load_schema(__package__, "settings.schema.json")
+
+
+@ioplex.hookimpl
+async def serve(host: Any, settings: dict[str, Any]) -> None:
+    """Run the serving side for the life of the host (returns at once when it is off)."""
+    await server.run(host, settings["server"])

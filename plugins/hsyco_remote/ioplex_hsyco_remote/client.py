@@ -1,0 +1,225 @@
+"""The replicating side's HTTPS client for API v1 (httpx).
+
+Every request has a timeout; the long poll's is the server's wait plus a margin. Answers that
+retrying cannot fix (wrong password, address not allowed, refused certificate) become
+`ioplex.FatalError`; a refused write becomes `ioplex.WriteError` carrying the remote's reason;
+everything else is an ordinary error and the supervisor reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import httpx
+
+from ioplex import FatalError, Value, WriteError
+
+from .trust import certificate_error
+from .wire import API_PREFIX, bearer
+
+CONNECT_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 30.0
+POLL_MARGIN = 10.0
+"""How much longer than the server's promised wait a long poll may take before it is
+considered lost: the long poll is the heartbeat."""
+
+
+class RemoteError(Exception):
+    """The remote answered something unexpected; the connection is restarted."""
+
+
+class _QuietPolls(logging.Filter):
+    """httpx logs each request at INFO; the long polls (several a second when busy, one
+    every 10 s when idle) would drown the log, so only theirs are left out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("HTTP Request:")
+                    and f"{API_PREFIX}/changes" in str(record.args))
+
+
+_httpx_log = logging.getLogger("httpx")
+if not any(isinstance(f, _QuietPolls) for f in _httpx_log.filters):
+    _httpx_log.addFilter(_QuietPolls())
+
+
+class RemoteClient:
+    """One session with a remote host's API v1; use as an async context manager.
+
+    `where` is the configuration path of the instance (``ioservers.<name>``), used in every
+    error so the user knows which table to fix.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        password: str,
+        ssl_context: ssl.SSLContext,
+        where: str,
+        trust_hint: str,
+    ) -> None:
+        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
+        self.url = f"https://{host}:{port}"
+        self.where = where
+        self._trust_hint = trust_hint
+        self._http = httpx.AsyncClient(
+            base_url=self.url + API_PREFIX,
+            verify=ssl_context,
+            headers=bearer(password),
+            timeout=httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> RemoteClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Shielded: when the host stops, this runs cancelled, and the connections must
+        # still be closed.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_TIMEOUT):
+            await self._http.aclose()
+
+    # -- requests -------------------------------------------------------------------------------
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+
+    def _transport_error(self, exc: httpx.TransportError) -> Exception:
+        cert = certificate_error(exc)
+        if cert is not None:
+            return FatalError(
+                f"{self.where}: the TLS certificate of {self.url} was refused: "
+                f"{cert.args[-1] if cert.args else cert}; {self._trust_hint}"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return TimeoutError(f"{self.url}: no answer in time ({type(exc).__name__})")
+        return ConnectionError(f"{self.url}: {type(exc).__name__}: {exc or 'connection lost'}")
+
+    def _check(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 300:
+            return
+        message = _message(response)
+        if status == 401:
+            raise FatalError(f"{self.where}.password: refused by {self.url} ({message})")
+        if status == 403 and _code(response) == "address_not_allowed":
+            raise FatalError(
+                f"{self.where}: {self.url} does not allow this host's address ({message}); "
+                "add it to the remote's plugins.hsyco_remote.server.address"
+            )
+        if status == 429:
+            raise RemoteError(f"{self.url}: throttled after failed attempts ({message})")
+        raise RemoteError(f"{self.url}{response.request.url.path}: HTTP {status}: {message}")
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._request(method, path, **kwargs)
+        self._check(response)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise RemoteError(f"{self.url}{path}: the answer is not JSON: {exc}") from None
+
+    async def info(self) -> dict[str, Any]:
+        info = await self._json("GET", "/info")
+        if not isinstance(info, dict) or info.get("api") != 1:
+            raise FatalError(f"{self.where}: {self.url} does not speak hsyco_remote API v1")
+        return info
+
+    async def clock(self) -> dict[str, Any]:
+        return await self._json("GET", "/clock")
+
+    async def changes(
+        self, epoch: str | None, since: int, wait: float, spaces: tuple[str, ...]
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"since": since, "wait": wait, "ns": ",".join(spaces)}
+        if epoch is not None:
+            params["epoch"] = epoch
+        return await self._json(
+            "GET", "/changes", params=params,
+            timeout=httpx.Timeout(wait + POLL_MARGIN, connect=CONNECT_TIMEOUT),
+        )
+
+    async def state(
+        self, ns: str, names: list[str] | None = None
+    ) -> AsyncIterator[dict[str, Any] | list[list[Any]]]:
+        """The full state of `ns` (or of `names`): the header, then pages of rows.
+
+        Raises RemoteError when the stream ends before its trailer (a cut connection must
+        not look like a smaller remote).
+        """
+        params: list[tuple[str, str]] = [("ns", ns)] + [("name", n) for n in names or ()]
+        try:
+            async with self._http.stream("GET", "/state", params=params) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                    self._check(response)
+                lines = response.aiter_lines()
+                head = json.loads(await anext(lines))
+                yield head
+                async for line in lines:
+                    item = json.loads(line)
+                    if isinstance(item, dict):
+                        if item.get("end") and item.get("count") == head.get("count"):
+                            return
+                        raise RemoteError(f"{self.url}: unexpected line in the state: {line[:200]}")
+                    yield item
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from None
+        except (StopAsyncIteration, ValueError) as exc:
+            raise RemoteError(f"{self.url}/state: malformed state stream: {exc!r}") from None
+        raise RemoteError(f"{self.url}/state: the state stream ended early")
+
+    async def write(self, ns: str, name: str, value: Value, local_name: str) -> dict[str, Any]:
+        """Write one remote point; WriteError with the remote's reason when refused."""
+        try:
+            response = await self._http.post(
+                "/write", content=json.dumps({"ns": ns, "name": name, "value": value}),
+                headers={"content-type": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            raise WriteError(f"{local_name}: {self._transport_error(exc)}") from None
+        if response.status_code >= 300:
+            raise WriteError(
+                f"{local_name}: {self.url} refused the write (HTTP {response.status_code}): "
+                f"{_message(response)}"
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise WriteError(f"{local_name}: {self.url} answered the write with something "
+                             "that is not JSON; it may not have been carried out") from None
+
+    async def samples(self, logger: str, after: int, limit: int) -> list[list[Any]]:
+        data = await self._json(
+            "GET", f"/loggers/{_path_segment(logger)}/samples",
+            params={"after": after, "limit": limit},
+        )
+        return data["samples"]
+
+
+def _path_segment(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _code(response: httpx.Response) -> str | None:
+    try:
+        return response.json()["error"]["code"]
+    except Exception:
+        return None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except Exception:
+        return response.text[:200] or response.reason_phrase
