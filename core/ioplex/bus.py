@@ -13,9 +13,8 @@ from typing import Any
 import anyio
 import pluggy
 
-from .plugins import call_impl
+from .plugins import await_maybe, call_impl
 from .queues import DropOldestQueue
-from .ioserver import await_maybe
 
 log = logging.getLogger("ioplex.bus")
 

@@ -16,9 +16,9 @@ from .bus import EventBus
 from .clock import Clock, make_clock
 from .config import Config, ConfigSource
 from .errors import IoplexError
-from .ioserver import IOServer, await_maybe
+from .ioserver import IOServer
 from .loggers import DataLoggers
-from .plugins import Plugins, call_impl, load_plugins
+from .plugins import Plugins, await_maybe, call_impl, load_plugins
 from .points import Value
 from .registry import DEFAULT_QUEUE_SIZE, Registry, Subscription
 from .supervisor import Backoff, State, describe, supervise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import logging
 import re
 from pathlib import Path
@@ -14,19 +13,12 @@ import pluggy
 
 from .config import IOServerConfig
 from .errors import IoplexError, PointNameError, WriteError
-from .plugins import IOServerType, make_manager
+from .plugins import IOServerType, await_maybe, make_manager
 from .points import Point, Quality, Value, check_pattern
 from .supervisor import State
 
 if TYPE_CHECKING:
     from .host import Host
-
-
-async def await_maybe(value: Any) -> Any:
-    """Await `value` if it is awaitable: hooks may be plain or `async def` functions."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 class IOServer:

@@ -10,6 +10,7 @@ this loop is written here).
 from __future__ import annotations
 
 import importlib
+import inspect
 import importlib.metadata
 import json
 import logging
@@ -23,6 +24,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .config import check_plugin_schema
 from .errors import IoplexError
 
 log = logging.getLogger("ioplex.plugins")
@@ -38,6 +40,13 @@ def make_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     return pm
+
+
+async def await_maybe(value: Any) -> Any:
+    """Await `value` if it is awaitable: hooks may be plain or `async def` functions."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
 
 
 def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
@@ -155,8 +164,6 @@ class Plugins:
                         f"I/O server type {type_name!r} is already provided by plugin "
                         f"{self.types[type_name].plugin!r}"
                     )
-                from .config import check_plugin_schema
-
                 check_plugin_schema(schema, f"plugin {name}, type {type_name}")
                 self.types[type_name] = IOServerType(
                     type_name, name, factory, schema, description
@@ -168,8 +175,6 @@ class Plugins:
             if impl.plugin is plugin:
                 schema = call_impl(impl)
                 if schema is not None:
-                    from .config import check_plugin_schema
-
                     check_plugin_schema(schema, f"plugin {name}, settings")
                 self._settings_schemas[name] = schema
 
