@@ -195,6 +195,8 @@ class Registry:
         self._by_sink: dict[int, _Receiver] = {}
         self._sleepers: dict[Subscription, anyio.Event] = {}
         self._gen = 0
+        self.declared = 0
+        """How many points were ever declared here (the host's garbage-collector policy)."""
         self._clock = clock
         self._min_segments = min_segments
         self.declare_on_write: Callable[[str], Point | None] = lambda name: None
@@ -280,6 +282,7 @@ class Registry:
             meta=meta,
         )
         self._points[name] = point
+        self.declared += 1
         if not quiet:  # subscribers see a new point as a change from None
             self.update(point, value, quality, force=True)
         return point

@@ -21,7 +21,6 @@ How it stays right:
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import time
 from pathlib import Path
@@ -51,9 +50,6 @@ without an event), a rediscovery follows, at most one per this many seconds, or 
 the last alignment's duration if longer: rediscovery never takes more than a fifth of the
 time, however large the remote."""
 DISCOVER_TIMEOUT = 120.0
-FREEZE_AFTER = 10_000
-"""An alignment that declared this many points moves the process's objects out of reach of
-the cyclic garbage collector's full passes (`gc.freeze`)."""
 
 
 class Mirror:
@@ -91,7 +87,6 @@ class Mirror:
         self._last_resync = -MIN_RESYNC_INTERVAL
         self._resync_at: float | None = None
         self._align_seconds = 0.0
-        self._declared = 0
         self.min_resync_interval = MIN_RESYNC_INTERVAL
 
     def _trust(self, options: dict[str, Any], base_dir: Path) -> tuple[Any, str]:
@@ -204,13 +199,6 @@ class Mirror:
             for ns in self.spaces:
                 for name in [n for n in self.mirrored[ns] if n not in seen[ns]]:
                     self._forget(ns, name)
-        if self._declared >= FREEZE_AFTER:
-            # Tens of thousands of new long-lived objects: without this, every full
-            # collection of the cyclic garbage collector walks them all, stalling the event
-            # loop for tens of milliseconds (the p99 latency of a large mirror). Frozen
-            # objects are still freed by reference counting when a point is removed.
-            gc.freeze()
-            self._declared = 0
         self.epoch, self.seq = epoch, seq
         self.stats["full"] += 1
         self._last_resync = time.monotonic()
@@ -240,7 +228,6 @@ class Mirror:
                                     writable=bool(writable), type=type_, ui=ui,
                                     quality=quality, quiet=quiet)
             table[name] = point
-            self._declared += 1
         else:
             point.writable = bool(writable)
         self.io.set(point, value, quality=quality, ui=ui, quiet=quiet)
