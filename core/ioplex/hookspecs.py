@@ -90,7 +90,8 @@ def on_event(host: Any, source: str, event: Any) -> None:
     the plugin's name, and counted).
 
     :param host: the running `ioplex.Host`.
-    :param source: who published the event: an I/O server instance name or a plugin name.
+    :param source: who published the event: an I/O server instance name, or
+        ``plugin:<name>`` for a plugin's own services (instance names have no colon).
     :param event: the event object; implementations check its type and ignore what they do
         not know.
     """

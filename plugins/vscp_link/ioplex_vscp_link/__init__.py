@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import ioplex
 
-from .bus import PLUGIN, route, state_of, wait_server
+from .bus import PLUGIN, SERVER_SOURCE, route, state_of, wait_server
 from .event import Event, parse_line
 from .filter import Fields, Filter
 from .guid import format_guid, parse_guid
@@ -57,7 +57,7 @@ async def serve(host: Any, settings: dict[str, Any]) -> None:
     if server_settings["enabled"]:
         server = Server(
             server_settings,
-            publish=lambda event: host.publish(event, source=PLUGIN),
+            publish=lambda event: host.publish(event, source=SERVER_SOURCE),
             channels=state.next_channel,
             interfaces=state.link_interfaces,
         )

@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from .server import Server
 
 PLUGIN = "vscp_link"
-"""The plugin's name, and the `source` of the events its server's clients SEND."""
+"""The plugin's name."""
+SERVER_SOURCE = f"plugin:{PLUGIN}"
+"""The `source` of the events the server's clients SEND (plugin sources never clash with
+instance names, which cannot contain a colon)."""
 
 
 @dataclass
@@ -65,7 +68,7 @@ def route(host: Any, source: str, event: Any) -> None:
     if state is None:
         return
     server = state.server
-    if server is not None and source != PLUGIN:  # the server delivered its own clients' events
+    if server is not None and source != SERVER_SOURCE:  # it delivered its clients' events itself
         server.deliver(event)
     for row in state.rows:
         row.offer(event)

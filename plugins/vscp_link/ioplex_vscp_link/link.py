@@ -29,7 +29,7 @@ import anyio
 from ioplex import ConfigError, FatalError, IOServer, Point, Problem, Value, WriteError, hookimpl
 from ioplex.queues import DropOldestQueue
 
-from .bus import PLUGIN, state_of
+from .bus import state_of
 from .client import LinkClient, LinkError, LoginError
 from .event import Event, make_timestamp, parse_line, utc_now
 from .filter import Filter, parse_fields
@@ -45,16 +45,6 @@ class Link:
     def __init__(self, ioserver: IOServer) -> None:
         self.io = ioserver
         where = f"ioservers.{ioserver.name}"
-        if ioserver.name == PLUGIN:
-            raise ConfigError(
-                [
-                    Problem(
-                        where,
-                        f"the instance name {PLUGIN!r} is reserved (it is "
-                        "the source name of the server's events); choose another",
-                    )
-                ]
-            )
         settings, options = ioserver.settings, ioserver.options
         self.address: str = settings["address"]
         self.port: int = settings["port"]

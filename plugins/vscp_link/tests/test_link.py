@@ -92,7 +92,7 @@ async def test_both_directions_measurements_and_no_echo(tmp_path: Any, tools: An
             assert line.split(b",")[:4] == [b"0", b"20", b"3", str(p.link.tx_channel).encode()]
             await wait_until(lambda: p.link.stats["suppressed"] == 1)
             assert [s for s, e in p.recorder_b.events if e.vscp_class == 20] == ["test"]
-            assert [s for s, e in p.recorder_a.events] == ["vscp_link", "vscp_link"]
+            assert [s for s, e in p.recorder_a.events] == ["plugin:vscp_link", "plugin:vscp_link"]
             # a measurement changes the point
             assert await client.reply("SEND 0,10,6,0,,,-,0x88,0x82,0xFD,0xF3") == OK
             await wait_until(lambda: point.value == -5.25)
@@ -246,17 +246,6 @@ async def test_link_config_errors_name_the_option(tmp_path: Any, tools: Any, cap
     assert (
         "ioservers.vscp.options.out_filter: class '0x10000' is out of range 0..65535" in caplog.text
     )
-
-
-async def test_the_plugins_own_source_name_is_reserved(
-    tmp_path: Any, tools: Any, caplog: Any
-) -> None:
-    config = link_config(("127.0.0.1", 1))
-    config["ioservers"]["vscp_link"] = config["ioservers"].pop("vscp")
-    host = tools.make_host(tmp_path, config)
-    async with host:
-        assert host.ioservers["vscp_link"].state is ioplex.State.FAILED
-    assert "ioservers.vscp_link: the instance name 'vscp_link' is reserved" in caplog.text
 
 
 async def test_link_instances_are_listed_as_interfaces(tmp_path: Any, tools: Any) -> None:

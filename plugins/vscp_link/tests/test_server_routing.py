@@ -39,7 +39,7 @@ async def test_an_event_goes_to_every_other_accepting_client_and_the_bus(
             assert await c.reply("CDTA") == b"2\r\n" + OK
             seen = await recorder.wait_for(2)
             assert [(e.vscp_class, e.obid) for e in seen] == [(10, 1), (20, 1)]
-            assert {source for source, _ in recorder.events} == {"vscp_link"}
+            assert {source for source, _ in recorder.events} == {"plugin:vscp_link"}
             # An event from elsewhere on the host's bus reaches every client, the sender's too.
             host.publish(vscp.Event(20, 4, b"\x00\x01\x02", obid=1), source="elsewhere")
             with anyio.fail_after(5):
