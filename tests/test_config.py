@@ -167,3 +167,53 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert f"error: {bad}: ioservers.ssh.options.rate: -1 is less than the minimum of 0" in result.output
     assert "2 problems found; nothing was started." in result.output
     assert not (tmp_path / "data").exists()  # nothing created either
+
+
+class Ranged:
+    """A plugin with a rule no schema can say: options.low must not exceed options.high."""
+
+    __name__ = "ranged"
+    SCHEMA = {"type": "object", "additionalProperties": False, "properties": {"options": {
+        "type": "object", "additionalProperties": False, "default": {}, "properties": {
+            "low": {"type": "integer", "default": 0, "description": "x"},
+            "high": {"type": "integer", "default": 10, "description": "x"}}}}}
+
+    @staticmethod
+    @ioplex.hookimpl
+    def register_ioserver_types(register):
+        register("ranged", lambda io: object(), Ranged.SCHEMA)
+
+    @staticmethod
+    @ioplex.hookimpl
+    def check_config(settings, ioservers):
+        assert settings is None  # no settings schema
+        for name, io in ioservers.items():
+            if io.options["low"] > io.options["high"]:
+                yield ioplex.Problem(f"ioservers.{name}.options.low",
+                                     f"{io.options['low']} exceeds high ({io.options['high']})")
+
+
+class Crashing:
+    __name__ = "crashing"
+
+    @staticmethod
+    @ioplex.hookimpl
+    def check_config(settings, ioservers):
+        raise RuntimeError("bug in the check")
+
+
+def test_plugins_check_what_schemas_cannot(builtins_only: ioplex.Plugins) -> None:
+    builtins_only.register(Ranged(), "ranged")
+    ok = {"ioservers": {"a": {"plugin": "ranged"}, "d": {"plugin": "dummy"}}}
+    ioplex.Host.from_config(ok, plugins=builtins_only)
+    bad = {"ioservers": {"a": {"plugin": "ranged", "options": {"low": 11}},
+                         "b": {"plugin": "ranged", "options": {"low": 5, "high": 4}}}}
+    assert problems(bad, builtins_only) == [
+        "ioservers.a.options.low: 11 exceeds high (10)",
+        "ioservers.b.options.low: 5 exceeds high (4)",
+    ]
+    builtins_only.register(Crashing(), "crashing")
+    assert problems(ok, builtins_only) == [
+        "plugins.crashing: plugin 'crashing' failed to check its configuration: "
+        "RuntimeError: bug in the check"
+    ]

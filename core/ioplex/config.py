@@ -295,6 +295,9 @@ def load(
         problems.extend(validate(table, schema, join_path("plugins", name), secrets_here))
         plugin_settings[name] = table
 
+    if not problems:
+        problems.extend(plugins.check_config(plugin_settings, ioservers))
+
     h = data["host"]
     host = HostSettings(
         name=h["name"],

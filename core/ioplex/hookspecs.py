@@ -26,7 +26,9 @@ PROJECT = "ioplex"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-PLUGIN_HOOKS = ("register_ioserver_types", "plugin_settings_schema", "serve", "on_event")
+PLUGIN_HOOKS = (
+    "register_ioserver_types", "plugin_settings_schema", "check_config", "serve", "on_event"
+)
 IOSERVER_HOOKS = ("connect", "discover", "read", "write", "replicate", "on_event")
 
 
@@ -62,6 +64,24 @@ def plugin_settings_schema() -> dict[str, Any] | None:
     Plugin-wide settings are for what belongs to the plugin rather than to one I/O server
     instance, such as a server the plugin listens as. The table is validated and its defaults
     filled in before anything starts; an absent table is validated as ``{}``.
+    """
+
+
+@hookspec
+def check_config(settings: dict[str, Any] | None, ioservers: dict[str, Any]) -> Any:
+    """Check what a JSON Schema cannot express, before anything starts.
+
+    Called once per plugin while the configuration is validated (so ``ioplex check`` reports
+    it too), after every table of the plugin passed its schema. Use it for values with an
+    inner syntax (a VSCP filter, the port in ``host:port``, an address list) and for rules
+    across options. Return an iterable of `ioplex.Problem` with full config paths (e.g.
+    ``Problem("ioservers.vscp.options.in_filter", "class 0x10000 is out of range")``), or
+    None; never raise for bad input. Do not touch the network or start anything here.
+
+    :param settings: the plugin's validated ``[plugins.<plugin>]`` table, defaults filled in,
+        or None when the plugin has no settings schema.
+    :param ioservers: the validated instances of this plugin's I/O server types, by name:
+        `ioplex.IOServerConfig` objects (``.type``, ``.settings``, ``.options``).
     """
 
 

@@ -25,7 +25,7 @@ import pluggy
 
 from . import hookspecs
 from .config import check_plugin_schema
-from .errors import IoplexError
+from .errors import IoplexError, Problem
 
 log = logging.getLogger("ioplex.plugins")
 
@@ -223,6 +223,26 @@ class Plugins:
     def settings_schema(self, plugin: str) -> dict[str, Any] | None:
         """The schema of ``[plugins.<plugin>]``, or None if the plugin has no settings."""
         return self._settings_schemas.get(plugin)
+
+    def check_config(
+        self, settings: dict[str, dict[str, Any]], ioservers: dict[str, Any]
+    ) -> list[Problem]:
+        """Run each plugin's `check_config` hook on its own tables, isolated from the others."""
+        problems: list[Problem] = []
+        for impl in self.impls("check_config"):
+            name = impl.plugin_name
+            mine = {n: io for n, io in ioservers.items() if self.types[io.type].plugin == name}
+            try:
+                problems.extend(
+                    call_impl(impl, settings=settings.get(name), ioservers=mine) or ()
+                )
+            except Exception as exc:
+                problems.append(Problem(
+                    f"plugins.{name}",
+                    f"plugin {name!r} failed to check its configuration: "
+                    f"{type(exc).__name__}: {exc}",
+                ))
+        return problems
 
     def impls(self, hook: str) -> list[pluggy.HookImpl]:
         """The implementations of a plugin hook, in call order."""

@@ -45,6 +45,31 @@ def plugin_settings_schema() -> dict[str, Any]:
 
 
 @ioplex.hookimpl
+def check_config(
+    settings: dict[str, Any], ioservers: dict[str, ioplex.IOServerConfig]
+) -> list[ioplex.Problem]:
+    """Filters, masks, addresses, GUIDs and event templates: what the schemas cannot check."""
+    problems: list[ioplex.Problem] = []
+    for name, io in ioservers.items():
+        for side in ("in", "out"):
+            try:
+                Link.parse_filter(io.options, side, f"ioservers.{name}")
+            except ioplex.ConfigError as exc:
+                problems += exc.problems
+    for i, row in enumerate(settings["send_to_remote"]):
+        try:
+            RemoteRow(i, row)
+        except ioplex.ConfigError as exc:
+            problems += exc.problems
+    if settings["server"]["enabled"]:
+        try:
+            Server(settings["server"], publish=lambda event: None, channels=lambda: 0)
+        except ioplex.ConfigError as exc:
+            problems += exc.problems
+    return problems
+
+
+@ioplex.hookimpl
 async def serve(host: Any, settings: dict[str, Any]) -> None:
     """Run the server interface and the send-to-remote rows, if configured."""
     server_settings = settings["server"]
@@ -52,15 +77,18 @@ async def serve(host: Any, settings: dict[str, Any]) -> None:
     if not server_settings["enabled"] and not rows_settings:
         return
     state = state_of(host)
-    rows = [RemoteRow(i, row) for i, row in enumerate(rows_settings)]
-    server = None
-    if server_settings["enabled"]:
-        server = Server(
-            server_settings,
-            publish=lambda event: host.publish(event, source=SERVER_SOURCE),
-            channels=state.next_channel,
-            interfaces=state.link_interfaces,
-        )
+    try:  # check_config found these problems already; this is for embedders that skip it
+        rows = [RemoteRow(i, row) for i, row in enumerate(rows_settings)]
+        server = None
+        if server_settings["enabled"]:
+            server = Server(
+                server_settings,
+                publish=lambda event: host.publish(event, source=SERVER_SOURCE),
+                channels=state.next_channel,
+                interfaces=state.link_interfaces,
+            )
+    except ioplex.ConfigError as exc:
+        raise ioplex.FatalError(str(exc)) from None
     try:
         async with anyio.create_task_group() as tg:
             state.rows = rows

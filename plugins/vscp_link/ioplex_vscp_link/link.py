@@ -52,8 +52,8 @@ class Link:
         self._password: str = settings["password"]
         self.where = f"{self.address}:{self.port}"
         self.direction: str = options["direction"]
-        self.in_filter = self._filter(options, "in", where)
-        self.out_filter = self._filter(options, "out", where)
+        self.in_filter = self.parse_filter(options, "in", where)
+        self.out_filter = self.parse_filter(options, "out", where)
         self.response_timeout: float = options["response_timeout"]
         self.connect_timeout: float = options["connect_timeout"]
         self.keepalive: float = options["keepalive"]
@@ -76,7 +76,8 @@ class Link:
         state.links[ioserver.name] = self
 
     @staticmethod
-    def _filter(options: dict[str, Any], side: str, where: str) -> Filter:
+    def parse_filter(options: dict[str, Any], side: str, where: str) -> Filter:
+        """The `side` (in or out) filter and mask of an instance's options."""
         parts = []
         for key in (f"{side}_filter", f"{side}_mask"):
             try:

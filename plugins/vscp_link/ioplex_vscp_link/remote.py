@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 import anyio
-from ioplex import ConfigError, FatalError, Problem
+from ioplex import ConfigError, Problem
 from ioplex.queues import DropOldestQueue
 
 from .client import CommandError, LinkClient, LinkError
@@ -87,25 +87,14 @@ class RemoteRow:
             try:
                 fields.append(parse_fields(settings[key]))
             except ValueError as exc:
-                raise FatalError(
-                    str(ConfigError([Problem(f"{self.where}.{key}", str(exc))]))
-                ) from None
+                raise ConfigError([Problem(f"{self.where}.{key}", str(exc))]) from None
         self.filter = Filter(*fields)
         try:
             parse_line(render(self.template, _SAMPLE))
         except (ValueError, IndexError) as exc:
-            raise FatalError(
-                str(
-                    ConfigError(
-                        [
-                            Problem(
-                                f"{self.where}.event",
-                                f"{self.template!r} does not make an event line: {exc}",
-                            )
-                        ]
-                    )
-                )
-            ) from None
+            raise ConfigError([Problem(
+                f"{self.where}.event", f"{self.template!r} does not make an event line: {exc}"
+            )]) from None
         self.queue: DropOldestQueue[Event] = DropOldestQueue(settings["queue_size"])
         self.sent = 0
         self.failed = 0

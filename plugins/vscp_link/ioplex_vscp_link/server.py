@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
-from ioplex import ConfigError, FatalError, Problem
+from ioplex import ConfigError, Problem
 
 from . import wire
 from .event import Event
@@ -64,8 +64,8 @@ def parse_listen(text: str, where: str = f"{WHERE}.listen") -> tuple[str, int]:
     return host, int(port)
 
 
-def _problem(where: str, message: str) -> FatalError:
-    return FatalError(str(ConfigError([Problem(where, message)])))
+def _problem(where: str, message: str) -> ConfigError:
+    return ConfigError([Problem(where, message)])
 
 
 class Server:
@@ -84,10 +84,7 @@ class Server:
         self._publish = publish
         self._next_channel = channels
         self._other_interfaces = interfaces
-        try:
-            self.listen = parse_listen(settings["listen"])
-        except ConfigError as exc:
-            raise FatalError(str(exc)) from None
+        self.listen = parse_listen(settings["listen"])
         guid_text = settings["guid"]
         try:
             self.guid = parse_guid(guid_text) if guid_text else machine_guid()
