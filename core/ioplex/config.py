@@ -296,7 +296,7 @@ def load(
         plugin_settings[name] = table
 
     if not problems:
-        problems.extend(plugins.check_config(plugin_settings, ioservers))
+        problems.extend(plugins.check_config(plugin_settings, ioservers, base_dir))
 
     h = data["host"]
     host = HostSettings(

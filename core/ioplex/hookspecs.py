@@ -18,6 +18,7 @@ docs/hooks.md has a section per hook; tests/test_docs.py keeps it in step with t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -68,7 +69,9 @@ def plugin_settings_schema() -> dict[str, Any] | None:
 
 
 @hookspec
-def check_config(settings: dict[str, Any] | None, ioservers: dict[str, Any]) -> Any:
+def check_config(
+    settings: dict[str, Any] | None, ioservers: dict[str, Any], base_dir: Path
+) -> Any:
     """Check what a JSON Schema cannot express, before anything starts.
 
     Called once per plugin while the configuration is validated (so ``ioplex check`` reports
@@ -82,6 +85,8 @@ def check_config(settings: dict[str, Any] | None, ioservers: dict[str, Any]) -> 
         or None when the plugin has no settings schema.
     :param ioservers: the validated instances of this plugin's I/O server types, by name:
         `ioplex.IOServerConfig` objects (``.type``, ``.settings``, ``.options``).
+    :param base_dir: the directory relative paths in the configuration are resolved against
+        (the config file's).
     """
 
 

@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -225,7 +226,7 @@ class Plugins:
         return self._settings_schemas.get(plugin)
 
     def check_config(
-        self, settings: dict[str, dict[str, Any]], ioservers: dict[str, Any]
+        self, settings: dict[str, dict[str, Any]], ioservers: dict[str, Any], base_dir: Path
     ) -> list[Problem]:
         """Run each plugin's `check_config` hook on its own tables, isolated from the others."""
         problems: list[Problem] = []
@@ -234,7 +235,10 @@ class Plugins:
             mine = {n: io for n, io in ioservers.items() if self.types[io.type].plugin == name}
             try:
                 problems.extend(
-                    call_impl(impl, settings=settings.get(name), ioservers=mine) or ()
+                    call_impl(
+                        impl, settings=settings.get(name), ioservers=mine, base_dir=base_dir
+                    )
+                    or ()
                 )
             except Exception as exc:
                 problems.append(Problem(

@@ -15,12 +15,13 @@ serves its mirrors to the next level up.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import ioplex
 
 from . import server
-from .mirror import Mirror
+from .mirror import Mirror, tls_trust
 
 __all__ = ["Mirror"]
 
@@ -38,6 +39,21 @@ def register_ioserver_types(register: Any) -> None:
 @ioplex.hookimpl
 def plugin_settings_schema() -> dict[str, Any]:
     return ioplex.load_schema(__package__, "settings.schema.json")
+
+
+@ioplex.hookimpl
+def check_config(
+    settings: dict[str, Any], ioservers: dict[str, ioplex.IOServerConfig], base_dir: Path
+) -> list[ioplex.Problem]:
+    """The server's listen address, allow-list, certificate pair and filters, and each mirror's
+    CA file or fingerprint: what the schemas cannot check."""
+    problems = server.check_settings(settings["server"], base_dir)
+    for name, io in ioservers.items():
+        try:
+            tls_trust(f"ioservers.{name}", io.options, base_dir)
+        except ioplex.FatalError as exc:
+            problems.append(ioplex.Problem(*str(exc).split(": ", 1)))
+    return problems
 
 
 @ioplex.hookimpl

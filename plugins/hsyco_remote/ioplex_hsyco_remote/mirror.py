@@ -52,6 +52,32 @@ time, however large the remote."""
 DISCOVER_TIMEOUT = 120.0
 
 
+def tls_trust(where: str, options: dict[str, Any], base_dir: Path) -> tuple[Any, str]:
+    """The TLS context that verifies the remote (a CA file or a pinned fingerprint) and a
+    hint for refusals; FatalError naming the option when it is unusable."""
+    cafile = (base_dir / os.path.expanduser(options["cafile"])) if options["cafile"] else None
+    pin = None
+    if options["fingerprint"]:
+        try:
+            pin = normalize_fingerprint(options["fingerprint"])
+        except ValueError as exc:
+            raise FatalError(f"{where}.options.fingerprint: {exc}") from None
+    try:
+        context = trust.client_context(cafile, pin)
+    except (OSError, ValueError) as exc:
+        raise FatalError(f"{where}.options.cafile: cannot load {str(cafile)!r}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    if pin is not None:
+        hint = f"only the certificate with {where}.options.fingerprint is accepted"
+    elif cafile is not None:
+        hint = (f"it must be signed by {where}.options.cafile ({cafile}) and name "
+                "the address")
+    else:
+        hint = (f"set {where}.options.cafile to the remote's CA or certificate file, or "
+                f"{where}.options.fingerprint to the SHA-256 fingerprint its log shows")
+    return context, hint
+
+
 class Mirror:
     """The driver of one ``[ioservers.<name>]`` table of type hsyco_remote."""
 
@@ -62,7 +88,9 @@ class Mirror:
         self.address: str = settings["address"]
         self.port: int = settings["port"]
         self._password: str = settings["password"]
-        self.ssl_context, self.trust_hint = self._trust(options, ioserver.host.config.base_dir)
+        self.ssl_context, self.trust_hint = tls_trust(
+            self.where, options, ioserver.host.config.base_dir
+        )
         self.spaces = tuple(ns for ns in ("io", "ui") if options[ns])
         self.discovery: bool = options["discovery"]
         self.startup_events: bool = options["startupevents"]
@@ -88,29 +116,6 @@ class Mirror:
         self._resync_at: float | None = None
         self._align_seconds = 0.0
         self.min_resync_interval = MIN_RESYNC_INTERVAL
-
-    def _trust(self, options: dict[str, Any], base_dir: Path) -> tuple[Any, str]:
-        cafile = (base_dir / os.path.expanduser(options["cafile"])) if options["cafile"] else None
-        pin = None
-        if options["fingerprint"]:
-            try:
-                pin = normalize_fingerprint(options["fingerprint"])
-            except ValueError as exc:
-                raise FatalError(f"{self.where}.options.fingerprint: {exc}") from None
-        try:
-            context = trust.client_context(cafile, pin)
-        except (OSError, ValueError) as exc:
-            raise FatalError(f"{self.where}.options.cafile: cannot load {str(cafile)!r}: "
-                             f"{getattr(exc, 'strerror', None) or exc}") from None
-        if pin is not None:
-            hint = f"only the certificate with {self.where}.options.fingerprint is accepted"
-        elif cafile is not None:
-            hint = (f"it must be signed by {self.where}.options.cafile ({cafile}) and name "
-                    "the address")
-        else:
-            hint = (f"set {self.where}.options.cafile to the remote's CA or certificate file, or "
-                    f"{self.where}.options.fingerprint to the SHA-256 fingerprint its log shows")
-        return context, hint
 
     # -- the connection ---------------------------------------------------------------------------
     @hookimpl

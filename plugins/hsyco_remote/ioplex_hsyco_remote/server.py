@@ -24,13 +24,13 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from ioplex import FatalError, load_schema
+from ioplex import FatalError, Problem, load_schema
 
 from . import certificates
 from .access import Gate, parse_allowed
 from .api import Api
 from .changelog import ChangeLog
-from .exposure import Exposure
+from .exposure import Exposure, compile_patterns
 from .rioget import PATH as RIOGET_PATH
 from .rioget import Rioget
 
@@ -111,6 +111,35 @@ def parse_settings(table: dict[str, Any], base_dir: Path) -> ServerSettings | No
     )
 
 
+def _missing_password(table: dict[str, Any]) -> str | None:
+    """The complaint when server settings are given without the password that turns it on."""
+    given = sorted(k for k, v in table.items() if k != "password" and v != DEFAULTS.get(k))
+    if table.get("password") or not given:
+        return None
+    return (f"{WHERE}.password: required to run the server "
+            f"({', '.join(given)} {'is' if len(given) == 1 else 'are'} set)")
+
+
+def check_settings(table: dict[str, Any], base_dir: Path) -> list[Problem]:
+    """What `run` would refuse, found while the configuration is validated (check_config)."""
+    found: list[str] = []
+    try:
+        settings = parse_settings(table, base_dir)
+        if settings is not None and settings.certificate is not None:
+            load_certificate(settings, host=None)  # reads the configured files only
+    except FatalError as exc:
+        found.append(str(exc))
+    missing = _missing_password(table)
+    if missing:
+        found.append(missing)
+    for key in ("io_filter", "ui_filter"):
+        try:
+            compile_patterns(table[key], f"{WHERE}.{key}")
+        except ValueError as exc:
+            found.append(str(exc))
+    return [Problem(*message.split(": ", 1)) for message in found]  # messages are "path: what"
+
+
 def load_certificate(settings: ServerSettings, host: Any) -> certificates.Certificate:
     if settings.certificate is not None and settings.key is not None:
         try:
@@ -161,10 +190,9 @@ async def run(host: Any, table: dict[str, Any]) -> None:
     """Serve until cancelled; return at once when no password is configured."""
     settings = parse_settings(table, host.config.base_dir)
     if settings is None:
-        given = sorted(k for k, v in table.items() if k != "password" and v != DEFAULTS.get(k))
-        if given:
-            raise FatalError(f"{WHERE}.password: required to run the server "
-                             f"({', '.join(given)} {'is' if len(given) == 1 else 'are'} set)")
+        missing = _missing_password(table)
+        if missing:
+            raise FatalError(missing)
         return
     try:
         exposure = Exposure(host, settings.io_filter, settings.ui_filter, WHERE)
