@@ -167,10 +167,10 @@ class Server:
                     wire.CAPABILITY_IP6 if family.name == "AF_INET6" else wire.CAPABILITY_IP4
                 )
             log.info(
-                "vscp_link server listening on %s:%d (%d users)",
+                "vscp_link server listening on %s:%d (users: %s)",
                 self.address[0],
                 self.address[1],
-                len(self.users),
+                ", ".join(self.users) or "none",
             )
             task_status.started()
             try:
