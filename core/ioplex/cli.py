@@ -20,7 +20,7 @@ from .host import Host
 from .loggers import LEVELS, DatabaseMissing, UnknownLoggerError
 from .loggers.export import FORMATS, TimeError, parse_time, write_rows
 from .loggers.settings import format_duration
-from .plugins import Plugins, load_plugins
+from .plugins import load_plugins
 
 EXIT_CONFIG = 2
 
@@ -277,4 +277,4 @@ def main() -> None:
     cli()
 
 
-__all__ = ["cli", "main", "Plugins"]
+__all__ = ["cli", "main"]

@@ -27,10 +27,6 @@ PROJECT = "ioplex"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-PLUGIN_HOOKS = (
-    "register_ioserver_types", "plugin_settings_schema", "check_config", "serve", "on_event"
-)
-IOSERVER_HOOKS = ("connect", "discover", "read", "write", "replicate", "on_event")
 
 
 # --- plugin hooks -------------------------------------------------------------------------

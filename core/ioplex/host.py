@@ -141,7 +141,7 @@ class Host:
             log.info("host %s stopped", self.name)
 
     async def run(self) -> None:
-        """Start the host and run until cancelled (`ioplex run` wraps this with signals)."""
+        """Start the host and run until cancelled, for embedders with nothing else to do."""
         async with self:
             await anyio.sleep_forever()
 

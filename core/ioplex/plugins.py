@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pluggy
@@ -251,9 +250,6 @@ class Plugins:
     def impls(self, hook: str) -> list[pluggy.HookImpl]:
         """The implementations of a plugin hook, in call order."""
         return getattr(self.pm.hook, hook).get_hookimpls()
-
-    def module(self, name: str) -> ModuleType | object | None:
-        return self.pm.get_plugin(name)
 
 
 def _version(dist: str) -> str | None:
