@@ -46,6 +46,7 @@ class HostSettings:
     restart_delay: float
     restart_max_delay: float
     restart_reset_after: float
+    max_string: int = 65536
 
 
 @dataclass(frozen=True)
@@ -206,10 +207,23 @@ def _describe(error: ValidationError, base: str) -> list[Problem]:
 
 
 def _mask(problem: Problem, secrets: Iterable[str]) -> Problem:
+    """Hide every secret that appears in the message as a whole value.
+
+    Messages quote values (jsonschema with repr, ours with repr or JSON), so a secret is
+    masked where it stands quoted, or where it is the whole message. A bare substring is left
+    alone: masking ``one`` inside ``'LINE' is not one of [...]`` would mangle the message and,
+    worse, tell the reader what the secret is.
+    """
     message = problem.message
     for secret in secrets:
-        if secret and secret in message:
-            message = message.replace(secret, "***")
+        if not secret:
+            continue
+        if message == secret:
+            message = "***"
+            continue
+        for quoted in {repr(secret), json.dumps(secret), json.dumps(secret, ensure_ascii=False)}:
+            if quoted in message:
+                message = message.replace(quoted, "'***'")
     return Problem(problem.path, message) if message != problem.message else problem
 
 
@@ -307,6 +321,7 @@ def load(
         restart_delay=float(h["restart_delay"]),
         restart_max_delay=float(h["restart_max_delay"]),
         restart_reset_after=float(h["restart_reset_after"]),
+        max_string=int(h["max_string"]),
     )
     config = Config(host, ioservers, plugin_settings, data["loggers"], source_name, base_dir)
     for check in LOGGER_VALIDATORS:

@@ -22,6 +22,7 @@ from .loggers import DataLoggers
 from .plugins import Plugins, await_maybe, call_impl, load_plugins
 from .points import Value
 from .registry import DEFAULT_QUEUE_SIZE, Registry, Subscription
+from .serving import raise_open_file_limit
 from .supervisor import Backoff, State, describe, supervise
 
 log = logging.getLogger("ioplex.host")
@@ -56,6 +57,7 @@ class Host:
         """I/O data points by name."""
         self.ui = Registry("ui", clock=self.clock.time, min_segments=1)
         """UI variables by name."""
+        self.points.max_string = self.ui.max_string = config.host.max_string
         self.points.declare_on_write = lambda name: self._declare_on_write(name, False)
         self.ui.declare_on_write = lambda name: self._declare_on_write(name, True)
         self.ioservers: dict[str, IOServer] = {}
@@ -95,6 +97,7 @@ class Host:
         if self._stack is not None:
             raise IoplexError("this host is already running")
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        raise_open_file_limit()
         self.started_at = self.clock.time()
         stack = AsyncExitStack()
         await stack.__aenter__()

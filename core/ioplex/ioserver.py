@@ -82,26 +82,37 @@ class IOServer:
         meta: dict[str, Any] | None = None,
         quality: Quality | None = None,
         quiet: bool = False,
+        nonfinite: bool = False,
+        sensitive: bool = False,
+        follows_connection: bool = True,
     ) -> Point:
         """Declare the point ``<name>.<id>`` (or the UI variable, with `ui`) and return it.
 
         Declaring an id again returns the existing point with `writable` and `meta` updated,
         so discovery can run repeatedly. New points start with quality ``good`` when the
         instance is online and ``bad`` otherwise, unless `quality` says.
+
+        `nonfinite` lets a float point hold NaN and infinities. `sensitive` marks a point
+        whose writes can do harm (run a command, copy a file): remote writers reach it only
+        through a pattern naming it exactly. ``follows_connection=False`` declares a result
+        point (a command's exit status or output): its quality never follows the connection,
+        so a reconnect never fires an event for it; only the driver's own `set` does.
         """
         table = self._ui if ui else self._points
         point = table.get(id)
         if point is not None:
             point.writable = writable
+            point.sensitive = sensitive
             if meta is not None:
                 point.meta = meta
             return point
         if quality is None:
-            quality = Quality.GOOD if self.online else Quality.BAD
+            quality = Quality.GOOD if self.online or not follows_connection else Quality.BAD
         registry = self.host.ui if ui else self.host.points
         point = registry.declare(
             f"{self.name}.{id}", value, owner=self, writable=writable, type=type,
-            quality=quality, meta=meta, quiet=quiet,
+            quality=quality, meta=meta, quiet=quiet, nonfinite=nonfinite, sensitive=sensitive,
+            follows_connection=follows_connection,
         )
         table[id] = point
         return point
@@ -114,6 +125,8 @@ class IOServer:
         type: type | str | None = None,
         ui: bool = False,
         meta: dict[str, Any] | None = None,
+        sensitive: bool = False,
+        follows_connection: bool = True,
     ) -> None:
         """Accept writes to ids matching the glob `pattern` before they are declared.
 
@@ -124,7 +137,8 @@ class IOServer:
         check_pattern(f"{self.name}.{pattern}")
         match = re.compile(fnmatch.translate(pattern)).match
         self._families.append(
-            (match, {"writable": writable, "type": type, "ui": ui, "meta": meta})
+            (match, {"writable": writable, "type": type, "ui": ui, "meta": meta,
+                     "sensitive": sensitive, "follows_connection": follows_connection})
         )
 
     def _declare_from_family(self, id: str, ui: bool) -> Point | None:
@@ -132,6 +146,10 @@ class IOServer:
             if kwargs["ui"] == ui and match(id):
                 return self.declare(id, **kwargs)
         return None
+
+    def family_sensitive(self, id: str) -> bool:
+        """Whether a write to the undeclared id would declare a sensitive point."""
+        return any(kw["sensitive"] and match(id) for match, kw in self._families)
 
     def point(self, id: str, *, ui: bool = False) -> Point:
         """The point ``<name>.<id>`` of this instance."""
@@ -178,7 +196,11 @@ class IOServer:
         if restore_quality:
             for table, registry in ((self._points, self.host.points), (self._ui, self.host.ui)):
                 for point in table.values():
-                    if point.quality is Quality.BAD and point is not self.connection:
+                    if (
+                        point.quality is Quality.BAD
+                        and point.follows_connection
+                        and point is not self.connection
+                    ):
                         registry.update(point, point.value, Quality.GOOD)
         self._online.set()
 
@@ -189,7 +211,10 @@ class IOServer:
             self._online = anyio.Event()
         self.host.points.update(self.connection, "offline")
         for table, registry in ((self._points, self.host.points), (self._ui, self.host.ui)):
-            registry.set_quality([p for p in table.values() if p is not self.connection], Quality.BAD)
+            registry.set_quality(
+                [p for p in table.values() if p.follows_connection and p is not self.connection],
+                Quality.BAD,
+            )
 
     async def wait_online(self) -> None:
         """Return once the instance is online."""

@@ -5,6 +5,8 @@
 - ``system.uptime``: seconds since the host started.
 - ``system.ioservers.<name>``: each I/O server's state (connecting, online, retrying, failed...).
 - ``system.plugins.<name>``: ``loaded``, the state of the plugin's service, or ``error``.
+- ``system.loggers``: ``ok``, or ``failing: <why>`` while the data loggers cannot write
+  (a full disk, a locked database); they retry with a growing pause meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class System:
             "time", self._now_ms(), writable=host.config.host.allow_set_clock
         )
         self.uptime = ioserver.declare("uptime", 0)
+        self.loggers = ioserver.declare("loggers", host.loggers.health)
         for name in host.config.ioservers:
             ioserver.declare(f"ioservers.{name}", State.STARTING.value)
         for name in host.plugins.info:
@@ -55,6 +58,7 @@ class System:
         while True:
             ioserver.set(self.time, self._now_ms())
             ioserver.set(self.uptime, int(host.time() - (host.started_at or host.time())))
+            ioserver.set(self.loggers, host.loggers.health)
             await anyio.sleep(ioserver.options["pollinterval"])
 
     @hookimpl

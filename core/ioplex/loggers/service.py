@@ -24,6 +24,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import IoplexError
+from ..points import printable
+from ..serving.ratelog import RateLimitedLog
 from .logger import EVENT_FIELDS, DataLogger
 from .reader import Reader
 from .replication import Feed
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ioplex.loggers")
 T = TypeVar("T")
+
+MAX_RETRY_PAUSE = 60.0
+"""The longest pause between retries of a failing write, in seconds."""
 
 
 class UnknownLoggerError(IoplexError, KeyError):
@@ -94,6 +99,11 @@ class DataLoggers(Mapping[str, DataLogger]):
         self._flush_lock: anyio.Lock | None = None
         self._feeds_started = False
         self._reported_drops: dict[str, int] = {}
+        self.set_aside = 0
+        """Samples that could not be stored (a value no column can hold), since the start."""
+        self._set_aside_log = RateLimitedLog(log, interval=60.0)
+        self.health = "ok"
+        """``ok``, or why the last write failed (shown as ``system.loggers``)."""
         for logger in self._loggers.values():
             s = logger.settings
             if s.source is not None:
@@ -299,10 +309,13 @@ class DataLoggers(Mapping[str, DataLogger]):
             self._wakeup.set()
 
     async def flush(self) -> int:
-        """Write every queued sample now, in one transaction; return how many were written.
+        """Write every queued sample now; return how many were written.
 
-        If the write fails, the samples are queued again (within `max_pending`) and the
-        error is raised.
+        All loggers' samples go in one transaction. If that fails, each logger is written
+        on its own, so a failure that concerns one logger never holds up the others; the
+        samples of a logger that still fails are queued again (within `max_pending`) and the
+        first error is raised. A sample that no column can hold is set aside (counted and
+        logged, at most once a minute per point) and its batch commits without it.
         """
         if self._flush_lock is None:
             raise IoplexError("the data loggers are not running")
@@ -311,27 +324,64 @@ class DataLoggers(Mapping[str, DataLogger]):
             if not batches:
                 return 0
             try:
-                written = await self._write(
-                    self._store.write_samples, [(lg._state, batch) for lg, batch in batches]
-                )
+                written = await self._write_batches(batches)
+            except Exception as first:
+                written, failed = 0, []
+                for lg, batch in batches if len(batches) > 1 else ():
+                    try:
+                        written += await self._write_batches([(lg, batch)])
+                    except Exception:
+                        failed.append((lg, batch))
+                for lg, batch in failed if len(batches) > 1 else batches:
+                    lg._give_back(batch)
+                self.health = f"failing: {first}"
+                raise first
             except BaseException:
                 for lg, batch in batches:
                     lg._give_back(batch)
                 raise
-            for lg, batch in batches:
-                lg.recorded += len(batch) // EVENT_FIELDS
+            self.health = "ok"
             return written
 
+    async def _write_batches(self, batches: list[tuple[DataLogger, list[Any]]]) -> int:
+        try:
+            written = await self._write(
+                self._store.write_samples, [(lg._state, batch) for lg, batch in batches]
+            )
+        finally:
+            self._report_set_aside()
+        for lg, batch in batches:
+            lg.recorded += len(batch) // EVENT_FIELDS
+        return written
+
+    def _report_set_aside(self) -> None:
+        aside, self._store.set_aside = self._store.set_aside, []
+        self.set_aside += len(aside)
+        for logger, point, reason in aside:
+            self._set_aside_log.warning(
+                f"{logger}\0{point}", "data logger %r: a sample of %s cannot be stored and was "
+                "set aside (%s)", logger, printable(point), reason,
+            )
+
     async def _flush_loop(self) -> None:
+        pause = 0.0
         while True:
             assert self._wakeup is not None
-            with anyio.move_on_after(self.flush_interval):
+            with anyio.move_on_after(max(self.flush_interval, pause)):
                 await self._wakeup.wait()
             self._wakeup = anyio.Event()
             try:
                 await self.flush()
             except Exception as exc:
-                log.error("data loggers: writing a batch failed, will retry: %s", exc)
+                # Retried with a growing pause (a full disk does not free itself in a
+                # second); samples keep queuing within max_pending meanwhile.
+                pause = min(MAX_RETRY_PAUSE, max(1.0, pause * 2))
+                self._set_aside_log.error(
+                    "flush", "data loggers: writing a batch failed, retrying in %.0f s: %s",
+                    pause, exc,
+                )
+            else:
+                pause = 0.0
             self._report_drops()
 
     def _report_drops(self) -> None:

@@ -189,6 +189,9 @@ class Store:
         self.db: sqlite_utils.Database | None = None
         self._lock_file: Any = None
         self._rows_per_insert = ROWS_PER_INSERT
+        self.set_aside: list[tuple[str, str, str]] = []
+        """Samples that could not be stored, as (logger, point, reason), since the caller
+        last took them: their batches committed without them."""
 
     # -- opening -------------------------------------------------------------------------------
     def open(self) -> None:
@@ -386,11 +389,14 @@ class Store:
                     pid = ids.get(name)
                     if pid is None:
                         pid = self._point_id(state, name)
+                    try:
+                        recorded = number(value)
+                    except (OverflowError, ValueError, TypeError) as exc:
+                        # One sample that cannot be stored never stops the batch.
+                        self.set_aside.append((state.name, name, f"{type(exc).__name__}: {exc}"))
+                        continue
                     seq += 1
-                    append((
-                        lid, seq, t, pid, number(value),
-                        0 if quality is good else codes.get(quality, 2),
-                    ))
+                    append((lid, seq, t, pid, recorded, 0 if quality is good else codes.get(quality, 2)))
                 state.last_seq = seq
                 conn.execute("UPDATE loggers SET last_seq = ? WHERE id = ?", (seq, lid))
             self._insert_raw(rows)
@@ -434,8 +440,13 @@ class Store:
             (hwm,) = conn.execute("SELECT hwm FROM feeds WHERE id = ?", (feed,)).fetchone()
             seq = state.last_seq
             for origin, t, point, value, quality in rows:
+                try:
+                    recorded = to_number(value)
+                except (OverflowError, ValueError, TypeError) as exc:
+                    self.set_aside.append((state.name, point, f"{type(exc).__name__}: {exc}"))
+                    recorded = None  # kept as a row without a number: its seq stays in order
                 cursor = conn.execute(INSERT_REPLICATED, (
-                    state.id, seq + 1, t, self._point_id(state, point), to_number(value),
+                    state.id, seq + 1, t, self._point_id(state, point), recorded,
                     QUALITY_CODES[quality], feed, origin,
                 ))
                 if cursor.rowcount:  # 0 when the row was a duplicate: no seq is spent

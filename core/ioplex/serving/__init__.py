@@ -1,0 +1,46 @@
+"""The server toolkit: what every ioplex plugin that accepts connections needs, written once.
+
+A plugin that runs a server (vscp_link's link server, hsyco_remote's HTTPS server, the web
+plugin, a third-party one) builds on these instead of writing its own:
+
+- `parse_listen` / `format_listen`: ``host:port`` settings;
+- `AllowList`: which client addresses may connect (addresses, networks, ``*``);
+- `AuthThrottle`: password guessing slowed per network prefix, with a global cap, without
+  holding connections and without locking out sessions that already logged in;
+- `Admission`: caps on unauthenticated and total connections, an absolute login deadline and
+  a pre-login output budget;
+- `serve_tcp`: an accept loop that waits out EMFILE/ENFILE instead of dying;
+- `RateLimitedLog`: one log line per kind of refusal per interval;
+- `RemoteWrites`: the ``control`` policy for remote writes, with sensitive points;
+- `jsontext`: JSON out (non-finite floats as strings) and in (nesting limit).
+
+docs/serving.md describes the guarantees they give and how to use them.
+"""
+
+from . import jsontext
+from .accept import serve_tcp
+from .admission import Admission, OutputBudget, OutputBudgetExceeded, Ticket
+from .allow import AllowList, client_prefix, parse_address
+from .limits import raise_open_file_limit
+from .listen import format_listen, parse_listen
+from .ratelog import RateLimitedLog
+from .throttle import AuthThrottle
+from .writes import RemoteWrites
+
+__all__ = [
+    "Admission",
+    "AllowList",
+    "AuthThrottle",
+    "OutputBudget",
+    "OutputBudgetExceeded",
+    "RateLimitedLog",
+    "RemoteWrites",
+    "Ticket",
+    "client_prefix",
+    "format_listen",
+    "jsontext",
+    "parse_address",
+    "parse_listen",
+    "raise_open_file_limit",
+    "serve_tcp",
+]
