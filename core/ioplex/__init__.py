@@ -25,7 +25,14 @@ from .errors import (
 from .hookspecs import hookimpl, hookspec
 from .host import Host
 from .ioserver import IOServer
-from .loggers import DataLogger, DataLoggers, Interval, Sample, UnknownLoggerError
+from .loggers import (
+    DataLogger,
+    DataLoggers,
+    Interval,
+    ReplicatedRows,
+    Sample,
+    UnknownLoggerError,
+)
 from .plugins import IOServerType, PluginInfo, Plugins, load_plugins, load_schema
 from .points import Point, PointEvent, Quality, Value
 from .registry import Listener, Registry, Subscription
@@ -56,6 +63,7 @@ __all__ = [
     "Quality",
     "ReadOnlyPointError",
     "Registry",
+    "ReplicatedRows",
     "Sample",
     "State",
     "Subscription",

@@ -193,6 +193,10 @@ async def replicate(ioserver: Any, logger: str, source_id: str, since: int, limi
     sample sequence number (an integer that only grows), ``time`` seconds since the epoch,
     ``point`` the remote point name, ``value`` the sample, ``quality`` a `ioplex.Quality`
     value. The kernel stores rows idempotently and advances the mark only past committed rows.
+    Return them as `ioplex.ReplicatedRows(rows, store=...)` with the remote database's
+    identity (its ``host.loggers.store_id``) when the source can tell it: a changed identity
+    (the remote database was replaced or restored) makes the kernel replicate it again from
+    seq 0, skipping samples it already holds, instead of waiting for seqs past the old mark.
 
     :param ioserver: the instance's `ioplex.IOServer` handle.
     :param logger: the local data logger's id.

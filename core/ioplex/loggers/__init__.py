@@ -8,7 +8,7 @@ from ..config import LOGGER_VALIDATORS
 from .calendar import Calendar
 from .logger import DataLogger
 from .reader import DatabaseMissing, Reader
-from .replication import Feed, ReplicationError
+from .replication import Feed, ReplicatedRows, ReplicationError
 from .rows import Interval, Sample
 from .service import DataLoggers, UnknownLoggerError
 from .settings import KINDS, LEVELS, LoggerSettings, check_loggers, parse_duration
@@ -32,5 +32,6 @@ __all__ = [
     "ReplicationError",
     "Sample",
     "UnknownLoggerError",
+    "ReplicatedRows",
     "parse_duration",
 ]

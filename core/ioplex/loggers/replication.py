@@ -32,6 +32,20 @@ interval itself, if longer)."""
 Row = tuple[int, float, str, Any, str]
 
 
+class ReplicatedRows(list):
+    """What a `replicate` hook may return instead of a plain list: the rows, plus the
+    identity of the remote logger database they come from (its ``store_id``).
+
+    When the identity changes, the remote database was replaced or restored and its seqs
+    started again: the feed logs it once, replicates that database from its beginning and
+    skips the samples it already holds, so there is neither a gap nor a duplicate.
+    """
+
+    def __init__(self, rows: Any = (), store: str | None = None) -> None:
+        super().__init__(rows)
+        self.store = store
+
+
 class ReplicationError(IoplexError):
     """A `replicate` hook returned something that is not a batch of rows."""
 
@@ -98,6 +112,10 @@ class Feed:
         """The ``feeds`` row id, once the feed has run."""
         self.hwm: int | None = None
         """The high-water mark: the largest remote seq stored, once known."""
+        self.store: str | None = None
+        """The remote database's identity, when the source reports one."""
+        self.generation = 0
+        """How many times the remote database was seen replaced (see `ReplicatedRows`)."""
         self.stored = 0
         self.polls = 0
         self.failures = 0
@@ -110,7 +128,8 @@ class Feed:
     def describe(self) -> dict[str, Any]:
         return {
             "source": self.source, "source_id": self.source_id, "interval": self.interval,
-            "hwm": self.hwm, "stored": self.stored, "polls": self.polls,
+            "hwm": self.hwm, "store": self.store, "generation": self.generation,
+            "stored": self.stored, "polls": self.polls,
             "failures": self.failures, "last_error": self.last_error,
         }
 
@@ -136,7 +155,7 @@ class Feed:
     async def _run(self, loggers: DataLoggers) -> None:
         state = self.logger._state
         assert state is not None
-        self.id, self.hwm = await loggers._write(
+        self.id, self.hwm, self.store, self.generation = await loggers._write(
             loggers._store.register_feed, state, self.source, self.source_id
         )
         io = loggers.host.ioservers.get(self.source) if loggers.host is not None else None
@@ -180,12 +199,27 @@ class Feed:
         new = 0
         while True:
             since = self.hwm
-            rows, returned = check_rows(
-                await io.replicate(self.logger.id, self.source_id, since, limit), since, limit
-            )
+            answer = await io.replicate(self.logger.id, self.source_id, since, limit)
+            store = getattr(answer, "store", None)
+            if store is not None and store != self.store:
+                restart = self.store is not None
+                if restart:
+                    log.warning(
+                        "%s: the remote logger database was replaced or restored (store %s, "
+                        "was %s); replicating it again from its beginning, skipping samples "
+                        "already held", self._what(), store, self.store,
+                    )
+                self.generation = await loggers._write(
+                    loggers._store.set_feed_store, self.id, store, restart
+                )
+                self.store = store
+                if restart:
+                    self.hwm = 0
+                    continue  # this batch was asked after the old mark: ask again from 0
+            rows, returned = check_rows(answer, since, limit)
             if rows:
                 stored, self.hwm = await loggers._write(
-                    loggers._store.write_replicated, state, self.id, rows
+                    loggers._store.write_replicated, state, self.id, rows, self.generation
                 )
                 new += stored
                 self.stored += stored

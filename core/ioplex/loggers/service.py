@@ -189,6 +189,12 @@ class DataLoggers(Mapping[str, DataLogger]):
         return msg + f"; defined: {', '.join(self._loggers) or 'none'}"
 
     @property
+    def store_id(self) -> str | None:
+        """The identity of this host's logger database (created with it), once running:
+        replicas use it to notice a replaced or restored database."""
+        return self._store.store_id
+
+    @property
     def running(self) -> bool:
         return self._stack is not None
 

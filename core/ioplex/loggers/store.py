@@ -18,6 +18,7 @@ import json
 import logging
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
@@ -105,6 +106,11 @@ VIEWS = {"raw": "samples", "minute": "minutes", "hour": "hours", "day": "days", 
 """The view over each level's table that shows names and ISO times instead of ids."""
 
 INSERT_RAW = "INSERT INTO raw (logger, seq, time, point, value, quality) VALUES (?, ?, ?, ?, ?, ?)"
+ORIGIN_SPAN = 1 << 40
+"""Replicated rows keep their remote seq in ``raw.origin`` as ``generation * ORIGIN_SPAN +
+seq``: each replaced or restored remote database (a new store id) opens a new generation, so
+its seqs, which start again at 1, never collide with the ones already held."""
+HAS_SAMPLE = "SELECT 1 FROM raw WHERE logger = ? AND time = ? AND point = ? LIMIT 1"
 INSERT_REPLICATED = (
     "INSERT OR IGNORE INTO raw (logger, seq, time, point, value, quality, feed, origin) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -189,6 +195,9 @@ class Store:
         self.db: sqlite_utils.Database | None = None
         self._lock_file: Any = None
         self._rows_per_insert = ROWS_PER_INSERT
+        self.store_id: str | None = None
+        """This database's identity, created with it: a replica that sees a different one
+        knows the database was replaced or restored (see `Feed`)."""
         self.set_aside: list[tuple[str, str, str]] = []
         """Samples that could not be stored, as (logger, point, reason), since the caller
         last took them: their batches committed without them."""
@@ -275,6 +284,19 @@ class Store:
             sql = INTERVAL_VIEW.format(level=level, iso=ISO_TIME.format(f"{level}.time"))
             db.create_view(VIEWS[level], sql, ignore=True)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        # Added after version 1 shipped: created in place in older databases.
+        feeds = db["feeds"]
+        if "store" not in feeds.columns_dict:
+            feeds.add_column("store", str)
+        if "generation" not in feeds.columns_dict:
+            feeds.add_column("generation", int, not_null_default=0)
+        db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
+        row = db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        if row is None:
+            self.store_id = str(uuid.uuid4())
+            db["meta"].insert({"key": "store_id", "value": self.store_id})
+        else:
+            self.store_id = row[0]
 
     def close(self) -> None:
         if self.db is not None:
@@ -349,19 +371,40 @@ class Store:
             state.points[name] = pid  # type: ignore[assignment]
         return pid  # type: ignore[return-value]
 
-    def register_feed(self, state: LoggerState, source: str, source_id: str) -> tuple[int, int]:
-        """The feed's id and high-water mark, creating its row at mark 0 the first time."""
+    def register_feed(
+        self, state: LoggerState, source: str, source_id: str
+    ) -> tuple[int, int, str | None, int]:
+        """The feed's id, high-water mark, remote store id and generation, creating its row
+        at mark 0 the first time."""
         assert self.db is not None
         found = list(self.db["feeds"].rows_where(
             "logger = ? AND source = ? AND source_id = ?", [state.id, source, source_id]
         ))
         if found:
-            return found[0]["id"], found[0]["hwm"]
+            row = found[0]
+            return row["id"], row["hwm"], row["store"], row["generation"] or 0
         pk = self.db["feeds"].insert(
             {"logger": state.id, "source": source, "source_id": source_id, "hwm": 0,
-             "updated": time.time()}
+             "updated": time.time(), "generation": 0}
         ).last_pk
-        return pk, 0
+        return pk, 0, None, 0
+
+    def set_feed_store(self, feed: int, store: str, restart: bool) -> int:
+        """Remember the remote store id of a feed; with `restart` (the id changed) start a new
+        generation at mark 0. Returns the generation."""
+        conn = self.conn
+        with conn:
+            if restart:
+                conn.execute(
+                    "UPDATE feeds SET store = ?, hwm = 0, generation = generation + 1, "
+                    "updated = ? WHERE id = ?", (store, time.time(), feed),
+                )
+            else:
+                conn.execute("UPDATE feeds SET store = ? WHERE id = ?", (store, feed))
+            (generation,) = conn.execute(
+                "SELECT generation FROM feeds WHERE id = ?", (feed,)
+            ).fetchone()
+        return generation or 0
 
     # -- recording -------------------------------------------------------------------------------
     def write_samples(self, batches: Sequence[tuple[LoggerState, Sequence[Any]]]) -> int:
@@ -424,35 +467,46 @@ class Store:
             conn.execute(_insert_statement(len(chunk)), list(chain.from_iterable(chunk)))
 
     def write_replicated(
-        self, state: LoggerState, feed: int, rows: Iterable[tuple[int, float, str, Any, str]]
+        self,
+        state: LoggerState,
+        feed: int,
+        rows: Iterable[tuple[int, float, str, Any, str]],
+        generation: int = 0,
     ) -> tuple[int, int]:
         """Store replicated rows ``(remote seq, time, point, value, quality)`` once each.
 
         A row whose remote seq this feed already stored is skipped (the unique index on
-        ``(feed, origin)``). The feed's high-water mark moves, in the same transaction, to
-        the highest remote seq now stored. Returns (rows newly stored, high-water mark).
+        ``(feed, origin)``). From the second generation on (the remote database was replaced
+        or restored), a row is also skipped when the logger already holds a sample of its
+        point at its time: a restored database repeats rows held before. The feed's mark
+        moves, in the same transaction, to the highest remote seq now stored. Returns (rows
+        newly stored, high-water mark).
         """
         conn = self.conn
         now = time.time()
         stored = 0
+        base = generation * ORIGIN_SPAN
         try:
             conn.execute("BEGIN")
             (hwm,) = conn.execute("SELECT hwm FROM feeds WHERE id = ?", (feed,)).fetchone()
             seq = state.last_seq
             for origin, t, point, value, quality in rows:
+                hwm = max(hwm, origin)
+                pid = self._point_id(state, point)
+                if generation and conn.execute(HAS_SAMPLE, (state.id, t, pid)).fetchone():
+                    continue
                 try:
                     recorded = to_number(value)
                 except (OverflowError, ValueError, TypeError) as exc:
                     self.set_aside.append((state.name, point, f"{type(exc).__name__}: {exc}"))
                     recorded = None  # kept as a row without a number: its seq stays in order
                 cursor = conn.execute(INSERT_REPLICATED, (
-                    state.id, seq + 1, t, self._point_id(state, point), recorded,
-                    QUALITY_CODES[quality], feed, origin,
+                    state.id, seq + 1, t, pid, recorded, QUALITY_CODES[quality], feed,
+                    base + origin,
                 ))
                 if cursor.rowcount:  # 0 when the row was a duplicate: no seq is spent
                     seq += 1
                     stored += 1
-                hwm = max(hwm, origin)
             state.last_seq = seq
             conn.execute("UPDATE loggers SET last_seq = ? WHERE id = ?", (seq, state.id))
             conn.execute("UPDATE feeds SET hwm = ?, updated = ? WHERE id = ?", (hwm, now, feed))
