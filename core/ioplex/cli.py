@@ -20,7 +20,7 @@ from .host import Host
 from .loggers import LEVELS, DatabaseMissing, UnknownLoggerError
 from .loggers.export import FORMATS, TimeError, parse_time, write_rows
 from .loggers.settings import format_duration
-from .plugins import load_plugins
+from .plugins import call_impl, load_plugins
 
 EXIT_CONFIG = 2
 
@@ -273,7 +273,24 @@ def logger_export(
         host.loggers.reader.close()
 
 
+def _add_plugin_commands() -> None:
+    """Let installed plugins add their subcommands (the register_commands hook)."""
+    try:
+        plugins = load_plugins()
+    except Exception as exc:  # the built-in commands must work whatever a plugin does
+        click.echo(f"warning: plugins not loaded: {exc}", err=True)
+        return
+    for impl in plugins.impls("register_commands"):
+        try:
+            call_impl(impl, cli=cli)
+        except Exception as exc:
+            click.echo(
+                f"warning: plugin {impl.plugin_name} could not add its commands: {exc}", err=True
+            )
+
+
 def main() -> None:
+    _add_plugin_commands()
     cli()
 
 

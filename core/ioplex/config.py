@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from typing import Any
 
 from jsonschema import Draft202012Validator, validators
@@ -47,6 +48,15 @@ class HostSettings:
     restart_max_delay: float
     restart_reset_after: float
     max_string: int = 65536
+    latitude: float | None = None
+    longitude: float | None = None
+    timezone: str | None = None
+    """The IANA zone name from ``[host] timezone``; None means the system's (see `zone`)."""
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        """The site's time zone; None stands for the system's local zone."""
+        return ZoneInfo(self.timezone) if self.timezone else None
 
 
 @dataclass(frozen=True)
@@ -322,7 +332,19 @@ def load(
         restart_max_delay=float(h["restart_max_delay"]),
         restart_reset_after=float(h["restart_reset_after"]),
         max_string=int(h["max_string"]),
+        latitude=h.get("latitude"),
+        longitude=h.get("longitude"),
+        timezone=h.get("timezone"),
     )
+    if host.timezone:
+        try:
+            host.zone  # noqa: B018 - loading the zone is the check
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(Problem(
+                "host.timezone",
+                f"unknown time zone {host.timezone!r}; use an IANA name such as "
+                "\"Europe/Rome\" or \"UTC\"",
+            ))
     config = Config(host, ioservers, plugin_settings, data["loggers"], source_name, base_dir)
     for check in LOGGER_VALIDATORS:
         problems.extend(check(data["loggers"], config))

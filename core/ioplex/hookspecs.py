@@ -65,6 +65,19 @@ def plugin_settings_schema() -> dict[str, Any] | None:
 
 
 @hookspec
+def register_commands(cli: Any) -> None:
+    """Add subcommands to the ``ioplex`` command line.
+
+    Called once when the command line starts, with every installed plugin loaded, so a
+    plugin can offer commands of its own (``ioplex events check``) the way llm and datasette
+    plugins do.
+
+    :param cli: the top-level `click.Group`; add commands with ``@cli.command()`` or groups
+        with ``@cli.group()``. Use a name of your plugin's to avoid clashes.
+    """
+
+
+@hookspec
 def check_config(
     settings: dict[str, Any] | None, ioservers: dict[str, Any], base_dir: Path
 ) -> Any:
