@@ -80,10 +80,14 @@ class Event:
 
 @lru_cache(maxsize=64)
 def format_datetime(when: datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, as vscpd writes it."""
+    """``YYYY-MM-DDTHH:MM:SSZ`` in UTC, as vscpd writes it (always four year digits:
+    ``strftime`` writes year 1 as ``1``, which no reader takes back)."""
     if when.tzinfo is not None:
         when = when.astimezone(UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"{when.year:04d}-{when.month:02d}-{when.day:02d}"
+        f"T{when.hour:02d}:{when.minute:02d}:{when.second:02d}Z"
+    )
 
 
 def format_line(event: Event) -> str:
@@ -102,7 +106,11 @@ def format_line(event: Event) -> str:
 
 @lru_cache(maxsize=256)
 def parse_datetime(text: str) -> datetime:
-    """A line's datetime field: ISO 8601, ``Z`` or an offset or nothing (UTC), to the second."""
+    """A line's datetime field: ISO 8601, ``Z`` or an offset or nothing (UTC), to the second.
+
+    Raises ValueError only: also for a time whose UTC equivalent falls outside years 1-9999
+    (``0001-01-01T00:00:00+01:00``), which Python reports as OverflowError.
+    """
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -110,7 +118,12 @@ def parse_datetime(text: str) -> datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     else:
-        when = when.astimezone(UTC)
+        try:
+            when = when.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                f"datetime {text.strip()!r} is outside years 1-9999 in UTC"
+            ) from None
     return when.replace(microsecond=0)
 
 
@@ -161,11 +174,10 @@ def parse_line(text: str) -> Event:
     when: datetime | None = None
     if when_text:
         when = parse_datetime(when_text)
-    elif head & HEAD_FRAME_VERSION == HEAD_FRAME_UNIX_NS or stamp > _MAX32:
-        # The 2026 dialect: nanoseconds since the epoch, 0 meaning now.
-        if stamp:
-            when = _utc_second(stamp // 1_000_000_000)
-            stamp = (stamp // 1000) & _MAX32
+    elif stamp and (head & HEAD_FRAME_VERSION == HEAD_FRAME_UNIX_NS or stamp > _MAX32):
+        # The 2026 dialect: nanoseconds since the epoch (0 meaning now).
+        when = _utc_second(stamp // 1_000_000_000)
+        stamp = (stamp // 1000) & _MAX32
     if stamp > _MAX32:
         raise ValueError(f"timestamp {fields[5].strip()!r} is out of range 0..{_MAX32}")
     raw = fields[7:]

@@ -9,11 +9,15 @@ the clients through the plugin's `on_event` (`deliver`).
 
 Delivery is a non-blocking append to each client's bounded queue: a client that falls behind
 loses its oldest events (STAT's overrun count), and nobody else waits for it.
+
+The defences are the kernel's server toolkit (`ioplex.serving`): the allow-list, admission
+(caps on connections not yet logged in, per network prefix and in all; an absolute login
+deadline; a pre-login output budget), password throttling per prefix, and an accept loop that
+waits out EMFILE/ENFILE instead of ending the service. README "What the server guarantees".
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,20 +27,33 @@ from typing import Any
 import anyio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 from ioplex import ConfigError, Problem
+from ioplex.serving import (
+    Admission,
+    AllowList,
+    AuthThrottle,
+    RateLimitedLog,
+    format_listen,
+    serve_tcp,
+)
+from ioplex.serving import parse_listen as _parse_listen
 
 from . import wire
 from .event import Event
 from .filter import Filter, parse_fields
 from .guid import interface_guid, machine_guid, parse_guid
 from .session import Session
-from .throttle import LoginThrottle
 
 log = logging.getLogger("ioplex.plugin.vscp_link.server")
 
 WHERE = "plugins.vscp_link.server"
 
-INTERFACE_TCPIP = 4
+INTERFACE_TCPIP = 5
+"""vscpd's interface type of a tcp/ip client (``clientlist.h``: 4 is a Level III driver)."""
 INTERFACE_LEVEL2_DRIVER = 3
+LOG_INTERVAL = 60.0
+"""Seconds between two log lines of one kind of refusal (the rest are counted in the next)."""
+REFUSE_TIMEOUT = 2.0
+"""Seconds a refusal line may take to write before the connection is just closed."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +74,21 @@ class User:
 
 def parse_listen(text: str, where: str = f"{WHERE}.listen") -> tuple[str, int]:
     """``host:port`` or ``[ipv6]:port`` → (host, port); raises ConfigError naming `where`."""
-    host, sep, port = text.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError([Problem(where, f'{text!r} is not host:port (e.g. "127.0.0.1:9598")')])
-    return host, int(port)
+    try:
+        return _parse_listen(text)
+    except ValueError as exc:
+        raise ConfigError([Problem(where, str(exc))]) from None
+
+
+def parse_allow(entries: list[str], where: str = f"{WHERE}.allow") -> AllowList:
+    """The allow-list setting; ConfigError naming the entry at fault."""
+    for i, entry in enumerate(entries):
+        try:
+            AllowList.parse([entry], where)
+        except ValueError as exc:
+            message = str(exc).partition(": ")[2] or str(exc)
+            raise ConfigError([Problem(f"{where}[{i}]", message)]) from None
+    return AllowList.parse(entries, where)
 
 
 def _problem(where: str, message: str) -> ConfigError:
@@ -112,21 +139,31 @@ class Server:
                 row["set_guid"],
                 flt,
             )
-        self.allow: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for i, entry in enumerate(settings["allow"]):
-            try:
-                self.allow.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                raise _problem(
-                    f"{WHERE}.allow[{i}]", f"{entry!r} is not an IP address or network"
-                ) from None
+        self.where = WHERE
+        self.allow = parse_allow(settings["allow"])
         self.queue_size: int = settings["queue_size"]
         self.max_clients: int = settings["max_clients"]
         self.keepalive: float = settings["keepalive"]
         self.login_timeout: float = settings["login_timeout"]
         self.idle_timeout: float = settings["idle_timeout"]
         self.send_timeout: float = settings["send_timeout"]
-        self.throttle = LoginThrottle(settings["auth_delay"], settings["auth_max_delay"])
+        self.admission = Admission(
+            max_connections=settings["max_clients"],
+            max_unauthenticated=settings["max_unauthenticated"],
+            login_deadline=settings["login_timeout"],
+            output_budget=settings["pre_login_output"],
+        )
+        self.ratelog = RateLimitedLog(log, LOG_INTERVAL)
+        """One log line per kind of refusal per interval, for every client together."""
+        self.throttle = AuthThrottle(
+            free_failures=settings["auth_free_failures"],
+            base_delay=settings["auth_lockout"],
+            max_delay=settings["auth_max_lockout"],
+            global_rate=settings["auth_global_rate"],
+            log=log,
+            what="vscp_link server",
+            log_interval=LOG_INTERVAL,
+        )
         self.clients: dict[int, Session] = {}
         self._receivers: tuple[Session, ...] = ()
         self.address: tuple[str, int] | None = None
@@ -142,7 +179,8 @@ class Server:
             b"Implements the link protocol of the VSCP project, https://www.vscp.org\r\n" + wire.OK
         )
         self.refused = 0
-        """Connections refused: address not allowed, or too many clients."""
+        """Connections refused: address not allowed, or every slot held by logged-in
+        clients."""
 
     def interface_guid(self, channel: int) -> bytes:
         return interface_guid(self.guid, channel)
@@ -155,8 +193,8 @@ class Server:
         except OSError as exc:
             # Retried by the supervisor: the port may be free again shortly.
             raise OSError(
-                f"vscp_link server cannot listen on {host}:{port} ({WHERE}.listen): "
-                f"{exc.strerror or exc}"
+                f"vscp_link server cannot listen on {format_listen(host, port)} "
+                f"({WHERE}.listen): {exc.strerror or exc}"
             ) from None
         async with listener:
             sockname = listener.listeners[0].extra(SocketAttribute.local_address)
@@ -167,14 +205,15 @@ class Server:
                     wire.CAPABILITY_IP6 if family.name == "AF_INET6" else wire.CAPABILITY_IP4
                 )
             log.info(
-                "vscp_link server listening on %s:%d (users: %s)",
-                self.address[0],
-                self.address[1],
+                "vscp_link server listening on %s (users: %s)",
+                format_listen(*self.address),
                 ", ".join(self.users) or "none",
             )
             task_status.started()
             try:
-                await listener.serve(self._handle)
+                # EMFILE/ENFILE pause accepting (logged once a minute); they never end the
+                # service, so logged-in clients are never dropped by a flood of connections.
+                await serve_tcp(listener, self._handle, log=log, what="vscp_link server")
             finally:
                 self.address = None
 
@@ -182,52 +221,73 @@ class Server:
         try:
             remote = stream.extra(SocketAttribute.remote_address)
             ip = str(remote[0])
-            peer = f"[{ip}]:{remote[1]}" if ":" in ip else f"{ip}:{remote[1]}"
-        except (OSError, anyio.TypedAttributeLookupError):
+            peer = format_listen(ip, int(remote[1]))
+        except (OSError, anyio.TypedAttributeLookupError, IndexError, TypeError, ValueError):
             ip, peer = "?", "?"
         async with stream:
-            if self.allow and not self._allowed(ip):
+            if not self.allow.allows(ip):
                 self.refused += 1
-                log.warning("vscp_link server: refused %s: not in %s.allow", peer, WHERE)
+                self.ratelog.warning(
+                    "not-allowed", "vscp_link server: refused %s: not in %s.allow", peer, WHERE
+                )
                 await self._refuse(stream, wire.INVALID_REMOTE)
                 return
-            if len(self.clients) >= self.max_clients:
+            ticket = self.admission.admit(ip)
+            if ticket is None:
                 self.refused += 1
-                log.warning(
-                    "vscp_link server: refused %s: %d clients already (%s.max_clients)",
+                self.ratelog.warning(
+                    "full",
+                    "vscp_link server: refused %s: %d clients logged in already (%s.max_clients)",
                     peer,
-                    len(self.clients),
+                    self.admission.connections,
                     WHERE,
                 )
                 await self._refuse(stream, wire.ERROR)
                 return
-            session = Session(self, stream, self._next_channel(), peer)
+            session = Session(self, stream, self._next_channel(), peer, ticket, ip)
             self.clients[session.channel] = session
             log.debug("vscp_link server: %s connected", session.describe())
             try:
-                await session.run()
-            except Exception:  # a bug in one session must not take the listener down
-                log.exception("vscp_link server: %s failed", session.describe())
+                with ticket, ticket.scope:
+                    await session.run()
+            except Exception as exc:  # a bug in one session must not take the listener down
+                self.ratelog.error(
+                    "session-failed",
+                    "vscp_link server: %s failed: %r",
+                    session.describe(),
+                    exc,
+                )
+                log.debug("vscp_link server: %s failed", session.describe(), exc_info=True)
             finally:
                 del self.clients[session.channel]
                 if session in self._receivers:
                     self._receivers = tuple(s for s in self._receivers if s is not session)
+                if ticket.timed_out:
+                    self.ratelog.info(
+                        "login-deadline",
+                        "vscp_link server: closed %s: not logged in within %.0f s "
+                        "(%s.login_timeout)",
+                        peer,
+                        self.login_timeout,
+                        WHERE,
+                    )
+                elif ticket.evicted:
+                    self.ratelog.info(
+                        "evicted",
+                        "vscp_link server: closed %s, the oldest of the connections from its "
+                        "network not logged in, to make room for a newer one "
+                        "(%s.max_unauthenticated, %s.max_clients)",
+                        peer,
+                        WHERE,
+                        WHERE,
+                    )
                 log.debug("vscp_link server: %s disconnected", session.describe())
 
-    def _allowed(self, ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
-            return False
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.allow)
-
     async def _refuse(self, stream: SocketStream, reply: bytes) -> None:
-        with anyio.move_on_after(self.send_timeout):
+        with anyio.move_on_after(min(self.send_timeout, REFUSE_TIMEOUT)):
             try:
                 await stream.send(reply)
-            except (anyio.BrokenResourceError, OSError):
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 pass
 
     # -- events --------------------------------------------------------------------------------

@@ -1,8 +1,14 @@
 """One client of the server interface: its login, filter, queue and command loop.
 
 Input is read in chunks and split into lines here, not line by line: a client that pipelines
-a thousand SENDs gets its thousand replies in one write. Lines are bounded (`MAX_LINE`); a
-longer one is answered with the parameter error and skipped up to its end.
+a thousand SENDs gets its thousand replies in one write (written whenever `FLUSH_AT` bytes of
+replies are waiting, so a chunk of HELPs never piles up megabytes). Lines are bounded
+(`MAX_LINE`); a longer one is answered with the parameter error and skipped up to its end.
+
+Before login every reply counts against the connection's output budget (`Ticket.budget`):
+past it the connection is closed and nothing more is queued. Every command answers exactly
+one reply: a parse error is the parameter error for that command, and an unexpected error in
+a command is ``-OK - Error`` for it (logged, rate-limited), never a dropped session.
 
 In the receive loop a second task (the writer) pushes queued events and ``+OK`` keep-alives;
 the reader then answers only QUITLOOP, QUIT, NOOP and SEND, and writes nothing that does not
@@ -16,14 +22,15 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import SocketStream
 from ioplex.queues import DropOldestQueue
+from ioplex.serving import OutputBudgetExceeded, Ticket
 
-from . import wire
+from . import measurement_command, wire
 from .event import Event, format_datetime, make_timestamp, parse_line, utc_now
 from .filter import ACCEPT_ALL, Filter, parse_fields
 from .guid import NULL_GUID, format_guid, parse_guid
@@ -37,6 +44,11 @@ log = logging.getLogger("ioplex.plugin.vscp_link.server")
 MAX_LINE = 8192
 """Longest command line taken, in bytes (a SEND with 512 data bytes needs about 2,700)."""
 CHUNK = 65536
+FLUSH_AT = 65536
+"""Replies waiting to be written, in bytes, at which they are written before the next line
+is handled."""
+HISTORY = 10
+"""Command lines remembered for ``+`` / ``+n``."""
 DISCONNECTED = (
     anyio.EndOfStream,
     anyio.BrokenResourceError,
@@ -58,12 +70,21 @@ class Close(Exception):
 class Session:
     """A connected client. `channel` is its id: CHID's answer and the obid of its events."""
 
-    def __init__(self, server: Server, stream: SocketStream, channel: int, peer: str) -> None:
+    def __init__(
+        self,
+        server: Server,
+        stream: SocketStream,
+        channel: int,
+        peer: str,
+        ticket: Ticket,
+        ip: str = "?",
+    ) -> None:
         self.server = server
         self.stream = stream
         self.channel = channel
         self.peer = peer
-        self.peer_ip = peer.rpartition(":")[0].strip("[]")
+        self.peer_ip = ip
+        self.ticket = ticket
         self.started = utc_now()
         self.guid = server.interface_guid(channel)
         self.filter: Filter = ACCEPT_ALL
@@ -79,6 +100,7 @@ class Session:
         self._send_lock = anyio.Lock()
         self._wait_scope: anyio.CancelScope | None = None
         self._tg: Any = None
+        self._history: deque[str] = deque(maxlen=HISTORY)
 
     def __repr__(self) -> str:
         return f"<client {self.channel} {self.peer} user={self.username!r}>"
@@ -101,37 +123,44 @@ class Session:
                 await self.stream.send(data)
 
     # -- the command loop --------------------------------------------------------------------
+    def _charge(self, reply: bytes) -> None:
+        """Count a reply against the pre-login output budget (OutputBudgetExceeded past it)."""
+        if self.user is None:
+            self.ticket.budget.spend(len(reply))
+
     async def run(self) -> None:
-        """Serve the client until it quits, fails or times out."""
+        """Serve the client until it quits, fails or times out.
+
+        The login deadline is not kept here: the server runs the session inside its
+        admission ticket's scope, whose deadline is absolute (bytes do not extend it).
+        """
         server = self.server
         pending = b""
         discarding = False
         async with anyio.create_task_group() as tg:
             self._tg = tg
             try:
+                self._charge(server.banner)
                 await self.write(server.banner)
                 while True:
-                    if self.user is None:
-                        timeout: float | None = server.login_timeout
-                    else:
-                        timeout = None if self.in_loop else server.idle_timeout
+                    timeout = None if self.user is None or self.in_loop else server.idle_timeout
                     try:
                         with anyio.fail_after(timeout):
                             chunk = await self.stream.receive(CHUNK)
                     except TimeoutError:
-                        what = "log in" if self.user is None else "send a command"
-                        log.info(
-                            "vscp_link server: %s did not %s for %.0f s; closing",
+                        server.ratelog.info(
+                            "idle",
+                            "vscp_link server: %s sent no command for %.0f s (%s.idle_timeout); "
+                            "closing",
                             self.describe(),
-                            what,
                             timeout,
+                            server.where,
                         )
-                        return
-                    except DISCONNECTED:
                         return
                     lines = (pending + chunk).split(b"\n")
                     pending = lines.pop()
                     out: list[bytes] = []
+                    size = 0
                     if discarding and lines:  # the end of an overlong line
                         lines.pop(0)
                         discarding = False
@@ -142,24 +171,40 @@ class Session:
                     try:
                         for raw in lines:
                             if len(raw) > MAX_LINE:
-                                out.append(self._overlong())
-                                continue
-                            reply = self.handle(raw.decode("latin-1").strip())
-                            if reply.__class__ is not bytes:
-                                await self.write(b"".join(out))
-                                out.clear()
-                                reply = await reply  # type: ignore[misc]
+                                reply = self._overlong()
+                            else:
+                                reply = self.handle(raw.decode("latin-1").strip())
                             if reply:
-                                out.append(reply)  # type: ignore[arg-type]
+                                self._charge(reply)
+                                out.append(reply)
+                                size += len(reply)
+                                if size >= FLUSH_AT:
+                                    await self.write(b"".join(out))
+                                    out.clear()
+                                    size = 0
                     except Close as close:
+                        self._charge(close.reply)
                         out.append(close.reply)
                         await self.write(b"".join(out))
                         return
                     if overlong:  # after the complete lines before it
-                        out.append(self._overlong())
+                        reply = self._overlong()
+                        self._charge(reply)
+                        out.append(reply)
                     await self.write(b"".join(out))
-            except DISCONNECTED:
-                return  # the client went away, or stopped reading for send_timeout
+            except OutputBudgetExceeded as exc:
+                server.ratelog.info(
+                    "budget",
+                    "vscp_link server: closed %s: %s (%s.pre_login_output)",
+                    self.describe(),
+                    exc,
+                    server.where,
+                )
+                return
+            except DISCONNECTED as exc:
+                # The client went away (mid-command, too), or stopped reading for send_timeout.
+                log.debug("vscp_link server: %s gone: %r", self.describe(), exc)
+                return
             finally:
                 self.in_loop = False
                 tg.cancel_scope.cancel()
@@ -172,14 +217,22 @@ class Session:
         self.last_error = message
         log.debug("vscp_link server: %s: %s", self.describe(), message)
 
-    def handle(self, line: str) -> bytes | Awaitable[bytes]:
-        """The reply to one command line (a coroutine for the few that must wait)."""
+    def handle(self, line: str) -> bytes:
+        """The reply to one command line (empty for a blank line or inside the receive
+        loop, where only ``+OK`` lines may be written)."""
         if not line:
             return b""  # vscpd ignores blank lines
         if line[:5].upper() == "SEND ":  # the hot path, ahead of the table
             command, arg = "SEND", line[5:].strip()
+        elif line[0] == "+":
+            recalled = self._recall(line)
+            if recalled is None:
+                self._error(f"nothing to repeat for {line[:12]!r}")
+                return b"" if self.in_loop else wire.PARAMETER_ERROR
+            return self.handle(recalled)
         else:
             command, arg = wire.split_command(line)
+        self._history.append(line)
         if self.in_loop:
             return self._in_loop(command, arg)
         if self.user is None and command not in wire.NO_LOGIN_NEEDED:
@@ -190,7 +243,37 @@ class Session:
         if handler is None:
             self._error(f"unknown command {line[:40]!r}")
             return wire.UNKNOWN_COMMAND
-        return handler(self, arg)
+        try:
+            return handler(self, arg)
+        except Close:
+            raise
+        except ValueError as exc:  # the parsers' documented error: this command's fault
+            self._error(f"{command}: {exc}")
+            return wire.PARAMETER_ERROR
+        except Exception as exc:  # a bug must cost one command, not the session
+            self.server.ratelog.error(
+                "command-failed",
+                "vscp_link server: %s: %s failed: %r",
+                self.describe(),
+                command,
+                exc,
+            )
+            log.debug("vscp_link server: %s failed", command, exc_info=True)
+            self._error(f"{command}: internal error")
+            return wire.ERROR
+
+    def _recall(self, line: str) -> str | None:
+        """The line ``+`` (the last command) or ``+n`` (the n-th last) stands for."""
+        rest = line[1:].strip()
+        if not rest:
+            n = 1
+        elif rest.isdigit() and rest.isascii() and len(rest) < 4:
+            n = int(rest)
+        else:
+            return None
+        if not 1 <= n <= len(self._history):
+            return None
+        return self._history[-n]
 
     def _in_loop(self, command: str, arg: str) -> bytes:
         if command == "QUITLOOP":
@@ -223,7 +306,7 @@ class Session:
         self.username = arg
         return wire.USERNAME_OK
 
-    def _pass(self, arg: str) -> bytes | Awaitable[bytes]:
+    def _pass(self, arg: str) -> bytes:
         if self.user is not None:
             return wire.OK
         if self.username is None:
@@ -231,29 +314,26 @@ class Session:
         if not arg:
             self.username = None
             raise Close(wire.PARAMETER_ERROR)
-        return self._check_password(self.username, arg)
-
-    async def _check_password(self, name: str, password: str) -> bytes:
         server = self.server
-        user = server.users.get(name)
-        expected = user.password if user is not None else secrets.token_hex(16)
-        good = hmac.compare_digest(password.encode("utf-8"), expected.encode("utf-8"))
-        if user is None or not good:
-            delay = await server.throttle.failed(self.peer_ip)
-            failures = server.throttle.failures_of(self.peer_ip)
-            # A guesser must not flood the log either: the first failures, then every
-            # hundredth.
-            level = logging.WARNING if failures <= 3 or failures % 100 == 0 else logging.DEBUG
-            log.log(
-                level,
-                "vscp_link server: failed login as %r from %s (%d in a row from "
-                "this address; answered after %.2f s)",
-                name,
+        throttle = server.throttle
+        locked = throttle.locked_for(self.peer_ip)
+        if locked:  # refused unchecked: a locked-out guesser learns nothing
+            server.ratelog.warning(
+                "locked",
+                "vscp_link server: refused a login from %s unchecked: its network is "
+                "locked out for %.0f s after wrong passwords",
                 self.peer,
-                failures,
-                delay,
+                locked,
             )
             raise Close(wire.PASSWORD_ERROR)
+        user = server.users.get(self.username)
+        expected = user.password if user is not None else secrets.token_hex(16)
+        good = hmac.compare_digest(arg.encode("utf-8"), expected.encode("utf-8"))
+        if user is None or not good:
+            throttle.failed(self.peer_ip)  # counted and logged (a summary per interval)
+            raise Close(wire.PASSWORD_ERROR)  # answered at once; the slot is freed at once
+        throttle.succeeded(self.peer_ip)
+        self.ticket.authenticated()
         self.user = user
         self.filter = user.filter
         server.logged_in(self)
@@ -271,8 +351,22 @@ class Session:
         except ValueError as exc:
             self._error(f"SEND: {exc}")
             return wire.PARAMETER_ERROR
+        return self._dispatch(event)
+
+    def _measurement(self, arg: str) -> bytes:
+        if not self.user.send:  # type: ignore[union-attr]
+            return wire.NO_RIGHTS
+        try:
+            event = measurement_command.build(arg, self.guid)
+        except ValueError as exc:
+            self._error(f"MEASUREMENT: {exc}")
+            return wire.PARAMETER_ERROR
+        return self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> bytes:
         # The event is new and not yet shared: fill in what the sender left to the server.
-        # obid is always the sending channel, so that a link's CHID check recognises it.
+        # obid is always the sending channel on this server (the id CHID reports), so that
+        # a link's CHID check recognises its own events; ids are local to this server.
         event.obid = self.channel
         if event.datetime is None:
             event.datetime = utc_now()
@@ -284,6 +378,9 @@ class Session:
         self.sent_data += len(event.data)
         self.server.dispatch(event, self)
         return wire.OK
+
+    def _not_here(self, arg: str) -> bytes:
+        return wire.NOT_SUPPORTED_HERE
 
     def _retr(self, arg: str) -> bytes:
         if not self.user.receive:  # type: ignore[union-attr]
@@ -451,4 +548,7 @@ _HANDLERS = {
     "HELP": Session._help,
     "TEST": Session._test,
     "BINARY": Session._binary,
+    "MEASUREMENT": Session._measurement,
+    "RESTART": Session._not_here,
+    "SHUTDOWN": Session._not_here,
 }

@@ -30,60 +30,75 @@ NOT_ALLOWED_TO_SEND = b"-OK - Not allowed to sen this event (contact admin).\r\n
 INTERFACE_NOT_FOUND = b"-OK - Interface not found.\r\n"
 NOT_SUPPORTED = b"-OK - Not supported\r\n"
 BINARY_NOT_SUPPORTED = b"-OK - Binary mode not supported\r\n"
+NOT_SUPPORTED_HERE = b"-OK - Command is not supported here.\r\n"
+"""RESTART and SHUTDOWN, as the v15 tcp/ip server driver answers them."""
 
 PROTOCOL_VERSION = (15, 1, 1, 0)
 """The vscpd release whose link protocol this implements; VERS reports it (clients compare
 it, and vscpd's own C client needs at least three fields)."""
 
-# Each command's canonical name by every alias (whole first word, any case).
-COMMANDS: dict[str, str] = {
-    "NOOP": "NOOP",
-    "QUIT": "QUIT",
-    "EXIT": "QUIT",
-    "USER": "USER",
-    "PASS": "PASS",
-    "CHALLENGE": "CHALLENGE",
-    "SEND": "SEND",
-    "RETR": "RETR",
-    "RETRIEVE": "RETR",
-    "RCVLOOP": "RCVLOOP",
-    "RECEIVELOOP": "RCVLOOP",
-    "QUITLOOP": "QUITLOOP",
-    "CDTA": "CDTA",
-    "CHKDATA": "CDTA",
-    "CHECKDATA": "CDTA",
-    "CLRA": "CLRA",
-    "CLRALL": "CLRA",
-    "CLEARALL": "CLRA",
-    "STAT": "STAT",
-    "INFO": "INFO",
-    "CHID": "CHID",
-    "GETCHID": "CHID",
-    "SGID": "SGID",
-    "SETGUID": "SGID",
-    "GGID": "GGID",
-    "GETGUID": "GGID",
-    "VERS": "VERS",
-    "VERSION": "VERS",
-    "SFLT": "SFLT",
-    "SETFILTER": "SFLT",
-    "SMSK": "SMSK",
-    "SETMASK": "SMSK",
-    "WCYD": "WCYD",
-    "WHATCANYOUDO": "WCYD",
-    "INTERFACE": "INTERFACE",
-    "CLIENT": "INTERFACE",
-    "HELP": "HELP",
-    "TEST": "TEST",
-    "BINARY": "BINARY",
-}
+# The command words in the order vscpd tests them (``CTcpipSrv::commandHandler``), each
+# with its canonical name. vscpd takes the first word the line *starts with*, case
+# insensitive, and drops the word plus one separator character: ``nooper`` is NOOP and
+# ``quitloop`` must come before ``quit``. Within one command the longer alias comes first
+# here (vscpd tests ``retr`` before ``retrieve``, so its ``RETRIEVE 2`` reads the count
+# from ``EVE 2``; this server reads 2).
+COMMAND_ORDER: tuple[tuple[str, str], ...] = (
+    ("NOOP", "NOOP"),
+    ("RECEIVELOOP", "RCVLOOP"),
+    ("RCVLOOP", "RCVLOOP"),
+    ("QUITLOOP", "QUITLOOP"),
+    ("USER", "USER"),
+    ("PASS", "PASS"),
+    ("CHALLENGE", "CHALLENGE"),
+    ("QUIT", "QUIT"),
+    ("EXIT", "QUIT"),
+    ("SHUTDOWN", "SHUTDOWN"),
+    ("SEND", "SEND"),
+    ("RETRIEVE", "RETR"),
+    ("RETR", "RETR"),
+    ("CHECKDATA", "CDTA"),
+    ("CHKDATA", "CDTA"),
+    ("CDTA", "CDTA"),
+    ("CLEARALL", "CLRA"),
+    ("CLRALL", "CLRA"),
+    ("CLRA", "CLRA"),
+    ("STAT", "STAT"),
+    ("INFO", "INFO"),
+    ("GETCHID", "CHID"),
+    ("CHID", "CHID"),
+    ("SETGUID", "SGID"),
+    ("SGID", "SGID"),
+    ("GETGUID", "GGID"),
+    ("GGID", "GGID"),
+    ("VERSION", "VERS"),
+    ("VERS", "VERS"),
+    ("SETFILTER", "SFLT"),
+    ("SFLT", "SFLT"),
+    ("SETMASK", "SMSK"),
+    ("SMSK", "SMSK"),
+    ("HELP", "HELP"),
+    ("RESTART", "RESTART"),
+    ("INTERFACE", "INTERFACE"),
+    ("CLIENT", "INTERFACE"),
+    ("TEST", "TEST"),
+    ("WHATCANYOUDO", "WCYD"),
+    ("WCYD", "WCYD"),
+    ("MEASUREMENT", "MEASUREMENT"),
+    ("BINARY", "BINARY"),  # not in vscpd (the spec's binary mode; always refused here)
+)
+_LONGEST = max(len(word) for word, _ in COMMAND_ORDER)
+
+COMMANDS: dict[str, str] = dict(COMMAND_ORDER)
+"""Each command's canonical name by every alias."""
 
 KNOWN = frozenset(COMMANDS.values())
 
 NO_LOGIN_NEEDED = frozenset(
     {"NOOP", "QUIT", "USER", "PASS", "CHALLENGE", "QUITLOOP", "VERS", "WCYD", "HELP", "BINARY"}
 )
-"""Commands a client may give before logging in; every other one needs a login."""
+"""Commands a client may give before logging in (as vscpd; every other one needs a login).
+Their replies count against the connection's pre-login output budget."""
 
 HELP = (
     "Help for the VSCP tcp/ip link interface (ioplex)\r\n"
@@ -108,6 +123,8 @@ HELP = (
     "SMSK/SETMASK      - Set the mask: priority,class,type,GUID.\r\n"
     "WCYD/WHATCANYOUDO - Server capabilities.\r\n"
     "INTERFACE LIST    - List the interfaces.\r\n"
+    "MEASUREMENT f,l,t,v[,unit,guid,sensor,zone,subzone,destguid] - Send a measurement.\r\n"
+    "+ / +n            - Repeat the last / the n-th last command.\r\n"
     "HELP              - This text.\r\n"
 ).encode("ascii")
 
@@ -123,13 +140,16 @@ def capabilities_line(word: int) -> bytes:
 
 
 def split_command(line: str) -> tuple[str, str]:
-    """(canonical command or the upper-cased unknown word, argument) of a command line."""
+    """(canonical command, argument) of a command line, matched as vscpd does: the first
+    command word (in `COMMAND_ORDER`) the line starts with, any case; the argument is what
+    follows the word and one separator character, trimmed. A line that starts with no
+    command word gives its upper-cased first word and the rest."""
+    head = line[:_LONGEST].upper()
+    for word, command in COMMAND_ORDER:
+        if head.startswith(word):
+            return command, line[len(word) + 1 :].strip()
     word, _, arg = line.partition(" ")
-    if "\t" in word:
-        word, _, rest = word.partition("\t")
-        arg = (rest + " " + arg).strip()
-    word = word.upper()
-    return COMMANDS.get(word, word), arg.strip()
+    return word.upper(), arg.strip()
 
 
 def is_status(line: bytes) -> bool:

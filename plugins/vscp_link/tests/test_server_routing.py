@@ -51,7 +51,7 @@ async def test_an_event_goes_to_every_other_accepting_client_and_the_bus(
 
 
 async def test_rights_of_users(tmp_path: Any, tools: Any) -> None:
-    async with tools.running_server(tmp_path) as (host, server):
+    async with tools.running_server(tmp_path) as (_host, server):
         W = tools.Wire
         async with await W.open(server.address) as reader, await W.open(server.address) as writer:
             await reader.login("reader", "r3ad")
@@ -72,7 +72,7 @@ async def test_a_users_filter_applies_from_login(tmp_path: Any, tools: Any) -> N
         *tools.USERS,
         {"name": "temps", "password": "t", "filter": "0,10,6", "mask": "0,0xFFFF,0xFFFF"},
     ]
-    async with tools.running_server(tmp_path, users=users) as (host, server):
+    async with tools.running_server(tmp_path, users=users) as (_host, server):
         W = tools.Wire
         async with await W.open(server.address) as a, await W.open(server.address) as t:
             await a.login()
@@ -84,7 +84,7 @@ async def test_a_users_filter_applies_from_login(tmp_path: Any, tools: Any) -> N
 
 
 async def test_level1_over_level2_goes_to_the_addressed_client(tmp_path: Any, tools: Any) -> None:
-    async with tools.running_server(tmp_path) as (host, server):
+    async with tools.running_server(tmp_path) as (_host, server):
         W = tools.Wire
         async with (
             await W.open(server.address) as a,
@@ -101,26 +101,38 @@ async def test_level1_over_level2_goes_to_the_addressed_client(tmp_path: Any, to
 
 
 async def test_allow_list_and_client_limit(tmp_path: Any, tools: Any) -> None:
-    async with tools.running_server(tmp_path, allow=["10.0.0.0/8"]) as (host, server):
-        async with await tools.Wire.open(server.address, banner=False) as w:
-            assert await w.line() == b"-OK - Invalid or unknown peer.\r\n"
-            assert await w.closed()
+    async with (
+        tools.running_server(tmp_path, allow=["10.0.0.0/8"]) as (_host, server),
+        await tools.Wire.open(server.address, banner=False) as w,
+    ):
+        assert await w.line() == b"-OK - Invalid or unknown peer.\r\n"
+        assert await w.closed()
     async with tools.running_server(tmp_path, allow=["127.0.0.0/8", "::1"], max_clients=1) as (
-        host,
+        _host,
         server,
     ):
-        async with await tools.Wire.open(server.address) as first:
-            async with await tools.Wire.open(server.address, banner=False) as second:
-                assert await second.line() == b"-OK - Error\r\n"
-                assert await second.closed()
-            assert await first.reply("NOOP") == OK
+        # Not logged in: the newcomer takes the first one's slot.
+        async with (
+            await tools.Wire.open(server.address) as first,
+            await tools.Wire.open(server.address) as second,
+        ):
+            assert await first.closed()
+            await second.login()
+            # Every slot held by a logged-in client: a newcomer is refused.
+            async with await tools.Wire.open(server.address, banner=False) as third:
+                assert await third.line() == b"-OK - Error\r\n"
+                assert await third.closed()
+            assert await second.reply("NOOP") == OK
         assert server.refused == 1
+        assert server.admission.evicted == 1
 
 
 async def test_a_client_that_never_logs_in_is_let_go(tmp_path: Any, tools: Any) -> None:
-    async with tools.running_server(tmp_path, login_timeout=0.3) as (host, server):
-        async with await tools.Wire.open(server.address) as w:
-            assert await w.closed(timeout=3)
+    async with (
+        tools.running_server(tmp_path, login_timeout=0.3) as (_host, server),
+        await tools.Wire.open(server.address) as w,
+    ):
+        assert await w.closed(timeout=3)
 
 
 async def test_config_errors_name_the_setting(tmp_path: Any, tools: Any) -> None:
