@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from operator import itemgetter
 from enum import StrEnum
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .errors import PointNameError, PointTypeError
@@ -98,10 +98,10 @@ def check_name(name: str, *, min_segments: int = 2) -> str:
         raise PointNameError(f"a point name must be a string, not {type(name).__name__}")
     if not NAME_RE.fullmatch(name) or len(name) > MAX_NAME or _UNSAFE.search(name):
         why = _name_problem(name, "name") or "is malformed"
-        raise PointNameError(f"invalid point name {printable(name)!r}: it {why}")
+        raise PointNameError(f"invalid point name '{printable(name)}': it {why}")
     if name.count(".") + 1 < min_segments:
         raise PointNameError(
-            f"invalid point name {printable(name)!r}: expected '<ioserver>.<point id>'"
+            f"invalid point name '{printable(name)}': expected '<ioserver>.<point id>'"
         )
     return name
 
@@ -116,7 +116,7 @@ def check_pattern(pattern: str) -> str:
         raise PointNameError(f"a pattern must be a string, not {type(pattern).__name__}")
     if not PATTERN_RE.fullmatch(pattern) or _UNSAFE.search(pattern):
         why = _name_problem(pattern, "pattern") or "is malformed"
-        raise PointNameError(f"invalid pattern {printable(pattern)!r}: it {why}")
+        raise PointNameError(f"invalid pattern '{printable(pattern)}': it {why}")
     depth = 0
     for ch in pattern:
         if ch == "[":
@@ -209,20 +209,20 @@ class Point:
     """
 
     __slots__ = (
-        "name",
-        "value",
-        "quality",
+        "_gen",
+        "_subs",
+        "follows_connection",
         "last_changed",
         "last_updated",
-        "writable",
-        "owner",
-        "type",
         "meta",
+        "name",
         "nonfinite",
+        "owner",
+        "quality",
         "sensitive",
-        "follows_connection",
-        "_subs",
-        "_gen",
+        "type",
+        "value",
+        "writable",
     )
 
     def __init__(

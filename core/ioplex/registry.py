@@ -220,7 +220,7 @@ class Registry:
 
     def _unknown(self, name: str) -> str:
         what = "UI variable" if self.kind == "ui" else "point"
-        msg = f"unknown {what} {printable(str(name))!r}"
+        msg = f"unknown {what} '{printable(str(name))}'"
         if len(self._points) <= 5000:  # difflib is O(n); skip the hint on huge registries
             close = difflib.get_close_matches(name, self._points, n=1)
             if close:

@@ -19,7 +19,7 @@ from .ratelog import RateLimitedLog
 
 RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 TRANSIENT_ERRORS = {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM}
-MAX_PAUSE = 1.0
+MAX_PAUSE = 0.5
 """The longest pause between accept attempts while out of resources, in seconds."""
 
 

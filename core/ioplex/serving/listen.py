@@ -11,8 +11,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     Port 0 asks the system for a free port. Raises ValueError saying what is wrong, without
     a config path: the caller knows where the text came from and prefixes it.
     """
-    if not isinstance(text, str):
-        raise ValueError(f"{text!r} is not a string of the form host:port")
     host, sep, port = text.strip().rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
