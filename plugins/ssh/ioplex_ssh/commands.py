@@ -71,9 +71,14 @@ class Output:
             self.feed(b"", final=True)
 
     @property
+    def raw(self) -> str:
+        """Everything collected, as received (decoded as UTF-8)."""
+        return "".join(self._parts)
+
+    @property
     def text(self) -> str:
         """Everything collected, lines joined by ``<br>``."""
-        return join_lines("".join(self._parts))
+        return join_lines(self.raw)
 
 
 class _Session(asyncssh.SSHClientSession[bytes]):
@@ -101,6 +106,11 @@ class Result:
     err: str
     problem: str | None = None
     """Why the status is ``error`` (or how the output was cut), for the log."""
+    raw_out: str = ""
+    raw_err: str = ""
+    link_dead: bool = False
+    """No session could be opened within the timeout: the peer does not answer, so the
+    connection is to be dropped rather than reused (a frozen or vanished server)."""
 
 
 def exit_status(channel: asyncssh.SSHClientChannel[bytes]) -> Status:
@@ -127,15 +137,24 @@ async def run_command(
     session = _Session(out, err)
     channel: asyncssh.SSHClientChannel[bytes] | None = None
     problem: str | None = None
-    with anyio.move_on_after(timeout) as scope:
-        try:
-            channel, _ = await conn.create_session(lambda: session, command, encoding=None)
-            channel.write_eof()
-            await session.closed.wait()
-        except (asyncssh.Error, OSError) as exc:
-            problem = f"could not run: {getattr(exc, 'reason', None) or exc}"
+    opened = False
+    try:
+        with anyio.move_on_after(timeout) as scope:
+            try:
+                channel, _ = await conn.create_session(lambda: session, command, encoding=None)
+                opened = True
+                channel.write_eof()
+                await session.closed.wait()
+            except (asyncssh.Error, OSError) as exc:
+                problem = f"could not run: {getattr(exc, 'reason', None) or exc}"
+    except BaseException:  # the host is stopping: the remote command must not live on
+        if channel is not None:
+            await _abandon(channel, session)
+        raise
     if scope.cancelled_caught:
         problem = f"timed out after {timeout:g} s"
+        if not opened:
+            problem += " (the server did not even open a session: the connection is dropped)"
     elif session.error is not None:
         problem = f"session broke: {session.error}"
     if problem is not None and channel is not None:
@@ -143,11 +162,13 @@ async def run_command(
     out.finish()
     err.finish()
     if problem is not None:
-        return Result("error", out.text, err.text, problem)
+        return Result("error", out.text, err.text, problem, out.raw, err.raw,
+                      link_dead=scope.cancelled_caught and not opened)
     assert channel is not None
     cut = [f"{name} cut at {o.limit} bytes ({o.dropped} dropped)"
            for name, o in (("stdout", out), ("stderr", err)) if o.dropped]
-    return Result(exit_status(channel), out.text, err.text, "; ".join(cut) or None)
+    return Result(exit_status(channel), out.text, err.text, "; ".join(cut) or None,
+                  out.raw, err.raw)
 
 
 async def _abandon(channel: asyncssh.SSHClientChannel[bytes], session: _Session) -> None:

@@ -5,13 +5,16 @@ file, as HSYCO allows), then keyboard-interactive (answering the password prompt
 password. Nothing from the host's environment is used: no ``~/.ssh/config``, no default
 keys, no agent, so a configuration behaves the same on every machine.
 
-Failures split in two. Bad credentials, an unreadable key and a refused host key raise
-`ioplex.FatalError`: retrying cannot fix them. Everything else (refused, unreachable, timed
-out) raises `ConnectFailed` and is retried. No message ever contains the password.
+Failures split in three. An unreadable key file, a wrong passphrase and a refused host key
+raise `ioplex.FatalError`: only the operator can fix them. A refused login raises
+`AuthRefused`: the account may be locked for a while, the password rotated on the server or
+PAM not ready at boot, so it is retried, slowly. Everything else (refused, unreachable, timed
+out) raises `ConnectFailed` and is retried with backoff. No message contains the password.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,8 +45,25 @@ reachable."""
 PREFERRED_AUTH = "publickey,keyboard-interactive,password"
 
 
+KEY_FILE_SUFFIXES = (".pem", ".key")
+"""A `password` ending so names a key file (HSYCO's PEM option): if the file is missing that
+is said, rather than sending the file name to the server as a password."""
+
+
 class ConnectFailed(Exception):
     """The connection could not be opened, for a reason that retrying may fix."""
+
+
+class AuthRefused(ConnectFailed):
+    """The server refused the login; retried slowly (``options.auth_retry``)."""
+
+
+def quiet_asyncssh(log_level: int) -> None:
+    """asyncssh logs every channel and command at INFO; keep it to warnings unless the host
+    itself runs at DEBUG."""
+    logging.getLogger("asyncssh").setLevel(
+        logging.DEBUG if log_level <= logging.DEBUG else logging.WARNING
+    )
 
 
 @dataclass(frozen=True)
@@ -89,8 +109,14 @@ class Connector:
         known_hosts = options["known_hosts"]
         path = self._local(known_hosts) if known_hosts else self.data_dir / "ssh" / "known_hosts"
         self.hostkeys = HostKeyCheck(
-            path, options["trust_on_first_use"], self.address, self.port, self.where
+            path, options["trust_on_first_use"], self.address, self.port, self.where,
+            on_pinned=lambda message: ioserver.log.warning("ssh I/O server %r: %s",
+                                                           ioserver.name, message),
         )
+        self.protected = [path]
+        """Local files the connection depends on (known_hosts, key files): never transferred."""
+        if options["key"]:
+            self.protected.append(self._local(options["key"]))
 
     @property
     def server(self) -> str:
@@ -127,7 +153,13 @@ class Connector:
         try:
             with path.open("rb") as file:
                 head = file.read(64 * 1024)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
+            if password.lower().endswith(KEY_FILE_SUFFIXES) and " " not in password:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise FatalError(
+                    f"{origin} names the private key file {str(path)!r}, which cannot be read "
+                    f"({why}); relative names are in the data directory {str(self.data_dir)!r}"
+                ) from None
             return None
         if b"-----BEGIN" not in head or b"PRIVATE KEY-----" not in head:
             return None
@@ -164,15 +196,17 @@ class Connector:
         return args, ", ".join(methods) or "nothing: no password or key is configured"
 
     # -- connecting -----------------------------------------------------------------------
-    async def open(self, creds: Credentials, *, keepalive: bool) -> asyncssh.SSHClientConnection:
-        """Open and authenticate a connection, or raise FatalError / ConnectFailed."""
+    async def open(self, creds: Credentials) -> asyncssh.SSHClientConnection:
+        """Open and authenticate a connection, or raise FatalError / AuthRefused /
+        ConnectFailed. Keepalives run in both connection modes: an on-demand connection
+        idles too, and a frozen server must not keep it looking alive."""
         auth, methods = await anyio.to_thread.run_sync(self._auth_args, creds)
         try:
             known_hosts = self.hostkeys.known_hosts()
         except (OSError, ValueError) as exc:
             raise FatalError(str(exc)) from None
         timeout = float(self.options["connect_timeout"])
-        interval = float(self.options["keepalive"]) if keepalive else 0.0
+        interval = float(self.options["keepalive"])
         try:
             with anyio.fail_after(timeout + 1):  # asyncssh's own timeout should fire first
                 conn, _ = await asyncssh.create_connection(
@@ -191,7 +225,7 @@ class Connector:
         except asyncssh.HostKeyNotVerifiable as exc:
             raise FatalError(self.hostkeys.refusal(exc.reason)) from None
         except asyncssh.PermissionDenied as exc:
-            raise FatalError(
+            raise AuthRefused(
                 f"authentication as user {creds.user!r} ({creds.user_from}) at {self.server} "
                 f"failed: {exc.reason}; tried {methods}. Check the user and the credentials "
                 "(not shown), and that the server allows these methods"

@@ -4,15 +4,19 @@ No key is ever accepted silently: a server with no entry in the file is refused 
 trust-on-first-use is on (then its key is pinned into the file), and a server whose key
 differs from the pinned one is always refused. The refusal says how to accept the key and
 shows its fingerprint, so an operator can check it out of band. asyncssh does the matching
-(hashed names, ``[host]:port`` patterns, markers); this module adds the pinning and the
-messages asyncssh cannot give, because its own error does not carry the offered key.
+(hashed names, patterns, markers), but only as OpenSSH does it: for a port other than 22
+only ``[host]:port`` entries count (asyncssh would fall back to plain ``host`` entries, which
+OpenSSH never does). This module adds that, the pinning and the messages asyncssh cannot give,
+because its own error does not carry the offered key.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -49,8 +53,10 @@ class HostKeyCheck:
     """
 
     def __init__(self, path: Path, trust_on_first_use: bool, address: str, port: int,
-                 where: str) -> None:
+                 where: str, on_pinned: Callable[[str], None] = lambda message: None) -> None:
         self.path = path
+        self.on_pinned = on_pinned
+        """Told (a log line) when a key is trusted on first use."""
         self.trust_on_first_use = trust_on_first_use
         self.address = address
         self.port = port
@@ -59,8 +65,9 @@ class HostKeyCheck:
         self.verdict: Verdict | None = None
         self._entries: asyncssh.SSHKnownHosts | None = None
 
-    def known_hosts(self) -> asyncssh.SSHKnownHosts:
-        """The file's entries, read afresh for each connection attempt (absent file: none)."""
+    def known_hosts(self) -> Callable[[str, str, int | None], Any]:
+        """The file's entries, read afresh for each connection attempt (absent file: none),
+        as the matching function asyncssh takes for ``known_hosts``."""
         self.verdict = None
         try:
             text = self.path.read_text(encoding="utf-8")
@@ -78,14 +85,27 @@ class HostKeyCheck:
                 f"known_hosts file {str(self.path)!r} ({self.where}.options.known_hosts) "
                 f"is not in OpenSSH format: {exc}"
             ) from None
-        return self._entries
+        return self.match
+
+    def match(self, host: str, addr: str, port: int | None) -> tuple[list[Any], ...]:
+        """The (host keys, CA keys, revoked keys) known_hosts lists for the server, matched
+        as OpenSSH does: a port other than 22 matches only ``[host]:port`` entries."""
+        entries = self._entries if self._entries is not None else asyncssh.import_known_hosts("")
+        if port in (None, DEFAULT_PORT):
+            found = entries.match(host, addr, None)[:3]
+        else:
+            # asyncssh wraps names as [name]:port itself but then retries without the port;
+            # matching the wrapped names with no port leaves that fallback out
+            found = tuple([] for _ in range(3))
+            for name in dict.fromkeys(n for n in (host, addr) if n):
+                for got, more in zip(found, entries.match(f"[{name}]:{port}", "", None)[:3],
+                                     strict=False):
+                    got.extend(more)
+        return tuple(_unique(keys) for keys in found)
 
     def decide(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         """Called by asyncssh for a key known_hosts does not list: pin it or refuse it."""
-        entries = self._entries if self._entries is not None else asyncssh.import_known_hosts("")
-        trusted = list(asyncssh.match_known_hosts(
-            entries, host, addr, None if port == DEFAULT_PORT else port
-        )[0])
+        trusted = self.match(host, addr, port)[0]
         if trusted:
             self.verdict = Verdict(key, "changed", trusted)
             return False
@@ -94,6 +114,11 @@ class HostKeyCheck:
             return False
         self._pin(key)
         self.verdict = Verdict(key, "pinned", trusted)
+        self.on_pinned(
+            f"trusted the host key of {self.address}:{self.port} on first use: "
+            f"{key.algorithm.decode()} {key.get_fingerprint('sha256')}, pinned in "
+            f"{str(self.path)!r} ({self.where}.options.trust_on_first_use)"
+        )
         return True
 
     def _pin(self, key: asyncssh.SSHKey) -> None:
@@ -136,3 +161,15 @@ class HostKeyCheck:
             f"with the server's administrator, then add the line `{line}` to that file, or set "
             f"{option}.trust_on_first_use = true to pin the key on the next connection"
         )
+
+
+def _unique(keys: list[Any]) -> list[Any]:
+    """`keys` without repeats (a host name and an address can match the same line)."""
+    seen: set[bytes] = set()
+    unique = []
+    for key in keys:
+        data = key.public_data if hasattr(key, "public_data") else repr(key).encode()
+        if data not in seen:
+            seen.add(data)
+            unique.append(key)
+    return unique

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -20,7 +21,7 @@ class QueueFull(Exception):
 
 @dataclass(eq=False)
 class Job:
-    """One command: ``exec``, ``get``, ``put`` or ``close``."""
+    """One command: ``exec``, ``get``, ``put``, ``close``, ``poll`` or ``switch``."""
 
     kind: str
     point: str
@@ -28,6 +29,10 @@ class Job:
     value: str = ""
     timeout: float = 30.0
     queued_at: float = field(default_factory=anyio.current_time)
+    reply: Callable[[Any], None] | None = None
+    """For `ioplex_ssh.run`: called with the result instead of setting the points."""
+    spec: Any = None
+    """For ``poll`` and ``switch``: the `polled.CommandSpec` of the configured command."""
 
 
 class JobQueue:
@@ -60,6 +65,14 @@ class JobQueue:
                 self._ready = anyio.Event()
             await self._ready.wait()
         return self._jobs.popleft()
+
+    def snapshot(self) -> list[Job]:
+        """The queued jobs, oldest first."""
+        return list(self._jobs)
+
+    def pending(self, predicate: Callable[[Job], bool]) -> bool:
+        """Whether a queued job matches `predicate`."""
+        return any(predicate(job) for job in self._jobs)
 
     def remove_if(self, predicate: Callable[[Job], bool]) -> list[Job]:
         """Take out and return the queued jobs `predicate` selects, keeping the others' order."""

@@ -59,6 +59,14 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def files(data_dir: Path) -> Path:
+    """The transfer area of a host using `data_dir` (``options.files_dir``, default)."""
+    path = data_dir / "files"
+    path.mkdir(mode=0o700)
+    return path
+
+
+@pytest.fixture
 def trusted(remote: Remote, data_dir: Path) -> Path:
     """The default known_hosts file of a host using `data_dir`, trusting the sshd."""
     path = data_dir / "ssh" / "known_hosts"

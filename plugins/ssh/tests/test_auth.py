@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import shutil
 
+import anyio
+
 import ioplex
 import pytest
 
@@ -64,20 +66,20 @@ async def test_wrong_passphrase_is_fatal_and_not_shown(remote, config, start, st
     assert "not-the-passphrase" not in caplog.text + detail
 
 
-async def test_wrong_password_is_fatal_names_the_setting_and_hides_the_value(
+async def test_wrong_password_is_retried_slowly_names_the_setting_and_hides_the_value(
     remote, config, start, state, caplog
 ):
     caplog.set_level(logging.DEBUG)
     secret = "Wrong-Secret-1234"
     mark = remote.server.log_size()
-    async with start(config(password=secret), online=False) as host:
-        detail = await state(host, ioplex.State.FAILED)
+    async with start(config({"auth_retry": 1}, password=secret), online=False) as host:
+        detail = await state(host, ioplex.State.RETRYING)
         assert f"user {remote.user.name!r}" in detail
         assert "(ioservers.ssh.password)" in detail and "ioservers.ssh.user" in detail
-        with pytest.raises(ioplex.WriteError, match="stopped"):
-            await host.write("ssh.exec", "true")
+        assert "next attempt in 1 s (ioservers.ssh.options.auth_retry)" in detail
+        with anyio.fail_after(10):  # retried, not stopped (PAM delays each refusal ~2 s)
+            while remote.server.log(mark).count("PAM: Authentication failure") < 2:
+                await anyio.sleep(0.1)
+        assert host.ioservers["ssh"].state is not ioplex.State.FAILED  # never a permanent stop
         assert host.points["ssh.connection"].value == "offline"
     assert secret not in caplog.text and secret not in detail
-    assert "Authentication failure" in remote.server.log(mark)
-    # fatal means tried once, not retried with backoff: one connection only
-    assert remote.server.log(mark).count("Connection closed by authenticating user") == 1

@@ -42,18 +42,23 @@ async def test_every_day_at(config, start, event):
                 tg.cancel_scope.cancel()
 
 
-async def test_backup(config, start, data_dir, remote):
+async def test_backup(config, start, files, remote):
     backup = example("backup")["backup"]
-    (data_dir / "data_backup").mkdir()
-    (data_dir / "data_backup" / "hsyco.script").write_bytes(b"s" * 100)
-    (data_dir / "data_backup" / "db.log").write_bytes(b"l" * 50)
+    (files / "data_backup").mkdir()
+    (files / "data_backup" / "hsyco.script").write_bytes(b"s" * 100)
+    (files / "data_backup" / "db.log").write_bytes(b"l" * 50)
     target = remote.user.home / "nightly"
     target.mkdir()
     os.chown(target, remote.user.uid, -1)
     async with start(config()) as host:
         results = await backup(host, str(target))
-    assert list(results.values()) == [150, 100]
-    assert (target / "data_backup" / "db.log").read_bytes() == b"l" * 50
+        assert list(results.values()) == [150, 100]
+        tree = sorted(p.relative_to(target) for p in target.rglob("*"))
+        # the next night gives the same tree: the contents are copied into the target again
+        assert list((await backup(host, str(target))).values()) == [150, 100]
+    assert sorted(p.relative_to(target) for p in target.rglob("*")) == tree
+    assert sorted(map(str, tree)) == ["db.log", "hsyco.script"]
+    assert (target / "db.log").read_bytes() == b"l" * 50
     assert (target / "hsyco.script").stat().st_mode & 0o777 == 0o600
 
 

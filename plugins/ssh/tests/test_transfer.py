@@ -27,10 +27,10 @@ async def transfer(host, event, point, value):
         return (await event(events, point)).value
 
 
-async def test_put_copies_the_file_with_mode_600(config, start, event, data_dir, remote_dir):
+async def test_put_copies_the_file_with_mode_600(config, start, event, files, remote_dir):
     payload = os.urandom(300_000)
-    (data_dir / "report.bin").write_bytes(payload)
-    (data_dir / "report.bin").chmod(0o644)
+    (files / "report.bin").write_bytes(payload)
+    (files / "report.bin").chmod(0o644)
     async with start(config()) as host:
         count = await transfer(host, event, "ssh.put", f"report.bin {remote_dir}/report.bin")
     assert count == len(payload)
@@ -40,9 +40,9 @@ async def test_put_copies_the_file_with_mode_600(config, start, event, data_dir,
 
 
 async def test_put_makes_an_existing_remote_file_private_too(
-    config, start, event, data_dir, remote_dir, remote
+    config, start, event, files, remote_dir, remote
 ):
-    (data_dir / "a.txt").write_text("new\n")
+    (files / "a.txt").write_text("new\n")
     existing = remote_dir / "a.txt"
     existing.write_text("old old old\n")
     os.chown(existing, remote.user.uid, -1)
@@ -54,9 +54,9 @@ async def test_put_makes_an_existing_remote_file_private_too(
 
 
 async def test_put_of_a_directory_like_the_nightly_backup(
-    config, start, event, data_dir, remote_dir
+    config, start, event, files, remote_dir
 ):
-    backup = data_dir / "data_backup"
+    backup = files / "data_backup"
     (backup / "logs").mkdir(parents=True)
     (backup / "hsyco.script").write_bytes(b"x" * 1000)
     (backup / "logs" / "day.log").write_bytes(b"y" * 234)
@@ -70,24 +70,24 @@ async def test_put_of_a_directory_like_the_nightly_backup(
 
 
 async def test_get_copies_the_file_into_the_data_directory(
-    config, start, event, data_dir, remote_dir
+    config, start, event, files, remote_dir
 ):
     payload = os.urandom(123_456)
     (remote_dir / "remote file.bin").write_bytes(payload)
-    (data_dir / "in").mkdir()
+    (files / "in").mkdir()
     async with start(config()) as host:
         source = f'"{remote_dir}/remote file.bin"'
         named = f'{source} "in/local copy.bin"'
         assert await transfer(host, event, "ssh.get", named) == len(payload)
-        # a bare destination name lands in the data directory; a directory keeps the name
+        # a bare destination name lands in the transfer area; a directory keeps the name
         assert await transfer(host, event, "ssh.get", f"{source} bare.bin") == len(payload)
         assert await transfer(host, event, "ssh.get", f"{source} in/") == len(payload)
-    assert (data_dir / "in" / "local copy.bin").read_bytes() == payload
-    assert (data_dir / "bare.bin").read_bytes() == payload
-    assert (data_dir / "in" / "remote file.bin").read_bytes() == payload
+    assert (files / "in" / "local copy.bin").read_bytes() == payload
+    assert (files / "bare.bin").read_bytes() == payload
+    assert (files / "in" / "remote file.bin").read_bytes() == payload
 
 
-async def test_transfer_failures_read_error(config, start, event, data_dir, remote_dir, caplog):
+async def test_transfer_failures_read_error(config, start, event, files, remote_dir, caplog):
     async with start(config()) as host:
         assert await transfer(host, event, "ssh.get", f"{remote_dir}/missing x") == "error"
         assert "No such file" in caplog.text
@@ -96,7 +96,7 @@ async def test_transfer_failures_read_error(config, start, event, data_dir, remo
         assert await transfer(host, event, "ssh.put", f"absent.txt {remote_dir}/x") == "error"
         assert "local source 'absent.txt' does not exist" in caplog.text
         # the queue goes on
-        (data_dir / "ok.txt").write_text("ok")
+        (files / "ok.txt").write_text("ok")
         assert await transfer(host, event, "ssh.put", f"ok.txt {remote_dir}/ok.txt") == 2
 
 
@@ -119,17 +119,17 @@ def outside(tmp_path):
 
 
 async def test_get_cannot_write_outside_the_data_directory(
-    config, start, event, data_dir, remote_dir, outside, caplog
+    config, start, event, files, remote_dir, outside, caplog
 ):
     (remote_dir / "evil.txt").write_text("overwrite!")
-    (data_dir / "link").symlink_to(outside)
-    (data_dir / "secret-link.txt").symlink_to(outside / "secret.txt")
+    (files / "link").symlink_to(outside)
+    (files / "secret-link.txt").symlink_to(outside / "secret.txt")
     attempts = {
         "../outside/evil.txt": "contains '..'",
         f"{outside}/evil.txt": "is absolute",
-        "link/evil.txt": "leads outside the data directory",
-        "link/": "leads outside the data directory",
-        "secret-link.txt": "leads outside the data directory",
+        "link/evil.txt": "leads outside the transfer area",
+        "link/": "leads outside the transfer area",
+        "secret-link.txt": "leads outside the transfer area",
     }
     async with start(config()) as host:
         for local, why in attempts.items():
@@ -142,13 +142,13 @@ async def test_get_cannot_write_outside_the_data_directory(
 
 
 async def test_put_cannot_read_outside_the_data_directory(
-    config, start, event, data_dir, remote_dir, outside, caplog
+    config, start, event, files, remote_dir, outside, caplog
 ):
-    (data_dir / "link").symlink_to(outside)
-    (data_dir / "leak.txt").symlink_to(outside / "secret.txt")
-    (data_dir / "tree").mkdir()
-    (data_dir / "tree" / "fine.txt").write_text("fine")
-    (data_dir / "tree" / "leak.txt").symlink_to(outside / "secret.txt")
+    (files / "link").symlink_to(outside)
+    (files / "leak.txt").symlink_to(outside / "secret.txt")
+    (files / "tree").mkdir()
+    (files / "tree" / "fine.txt").write_text("fine")
+    (files / "tree" / "leak.txt").symlink_to(outside / "secret.txt")
     attempts = {
         "../outside/secret.txt": "refused: local path '../outside/secret.txt' contains '..'",
         f"{outside}/secret.txt": "is absolute",
@@ -167,32 +167,32 @@ async def test_put_cannot_read_outside_the_data_directory(
 
 
 async def test_recursive_get_refuses_a_link_met_on_the_way(
-    config, start, event, data_dir, remote_dir, outside, caplog, remote
+    config, start, event, files, remote_dir, outside, caplog, remote
 ):
     # remote: tree/sub/evil.txt; local: dst/tree/sub is a link to the outside directory.
     # The destination passes the first check; the link is met only while copying.
     (remote_dir / "tree" / "sub").mkdir(parents=True)
     (remote_dir / "tree" / "sub" / "evil.txt").write_text("overwrite!")
-    (data_dir / "dst" / "tree").mkdir(parents=True)
-    (data_dir / "dst" / "tree" / "sub").symlink_to(outside)
+    (files / "dst" / "tree").mkdir(parents=True)
+    (files / "dst" / "tree" / "sub").symlink_to(outside)
     async with start(config()) as host:
         assert await transfer(host, event, "ssh.get", f"{remote_dir}/tree dst/") == "error"
     assert "refused: local path" in caplog.text and "dst/tree/sub" in caplog.text
-    assert "leads outside the data directory" in caplog.text
+    assert "leads outside the transfer area" in caplog.text
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
 
 
 async def test_a_stalled_transfer_is_abandoned_after_timeout_without_progress(
-    config, start, event, data_dir, remote_dir, remote, caplog
+    config, start, event, files, remote_dir, remote, caplog
 ):
     fifo = remote_dir / "fifo"
     os.mkfifo(fifo)  # the remote scp blocks opening it: no byte ever moves
     os.chown(fifo, remote.user.uid, -1)
-    (data_dir / "small.txt").write_text("hello")
+    (files / "small.txt").write_text("hello")
     async with start(config({"timeout": 1})) as host:
         started = anyio.current_time()
         assert await transfer(host, event, "ssh.put", f"small.txt {fifo}") == "error"
         assert 0.9 < anyio.current_time() - started < 5
         assert "no progress for 1 s" in caplog.text
-        (data_dir / "next.txt").write_text("next")
+        (files / "next.txt").write_text("next")
         assert await transfer(host, event, "ssh.put", f"next.txt {remote_dir}/next.txt") == 4
