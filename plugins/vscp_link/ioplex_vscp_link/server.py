@@ -181,6 +181,10 @@ class Server:
         self.refused = 0
         """Connections refused: address not allowed, or every slot held by logged-in
         clients."""
+        self.over_budget = 0
+        """Connections closed for writing past `pre_login_output` before logging in."""
+        self.login_timeouts = 0
+        """Connections closed for not logging in within `login_timeout`."""
 
     def interface_guid(self, channel: int) -> bytes:
         return interface_guid(self.guid, channel)
@@ -263,6 +267,7 @@ class Server:
                 if session in self._receivers:
                     self._receivers = tuple(s for s in self._receivers if s is not session)
                 if ticket.timed_out:
+                    self.login_timeouts += 1
                     self.ratelog.info(
                         "login-deadline",
                         "vscp_link server: closed %s: not logged in within %.0f s "

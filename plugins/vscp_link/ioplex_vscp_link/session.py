@@ -193,6 +193,7 @@ class Session:
                         out.append(reply)
                     await self.write(b"".join(out))
             except OutputBudgetExceeded as exc:
+                server.over_budget += 1
                 server.ratelog.info(
                     "budget",
                     "vscp_link server: closed %s: %s (%s.pre_login_output)",
