@@ -1,30 +1,46 @@
-"""Who may use the serving side: the address allow-list, the password and the throttle.
+"""Who may use the serving side: the address allow-list, the password, the throttle, sessions.
 
-HSYCO's RemoteServerAddress and RemoteServerPassword, plus what its documentation lacks: the
-password is compared in constant time, and an address that keeps failing is locked out for a
-growing time (answered without even looking at the password) so it cannot guess.
+HSYCO's RemoteServerAddress and RemoteServerPassword, plus what its documentation lacks,
+built on the kernel's server toolkit (`ioplex.serving`):
+
+- the password is compared in constant time;
+- wrong guesses are throttled per network prefix (an IPv4 address, an IPv6 /64) with a global
+  cap on wrong guesses a second; a locked prefix is refused unchecked (429 + Retry-After);
+- a client whose password was right gets a session token (``X-Ioplex-Session``), valid for
+  `SESSION_TTL` seconds and renewed on each use. A request presenting a valid token is let in
+  without the throttle, so a replicating concentrator that logged in once is never locked
+  out by somebody else's failures from its address (a neighbour behind the same NAT).
+  rioget clients (HSYCO's) cannot carry a header: they keep sending the password.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
+import logging
+import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import unquote
 
-FREE_FAILURES = 5
-"""Failed attempts an address may make before it is locked out."""
-MAX_LOCKOUT = 60.0
-"""The longest lockout, in seconds; each failure past the free ones doubles it up to this."""
-FORGET_AFTER = 900.0
-"""Seconds without a failure after which an address's record is forgotten."""
-MAX_TRACKED = 10_000
-"""At most this many addresses are remembered (the oldest are forgotten first)."""
+from ioplex.serving import AllowList, AuthThrottle, RateLimitedLog
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+log = logging.getLogger("ioplex.plugin.hsyco_remote.server")
+
+FREE_FAILURES = 5
+"""Wrong guesses a prefix may make before it is locked out."""
+BASE_LOCKOUT = 1.0
+"""The first lockout, in seconds; each further failure doubles it up to `MAX_LOCKOUT`."""
+MAX_LOCKOUT = 60.0
+GLOBAL_RATE = 20.0
+"""Wrong guesses a second, all prefixes together, before every unauthenticated attempt waits:
+a botnet of many addresses cannot try more than this."""
+SESSION_TTL = 600.0
+"""Seconds a session token stays valid after its last use."""
+MAX_SESSIONS = 4096
+"""At most this many live sessions (the least recently used are forgotten first)."""
 
 
 class Verdict(Enum):
@@ -34,113 +50,111 @@ class Verdict(Enum):
     THROTTLED = "too many failed attempts"
 
 
-@dataclass
-class _Failures:
-    count: int
-    last: float
-    locked_until: float
+@dataclass(frozen=True)
+class Decision:
+    """The gate's answer to one request."""
+
+    verdict: Verdict
+    retry_after: float = 0.0
+    """Seconds until the client may try again (THROTTLED only)."""
+    session: str | None = None
+    """The session token to hand the client (a new one, or the one it presented)."""
 
 
-def parse_allowed(entries: Iterable[str], where: str) -> list[Network] | None:
-    """The allowed networks, or None for ``"*"`` (any address); ValueError naming `where`."""
-    networks: list[Network] = []
-    for i, entry in enumerate(entries):
-        text = entry.strip()
-        if text == "*":
-            return None
-        try:
-            networks.append(ipaddress.ip_network(text, strict=False))
-        except ValueError:
-            raise ValueError(
-                f"{where}[{i}]: {entry!r} is not an IP address or network "
-                "(e.g. \"192.168.1.10\", \"10.0.0.0/8\", \"::1\", or \"*\" for any)"
-            ) from None
-    return networks
+class Sessions:
+    """Session tokens: random, held in memory only (a restart ends every session), bounded."""
 
+    def __init__(self, ttl: float = SESSION_TTL, limit: int = MAX_SESSIONS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self._clock = clock
+        self._expiry: OrderedDict[str, float] = OrderedDict()
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    def create(self) -> str:
+        token = secrets.token_urlsafe(24)
+        self._expiry[token] = self._clock() + self.ttl
+        while len(self._expiry) > self.limit:
+            self._expiry.popitem(last=False)
+        return token
+
+    def renew(self, token: str | None) -> bool:
+        """Whether `token` is a live session; if so it lives another `ttl` seconds."""
+        if not token or len(token) > 64:
+            return False
+        expiry = self._expiry.get(token)
+        now = self._clock()
+        if expiry is None:
+            return False
+        if expiry <= now:
+            del self._expiry[token]
+            return False
+        self._expiry[token] = now + self.ttl
+        self._expiry.move_to_end(token)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._expiry)
 
 
 class Gate:
-    """Checks one request's client address and password; counts and throttles failures."""
+    """Checks one request's client address, session token or password."""
 
     def __init__(
         self,
         password: str,
-        allowed: list[Network] | None,
+        allowed: AllowList,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._password = password.encode("utf-8")
-        self._allowed = allowed
-        self._clock = clock
-        self._failures: dict[str, _Failures] = {}
-        self._reported: set[str] = set()
+        self.allowed = allowed
+        self.throttle = AuthThrottle(
+            free_failures=FREE_FAILURES, base_delay=BASE_LOCKOUT, max_delay=MAX_LOCKOUT,
+            global_rate=GLOBAL_RATE, log=log, what="hsyco_remote server", clock=clock,
+        )
+        self.sessions = Sessions(clock=clock)
+        self.refusals = RateLimitedLog(log)
 
     def address_allowed(self, client: str | None) -> bool:
-        if self._allowed is None:
-            return True
-        address = _address(client) if client else None
-        return address is not None and any(address in net for net in self._allowed)
+        return self.allowed.allows(client)
 
-    def check(self, client: str | None, password: str | None) -> Verdict:
-        """The verdict on one request; a wrong password counts against the client's address."""
-        if not self.address_allowed(client):
-            return Verdict.ADDRESS
-        key = client or "?"
-        now = self._clock()
-        record = self._failures.get(key)
-        if record is not None and now < record.locked_until:
-            return Verdict.THROTTLED
+    def check(
+        self,
+        client: str | None,
+        password: str | None,
+        session: str | None = None,
+        *,
+        new_session: bool = True,
+    ) -> Decision:
+        """The decision on one request; `new_session`: hand out a token on success.
+
+        The password is compared as sent and, when it has a "%", percent-decoded too:
+        non-ASCII passwords travel percent-encoded, while a password such as ``pa%41ss``
+        may equally be sent as typed (as HSYCO's rioget documentation shows passwords).
+        """
+        if not self.allowed.allows(client):
+            return Decision(Verdict.ADDRESS)
+        if session is not None and self.sessions.renew(session):
+            return Decision(Verdict.OK, session=session)
+        wait = self.throttle.locked_for(client)
+        if wait > 0:
+            return Decision(Verdict.THROTTLED, retry_after=wait)
         if password is not None and self._matches(password):
-            if record is not None:
-                del self._failures[key]
-            return Verdict.OK
-        self._fail(key, record, now)
-        return Verdict.PASSWORD
+            self.throttle.succeeded(client)
+            return Decision(Verdict.OK, session=self.sessions.create() if new_session else None)
+        self.throttle.failed(client)
+        return Decision(Verdict.PASSWORD)
 
-    def worth_logging(self, client: str | None, verdict: Verdict) -> bool:
-        """Whether a refusal deserves a warning: wrong passwords do (throttling bounds them),
-        a foreign address only the first time, so a scan cannot flood the log."""
+    def log_refusal(self, what: str, client: str | None, verdict: Verdict) -> None:
+        """One line per kind of refusal per minute (the throttle logs wrong passwords)."""
         if verdict is Verdict.PASSWORD:
-            return True
-        if verdict is Verdict.ADDRESS:
-            key = client or "?"
-            if key in self._reported:
-                return False
-            if len(self._reported) >= MAX_TRACKED:
-                self._reported.clear()
-            self._reported.add(key)
-            return True
-        return False
+            log.debug("%s from %s refused: %s", what, client, verdict.value)
+            return
+        self.refusals.warning(verdict.name, "%s from %s refused: %s", what, client, verdict.value)
 
     def _matches(self, password: str) -> bool:
-        # Non-ASCII passwords travel percent-encoded (HTTP headers are ASCII); a client may
-        # also send a password with a literal "%" as is, so both readings are compared.
         ok = hmac.compare_digest(password.encode("utf-8", "surrogateescape"), self._password)
         if "%" in password:
             decoded = unquote(password, errors="surrogateescape")
             ok |= hmac.compare_digest(decoded.encode("utf-8", "surrogateescape"), self._password)
         return ok
-
-    def retry_after(self, client: str | None) -> float:
-        """Seconds until a throttled address may try again (0 if it is not throttled)."""
-        record = self._failures.get(client or "?")
-        return max(0.0, record.locked_until - self._clock()) if record else 0.0
-
-    def _fail(self, key: str, record: _Failures | None, now: float) -> None:
-        if record is None or now - record.last > FORGET_AFTER:
-            if len(self._failures) >= MAX_TRACKED:
-                del self._failures[next(iter(self._failures))]
-            record = self._failures[key] = _Failures(0, now, 0.0)
-        record.count += 1
-        record.last = now
-        excess = record.count - FREE_FAILURES
-        if excess >= 0:
-            record.locked_until = now + min(MAX_LOCKOUT, 2.0**excess)

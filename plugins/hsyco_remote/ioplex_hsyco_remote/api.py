@@ -1,12 +1,12 @@
 """API v1 of the serving side: the JSON endpoints a replicating host (or any client) uses.
 
 Documented as OpenAPI in openapi.json, served at ``/api/v1/openapi.json``. Every endpoint
-but that one needs an allowed client address and the password in ``Authorization: Bearer``.
+needs an allowed client address and the password in ``Authorization: Bearer`` (or a live
+session token in ``X-Ioplex-Session``, answered to every request let in).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,20 +14,29 @@ from importlib.resources import files
 from typing import Any
 
 import anyio
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
-
 from ioplex import (
     PointTypeError,
     ReadOnlyPointError,
     UnknownPointError,
 )
+from ioplex.points import printable
+from ioplex.serving import RateLimitedLog, RemoteWrites, jsontext
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
-from .access import Gate, Verdict
+from .access import Decision, Gate, Verdict
 from .changelog import ChangeLog, ResyncNeeded
 from .exposure import Exposure
-from .wire import API_PREFIX, PAGE_SIZE, STATE_MEDIA_TYPE, dumps, password_from, state_row
+from .wire import (
+    API_PREFIX,
+    PAGE_SIZE,
+    SESSION_HEADER,
+    STATE_MEDIA_TYPE,
+    dumps,
+    password_from,
+    state_row,
+)
 
 log = logging.getLogger("ioplex.plugin.hsyco_remote.server")
 
@@ -40,7 +49,13 @@ MAX_CHANGES = 20_000
 MAX_SAMPLES = 10_000
 WRITE_TIMEOUT = 10.0
 """How long a write may take on this host (its driver talking to the device)."""
-MAX_BODY = 16 * 1024 * 1024
+MAX_BODY = 1024 * 1024
+"""The largest request body, in bytes: a write of the longest string (64 KiB by default,
+up to 12 bytes a character once JSON-escaped) fits."""
+BODY_TIMEOUT = 10.0
+"""Seconds a client may take to send a request body."""
+MAX_DEPTH = 8
+"""The deepest JSON nesting a body may have (a write body has 1)."""
 OPENAPI = files(__package__).joinpath("openapi.json").read_bytes()
 NAMESPACES = ("io", "ui")
 
@@ -59,13 +74,21 @@ def ok(data: Any) -> Response:
 
 
 class BadRequest(Exception):
-    """A malformed parameter or body: answered 400 with the message."""
+    """A malformed parameter or body: answered with `status` (400 unless said) and the message."""
+
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     text = request.query_params.get(name)
     if text is None:
         return default
+    if len(text) > 24:
+        raise BadRequest(f"query parameter {name}: {len(text)} characters is not an integer "
+                         f"in {low}..{high}")
     try:
         value = int(text)
     except ValueError:
@@ -79,6 +102,8 @@ def _float(request: Request, name: str, default: float, low: float, high: float)
     text = request.query_params.get(name)
     if text is None:
         return default
+    if len(text) > 32:
+        raise BadRequest(f"query parameter {name}: {len(text)} characters is not a number")
     try:
         value = float(text)
     except ValueError:
@@ -89,14 +114,21 @@ def _float(request: Request, name: str, default: float, low: float, high: float)
 
 
 def _namespaces(request: Request) -> tuple[str, ...]:
+    """The ``ns`` parameters (repeated or comma-separated): both when absent, none when given
+    empty (``ns=``: a client that follows no namespace, e.g. a logger-only mirror)."""
+    items = request.query_params.getlist("ns")
+    if not items:
+        return NAMESPACES
     wanted: list[str] = []
-    for item in request.query_params.getlist("ns"):
+    for item in items:
         for ns in item.split(","):
+            if not ns:
+                continue
             if ns not in NAMESPACES:
-                raise BadRequest(f"query parameter ns={ns!r}: expected io or ui")
+                raise BadRequest(f"query parameter ns={ns[:20]!r}: expected io or ui")
             if ns not in wanted:
                 wanted.append(ns)
-    return tuple(wanted) or NAMESPACES
+    return tuple(wanted)
 
 
 class Api:
@@ -108,37 +140,61 @@ class Api:
         exposure: Exposure,
         changelog: ChangeLog,
         gate: Gate,
-        control: bool,
+        writes: RemoteWrites,
+        authenticated: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.host = host
         self.exposure = exposure
         self.changelog = changelog
         self.gate = gate
-        self.control = control
+        self.writes = writes
+        self.authenticated = authenticated
+        """Told the ASGI scope of each request let in (the server lifts its connection's
+        login deadline)."""
+        self._faults = RateLimitedLog(log)
+
+    @property
+    def control(self) -> bool:
+        return self.writes.enabled
 
     # -- plumbing ------------------------------------------------------------------------------
     def guarded(self, handler: Handler) -> Handler:
-        """Wrap an endpoint: refuse unknown addresses, wrong passwords and throttled clients."""
+        """Wrap an endpoint: refuse unknown addresses, wrong passwords and throttled clients;
+        turn every malformed request into a 4xx JSON error for that request alone."""
 
         async def endpoint(request: Request) -> Response:
             client = request.client.host if request.client else None
-            verdict = self.gate.check(client, password_from(request.headers.get("authorization")))
-            if verdict is not Verdict.OK:
-                return self.refusal(request, client, verdict)
+            decision = self.gate.check(client, password_from(request.headers.get("authorization")),
+                                       request.headers.get(SESSION_HEADER))
+            if decision.verdict is not Verdict.OK:
+                return self.refusal(request, client, decision)
+            if self.authenticated is not None:
+                self.authenticated(request.scope)
             try:
-                return await handler(request)
+                response = await handler(request)
             except BadRequest as exc:
-                return error(400, "bad_request", str(exc))
+                response = error(exc.status, exc.code, str(exc))
+            except ClientDisconnect:
+                log.debug("%s %s from %s: the client went away mid-request", request.method,
+                          request.url.path, client)
+                response = Response(status_code=499)  # never sent: nobody is listening
+            except Exception as exc:  # a bug: contained to this request, logged rate-limited
+                self._faults.error("handler", "%s %s from %s failed: %r", request.method,
+                                   request.url.path, client, exc)
+                log.debug("request failure", exc_info=True)
+                response = error(500, "internal", "the server failed to answer this request")
+            if decision.session is not None:
+                response.headers[SESSION_HEADER] = decision.session
+            return response
 
         return endpoint
 
-    def refusal(self, request: Request, client: str | None, verdict: Verdict) -> Response:
+    def refusal(self, request: Request, client: str | None, decision: Decision) -> Response:
+        verdict = decision.verdict
         # The path only, never the query string: rioget carries the password there.
-        log.log(logging.WARNING if self.gate.worth_logging(client, verdict) else logging.DEBUG,
-                "refused %s %s from %s: %s", request.method, request.url.path, client,
-                verdict.value)
+        self.gate.log_refusal(f"{request.method} {request.url.path}", client, verdict)
         if verdict is Verdict.THROTTLED:
-            retry = max(1, math.ceil(self.gate.retry_after(client)))
+            retry = max(1, math.ceil(decision.retry_after))
             return error(429, "throttled", f"{verdict.value}; retry in {retry} s",
                          {"Retry-After": str(retry)})
         if verdict is Verdict.ADDRESS:
@@ -150,7 +206,7 @@ class Api:
         p = API_PREFIX
         g = self.guarded
         return [
-            Route(f"{p}/openapi.json", self.openapi, methods=["GET"]),
+            Route(f"{p}/openapi.json", g(self.openapi), methods=["GET"]),
             Route(f"{p}/info", g(self.info), methods=["GET"]),
             Route(f"{p}/state", g(self.state), methods=["GET"]),
             Route(f"{p}/changes", g(self.changes), methods=["GET"]),
@@ -169,7 +225,8 @@ class Api:
         return {
             "time": self.host.time(),
             "point": point.name if point is not None else None,
-            "writable": bool(point is not None and point.writable),
+            "writable": bool(point is not None and point.writable
+                             and self.writes.allows(point.name, point.sensitive)),
         }
 
     def _loggers(self) -> Any:
@@ -196,7 +253,9 @@ class Api:
         """The full state of one namespace as NDJSON: a header line, pages, a trailer line.
 
         Streamed page by page from a snapshot of point references, so neither side holds
-        more than a page of encoded rows, however large the host.
+        more than a page of encoded rows, however large the host. A row that cannot be
+        encoded (the value contract makes it unreachable) is sent with no value and quality
+        "bad" instead of aborting the stream for every client.
         """
         spaces = _namespaces(request) if "ns" in request.query_params else ("io",)
         if len(spaces) != 1:
@@ -209,23 +268,50 @@ class Api:
             points = self.exposure.points(ns)
         head = {"epoch": self.changelog.epoch, "seq": self.changelog.seq, "ns": ns,
                 "count": len(points)}
+        here = self.host.name
 
         async def lines() -> AsyncIterator[bytes]:
             yield dumps(head) + b"\n"
             for i in range(0, len(points), PAGE_SIZE):
-                yield dumps([state_row(p) for p in points[i : i + PAGE_SIZE]]) + b"\n"
+                rows = [state_row(p, here) for p in points[i : i + PAGE_SIZE]]
+                yield self._encode_rows(rows, 2) + b"\n"
             yield dumps({"end": True, "count": len(points)}) + b"\n"
 
         return StreamingResponse(lines(), media_type=STATE_MEDIA_TYPE)
 
+    def _encode_rows(self, rows: list[list[Any]], quality_at: int) -> bytes:
+        """`rows` as a JSON array; a row that cannot be encoded loses its value (quality bad)."""
+        try:
+            return dumps(rows)
+        except (ValueError, TypeError, RecursionError):
+            pass
+        parts: list[bytes] = []
+        for row in rows:
+            try:
+                parts.append(dumps(row))
+            except (ValueError, TypeError, RecursionError) as exc:
+                self._faults.warning("encode", "%s: value not sent, sent as bad (%s)",
+                                     printable(str(row[0])), exc)
+                row = [row[0], None, "bad", *row[quality_at + 1 :]]
+                parts.append(dumps(row))
+        return b"[" + b",".join(parts) + b"]"
+
     async def changes(self, request: Request) -> Response:
-        """What changed after `since`; waits up to `wait` seconds (≤ 10) when nothing did."""
+        """What changed after `since`; waits up to `wait` seconds (≤ 10) when nothing did.
+
+        With ``ns=`` (no namespace) the answer has no changes and is held `wait` seconds:
+        a heartbeat for clients that follow only data loggers or the clock.
+        """
         spaces = _namespaces(request)
         since = _int(request, "since", 0, 0, 2**63)
         wait = _float(request, "wait", 0.0, 0.0, 3600.0)
         limit = _int(request, "limit", MAX_CHANGES, 1, MAX_CHANGES)
         epoch = request.query_params.get("epoch")
         changelog = self.changelog
+        if not spaces:
+            await changelog.wait(2**63, min(wait, MAX_WAIT))  # wakes only when the log closes
+            return ok({"epoch": changelog.epoch, "seq": changelog.seq, "more": False,
+                       "time": self.host.time(), "count": {}})
         try:
             changelog.check(epoch, since)
             if wait > 0 and changelog.seq <= since:
@@ -242,39 +328,49 @@ class Api:
             point = registries[ns].get(name)
             if point is not None:
                 rows[ns].append([name, point.value, point.quality])
-        return ok({
-            "epoch": changelog.epoch,
-            "seq": next_seq,
-            "more": more,
-            "time": self.host.time(),
-            "count": self.exposure.report(spaces),
-            **rows,
-        })
+        head = {"epoch": changelog.epoch, "seq": next_seq, "more": more,
+                "time": self.host.time(), "count": self.exposure.report(spaces)}
+        try:
+            return ok({**head, **rows})
+        except (ValueError, TypeError, RecursionError):
+            body = dumps(head)[:-1] + b"".join(
+                b',"' + ns.encode() + b'":' + self._encode_rows(r, 2) for ns, r in rows.items()
+            ) + b"}"
+            return Response(body, media_type="application/json")
 
     async def write(self, request: Request) -> Response:
-        """Write one exposed point; refused (403, nothing changed) unless control is on."""
-        if not self.control:
+        """Write one exposed point; refused (403, nothing changed) unless `control` allows it."""
+        if not self.writes.enabled:
             return error(403, "control_disabled",
                          "writes are disabled on this server (plugins.hsyco_remote.server.control "
                          "is false)")
-        body = await _read_json(request)
+        body = await read_json(request)
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object {\"ns\", \"name\", \"value\"}")
         ns = body.get("ns", "io")
         name = body.get("name")
-        if ns not in NAMESPACES:
-            raise BadRequest(f"ns={ns!r}: expected \"io\" or \"ui\"")
+        if not isinstance(ns, str) or ns not in NAMESPACES:
+            raise BadRequest(f"ns={str(ns)[:20]!r}: expected \"io\" or \"ui\"")
         if not isinstance(name, str) or not name:
             raise BadRequest("name: expected a point name (a non-empty string)")
         if "value" not in body:
             raise BadRequest("value: missing")
         value = body["value"]
         if value is not None and type(value) not in (str, int, float, bool):
-            raise BadRequest(f"value: expected a string, number, boolean or null, got {value!r}")
+            raise BadRequest("value: expected a string, number, boolean or null, "
+                             f"got {type(value).__name__}")
         what = "UI variable" if ns == "ui" else "point"
         point = self.exposure.get(ns, name)
         if point is None:
-            return error(404, "unknown_point", f"unknown {what} {name!r}")
+            return error(404, "unknown_point", f"unknown {what} {printable(name[:300])!r}")
+        allowed = (self.writes.allows_point(self.host, name) if ns == "io"
+                   else self.writes.allows(name, False))
+        if not allowed:
+            return error(403, "not_allowed",
+                         f"{what} {name}: not writable from remote hosts (not matched by "
+                         "plugins.hsyco_remote.server.control"
+                         + ("; a sensitive point must be named there without wildcards in its "
+                            "instance part" if point.sensitive else "") + ")")
         registry = self.exposure.registry(ns)
         try:
             with anyio.fail_after(WRITE_TIMEOUT):
@@ -287,37 +383,58 @@ class Api:
             return error(404, "unknown_point", str(exc))
         except TimeoutError:
             return error(504, "timeout", f"{name}: the write took longer than {WRITE_TIMEOUT:g} s")
-        except Exception as exc:  # the owning driver's refusal: WriteError or anything else
+        except Exception as exc:  # noqa: BLE001 - the driver's refusal: WriteError or anything
             return error(502, "write_failed", str(exc) or type(exc).__name__)
-        return ok({"ok": True, "ns": ns, "name": name, "value": point.value,
-                   "quality": point.quality})
+        return ok({"ok": True, "ns": ns, "name": name, "value": value,
+                   "current": point.value, "quality": point.quality})
 
     async def loggers(self, request: Request) -> Response:
         return ok({"loggers": sorted(self._loggers())})
 
     async def samples(self, request: Request) -> Response:
-        """Raw samples of one data logger recorded after a high-water mark, oldest first."""
+        """Raw samples of one data logger recorded after a high-water mark, oldest first.
+
+        Only samples of exposed I/O points are sent; ``next`` is the position to ask from
+        next time (past hidden samples too), ``store`` the identity of the logger database.
+        """
         logger_id = request.path_params["id"]
         logger = self._loggers().get(logger_id)
         if logger is None:
-            return error(404, "unknown_logger", f"unknown data logger {logger_id!r}")
+            return error(404, "unknown_logger", f"unknown data logger {printable(logger_id[:300])!r}")
         after = _int(request, "after", 0, 0, 2**63)
         limit = _int(request, "limit", 1000, 1, MAX_SAMPLES)
         reader = getattr(logger, "asamples_after", None)  # in a worker thread: SQLite blocks
         rows = await reader(after, limit) if reader else logger.samples_after(after, limit)
-        samples = [[seq, t, point, value, str(quality)] for seq, t, point, value, quality in rows]
-        return ok({"logger": logger_id, "samples": samples, "more": len(samples) >= limit})
+        exposed = self.exposure.exposed
+        samples = [[seq, t, point, value, str(quality)]
+                   for seq, t, point, value, quality in rows if exposed("io", point)]
+        return ok({
+            "logger": logger_id,
+            "store": getattr(self._loggers(), "store_id", None),
+            "samples": samples,
+            "next": rows[-1][0] if rows else after,
+            "more": len(rows) >= limit,
+        })
 
 
-async def _read_json(request: Request) -> Any:
+async def read_json(request: Request) -> Any:
+    """The request body as JSON: at most `MAX_BODY` bytes (413 past it, counted while
+    reading), within `BODY_TIMEOUT` seconds (408), nested at most `MAX_DEPTH` deep (400)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and len(declared) < 20 \
+            and int(declared) > MAX_BODY:
+        raise BadRequest(f"the body is larger than {MAX_BODY} bytes", 413, "too_large")
     size = 0
     chunks: list[bytes] = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise BadRequest(f"the body is larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
+    with anyio.move_on_after(BODY_TIMEOUT) as scope:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise BadRequest(f"the body is larger than {MAX_BODY} bytes", 413, "too_large")
+            chunks.append(chunk)
+    if scope.cancelled_caught:
+        raise BadRequest(f"the body took longer than {BODY_TIMEOUT:g} s to arrive", 408, "timeout")
     try:
-        return json.loads(b"".join(chunks))
+        return jsontext.loads(b"".join(chunks), max_depth=MAX_DEPTH)
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None

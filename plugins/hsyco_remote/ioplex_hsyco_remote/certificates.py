@@ -10,8 +10,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import logging
 import os
+import re
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+log = logging.getLogger("ioplex.plugin.hsyco_remote.server")
+
+_DNS_NAME = re.compile(r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                       r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
 VALIDITY = datetime.timedelta(days=3650)
@@ -74,13 +81,78 @@ def load(certfile: Path, keyfile: Path) -> Certificate:
     return Certificate(certfile, keyfile, fingerprint(der), generated=False)
 
 
-def load_or_create(directory: Path, host_name: str) -> Certificate:
-    """The self-signed certificate kept in `directory`, generated there on first use."""
+def check_names(names: Iterable[str], where: str) -> list[str]:
+    """Addresses and DNS names for the certificate; ValueError naming `where` and the entry."""
+    checked: list[str] = []
+    for i, name in enumerate(names):
+        text = name.strip()
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            if not _DNS_NAME.fullmatch(text):
+                raise ValueError(
+                    f"{where}[{i}]: {name!r} is neither an IP address nor a DNS name "
+                    "(e.g. \"192.168.1.20\", \"fe80::1\", \"hsyco.example.org\")"
+                ) from None
+        checked.append(text)
+    return checked
+
+
+def alt_names(cert_pem: bytes) -> set[str]:
+    """The IP addresses and DNS names in a certificate's subjectAltName."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(v) for v in san.get_values_for_type(x509.IPAddress)} | set(
+        san.get_values_for_type(x509.DNSName)
+    )
+
+
+def _wanted(names: Iterable[str]) -> list[str]:
+    """The names a generated certificate carries beyond the defaults (an unspecified listen
+    address such as 0.0.0.0 names no host and is left out)."""
+    wanted: list[str] = []
+    for name in names:
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            text = name.lower()
+        else:
+            if address.is_unspecified:
+                continue
+            text = str(address)
+        if text not in wanted:
+            wanted.append(text)
+    return wanted
+
+
+def load_or_create(directory: Path, host_name: str, names: Iterable[str] = ()) -> Certificate:
+    """The self-signed certificate kept in `directory`, generated there on first use.
+
+    It carries localhost, 127.0.0.1, ::1, the machine's name and `names` (the listen address
+    and the ``names`` setting). When `names` asks for one the kept certificate lacks, a new
+    certificate is generated (its fingerprint changes: the old files are kept as ``*.old``
+    and a warning says so, since replicating hosts that pinned the old one must be told).
+    """
     certfile, keyfile = directory / CERT_FILE, directory / KEY_FILE
+    wanted = _wanted(names)
     if certfile.exists() and keyfile.exists():
-        return load(certfile, keyfile)
+        kept = load(certfile, keyfile)
+        missing = [n for n in wanted if n not in alt_names(certfile.read_bytes())]
+        if not missing:
+            return kept
+        log.warning(
+            "hsyco_remote server: the certificate %s does not name %s: generating a new one "
+            "(SHA-256 fingerprint %s is replaced; replicating hosts that pinned it must pin "
+            "the new one); the old files are kept as *.old",
+            certfile, ", ".join(missing), kept.fingerprint,
+        )
+        certfile.replace(certfile.with_name(CERT_FILE + ".old"))
+        keyfile.replace(keyfile.with_name(KEY_FILE + ".old"))
     directory.mkdir(parents=True, exist_ok=True)
-    cert_pem, key_pem = self_signed(host_name)
+    cert_pem, key_pem = self_signed(host_name, wanted)
     # The key is written owner-only before any byte of it lands on disk.
     fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -90,10 +162,11 @@ def load_or_create(directory: Path, host_name: str) -> Certificate:
     return Certificate(cert.certfile, cert.keyfile, cert.fingerprint, generated=True)
 
 
-def self_signed(host_name: str) -> tuple[bytes, bytes]:
+def self_signed(host_name: str, names: Iterable[str] = ()) -> tuple[bytes, bytes]:
     """A new P-256 key and a self-signed certificate for it, as PEM (certificate, key).
 
-    The certificate names localhost, 127.0.0.1, ::1 and this machine's name, so a client
+    The certificate names localhost, 127.0.0.1, ::1, this machine's name and `names`
+    (IP addresses or DNS names), so a client
     that trusts it as a CA file can also check the host name; it is its own CA, which
     strict X.509 verification accepts as a trust anchor.
     """
@@ -104,15 +177,22 @@ def self_signed(host_name: str) -> tuple[bytes, bytes]:
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "ioplex"),
         ]
     )
-    alt_names: list[x509.GeneralName] = [
+    sans: list[x509.GeneralName] = [
         x509.DNSName("localhost"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
     machine = socket.gethostname()
     if machine and machine != "localhost" and all(c.isalnum() or c in "-." for c in machine):
-        alt_names.append(x509.DNSName(machine))
-    now = datetime.datetime.now(datetime.timezone.utc)
+        sans.append(x509.DNSName(machine))
+    for extra in names:
+        try:
+            entry: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(extra))
+        except ValueError:
+            entry = x509.DNSName(extra)
+        if entry not in sans:
+            sans.append(entry)
+    now = datetime.datetime.now(datetime.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
@@ -122,7 +202,7 @@ def self_signed(host_name: str) -> tuple[bytes, bytes]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(

@@ -15,13 +15,15 @@ from __future__ import annotations
 import bisect
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Self
 
 import anyio
-
 from ioplex import Listener, PointEvent, Registry
 
+MAX_STAMPS = 65_536
+"""rioget timestamps remembered; a client presenting a forgotten one gets the full state."""
 COMPACT_SLACK = 1024
 """Entries the log may hold beyond twice its live entries before it compacts."""
 
@@ -29,7 +31,7 @@ COMPACT_SLACK = 1024
 class _Namespace:
     """The log of one registry (I/O points or UI variables)."""
 
-    __slots__ = ("registry", "latest", "seqs", "names", "limit")
+    __slots__ = ("latest", "limit", "names", "registry", "seqs")
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -59,9 +61,12 @@ class ChangeLog:
         ui_patterns: Iterable[str] = ("*",),
     ) -> None:
         self.epoch = secrets.token_hex(8)
-        self.base_us = time.time_ns() // 1000
-        """Start of this log in microseconds since the epoch: rioget timestamps are
-        ``base_us + seq``, so a timestamp from an earlier server run is recognised."""
+        self.changed_us = time.time_ns() // 1000
+        """When the last change was recorded (or the log started), µs since the epoch."""
+        self._stamps: OrderedDict[int, int] = OrderedDict()
+        """rioget timestamps handed out → the log position each stands for (bounded)."""
+        self._last_stamp = (0, 0)
+        """The latest (timestamp, position) handed out."""
         self.seq = 0
         self.floor = 0
         """Positions below this one cannot be answered any more (entries were dropped)."""
@@ -75,7 +80,7 @@ class ChangeLog:
         self._event: anyio.Event | None = None
 
     # -- life cycle -----------------------------------------------------------------------------
-    def __enter__(self) -> ChangeLog:
+    def __enter__(self) -> Self:
         io, ui = self._spaces["io"], self._spaces["ui"]
         if self._io_patterns:
             self._listeners.append(io.registry.listen(self._recorder(io), *self._io_patterns))
@@ -99,6 +104,7 @@ class ChangeLog:
 
         def record(event: PointEvent) -> None:
             self.seq = seq = self.seq + 1
+            self.changed_us = time.time_ns() // 1000
             name = event.name
             latest[name] = seq
             seqs.append(seq)
@@ -195,14 +201,33 @@ class ChangeLog:
         self._wake()
 
     # -- rioget timestamps ---------------------------------------------------------------------
-    def timestamp(self) -> int:
-        """The current position as a rioget timestamp (microsecond-like, always > 1)."""
-        return self.base_us + self.seq
+    def timestamp(self, seq: int | None = None) -> int:
+        """Position `seq` (default: the current one) as a rioget timestamp.
+
+        As HSYCO documents it: the time of the last change, in microseconds since the epoch.
+        Timestamps grow strictly with the position (a change recorded within the same
+        microsecond as the previous one, or after the wall clock stepped back, gets the
+        previous timestamp + 1), and the log remembers which position each one it handed out
+        stands for, so a client's next poll asks for exactly what it has not seen.
+        """
+        if seq is None:
+            seq = self.seq
+        last_stamp, last_seq = self._last_stamp
+        if last_stamp and seq == last_seq:
+            return last_stamp
+        stamp = self.changed_us if seq == self.seq else time.time_ns() // 1000
+        stamp = max(stamp, last_stamp + 1, 2)
+        self._last_stamp = (stamp, seq)
+        self._stamps[stamp] = seq
+        while len(self._stamps) > MAX_STAMPS:
+            self._stamps.popitem(last=False)
+        return stamp
 
     def position(self, timestamp: int) -> int | None:
-        """The log position of a rioget timestamp, or None when it needs the full state."""
-        seq = timestamp - self.base_us
-        if timestamp <= 1 or seq < self.floor or seq > self.seq:
+        """The log position of a rioget timestamp, or None when it needs the full state
+        (1, a timestamp of another server run, or one too old to answer with changes)."""
+        seq = self._stamps.get(timestamp)
+        if seq is None or seq < self.floor or seq > self.seq:
             return None
         return seq
 

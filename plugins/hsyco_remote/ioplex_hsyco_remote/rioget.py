@@ -4,23 +4,27 @@ The answer is ``{"hsycostate":{"timestamp":…,"topotime":…,"io":{"name":"valu
 every value a string. Timestamp 1 (or one this server run did not hand out) gives the full
 state; the timestamp of the previous answer gives only what changed since, waiting up to 10 s
 when nothing did (the answer then has no ``io``). A wrong password or a client address that
-is not allowed gets no data. Since the password is part of the URL, the server never logs
-request URLs (uvicorn's access log is off) and never echoes the query string.
+is not allowed gets no data (an empty 403, or 429 with Retry-After while its network is
+locked out for guessing); a malformed query gets 400 with a JSON error. Since the password is
+part of the URL, the server never logs request URLs (uvicorn's access log is off) and never
+echoes the query string.
 """
 
 from __future__ import annotations
 
-import logging
 import math
+import re
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
 
 import anyio
+from ioplex.points import printable
+from ioplex.serving import RateLimitedLog
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .access import Gate, Verdict
-from .api import BATCH_DELAY, MAX_WAIT, log
+from .access import Decision, Gate, Verdict
+from .api import BATCH_DELAY, MAX_WAIT, error, log
 from .changelog import ChangeLog
 from .exposure import Exposure
 from .wire import dumps, rioget_string
@@ -31,61 +35,75 @@ MAX_DELTA = 1_000_000
 
 
 class Rioget:
-    def __init__(self, host: Any, exposure: Exposure, changelog: ChangeLog, gate: Gate) -> None:
+    def __init__(
+        self,
+        host: Any,
+        exposure: Exposure,
+        changelog: ChangeLog,
+        gate: Gate,
+        authenticated: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.host = host
+        self.authenticated = authenticated
         self.exposure = exposure
         self.changelog = changelog
         self.gate = gate
+        self._unprintable = RateLimitedLog(log)
 
     async def endpoint(self, request: Request) -> Response:
-        # The query is positional, "1*<timestamp>*<password>"; the password is last so it may
-        # itself contain "*". It may be percent-encoded (e.g. a "%" as %25).
-        query = unquote(request.scope.get("query_string", b"").decode("latin-1"))
-        version, _, rest = query.partition("*")
-        stamp, _, password = rest.partition("*")
         client = request.client.host if request.client else None
         if not self.gate.address_allowed(client):
-            return self.refusal(client, Verdict.ADDRESS)
-        if version != "1" or not stamp.isdigit():
-            log.warning("rioget from %s: malformed request (expected ?1*<timestamp>*<password>)",
-                        client)
-            return Response(status_code=400)
-        verdict = self.gate.check(client, password)
-        if verdict is not Verdict.OK:
-            return self.refusal(client, verdict)
-        state: dict[str, Any] = await self.answer(int(stamp))
+            return self.refusal(client, Decision(Verdict.ADDRESS))
+        try:
+            stamp, password = parse_query(request.scope.get("query_string", b""))
+        except ValueError as exc:
+            log.debug("rioget from %s: malformed request: %s", client, exc)
+            return error(400, "bad_request", str(exc))
+        decision = self.gate.check(client, password, new_session=False)
+        if decision.verdict is not Verdict.OK:
+            return self.refusal(client, decision)
+        if self.authenticated is not None:
+            self.authenticated(request.scope)
+        state: dict[str, Any] = await self.answer(stamp)
         return Response(dumps({"hsycostate": state}), media_type="application/json")
 
-    def refusal(self, client: str | None, verdict: Verdict) -> Response:
+    def refusal(self, client: str | None, decision: Decision) -> Response:
         """No data: an empty 403 (429 with Retry-After while throttled)."""
-        log.log(logging.WARNING if self.gate.worth_logging(client, verdict) else logging.DEBUG,
-                "rioget from %s refused: %s", client, verdict.value)
-        if verdict is Verdict.THROTTLED:
-            retry = max(1, math.ceil(self.gate.retry_after(client)))
+        self.gate.log_refusal("rioget", client, decision.verdict)
+        if decision.verdict is Verdict.THROTTLED:
+            retry = max(1, math.ceil(decision.retry_after))
             return Response(status_code=429, headers={"Retry-After": str(retry)})
         return Response(status_code=403)
+
+    def _string(self, name: str, value: Any) -> str:
+        try:
+            return rioget_string(value)
+        except (ValueError, TypeError) as exc:  # the value contract makes this unreachable
+            self._unprintable.warning("value", "rioget: %s: value not sent (%s)",
+                                      printable(name), exc)
+            return ""
 
     async def answer(self, stamp: int) -> dict[str, Any]:
         changelog = self.changelog
         position = changelog.position(stamp)
         io: dict[str, str] = {}
+        text = self._string
         if position is None:
             timestamp = changelog.timestamp()
             for point in self.exposure.points("io"):
-                io[point.name] = rioget_string(point.value)
+                io[point.name] = text(point.name, point.value)
         else:
             if changelog.seq <= position and await changelog.wait(position, MAX_WAIT):
                 await anyio.sleep(BATCH_DELAY)
-            position = changelog.position(stamp)
-            if position is None:  # entries were dropped meanwhile: start over
+            if changelog.position(stamp) is None:  # entries were dropped meanwhile: start over
                 return await self.answer(1)
             entries, next_seq, _ = changelog.since(position, MAX_DELTA, ("io",))
-            timestamp = changelog.base_us + next_seq
+            timestamp = changelog.timestamp(next_seq)
             points = self.host.points
             for _, _, name in entries:
                 point = points.get(name)
                 if point is not None:
-                    io[name] = rioget_string(point.value)
+                    io[name] = text(name, point.value)
         state: dict[str, Any] = {"timestamp": timestamp}
         clock = self.exposure.clock_point()
         if clock is not None:
@@ -94,3 +112,26 @@ class Rioget:
         if io:
             state["io"] = io
         return state
+
+
+def parse_query(query: bytes) -> tuple[int, str]:
+    """``1*<timestamp>*<password>`` → (timestamp, password); ValueError saying what is wrong.
+
+    The fields are taken as sent: HSYCO documents no escaping, and the password is last so it
+    may itself contain ``*`` (or ``%41``, compared as typed; see `Gate.check`). Only the
+    password may hold anything; bytes that are not UTF-8 are kept as they are.
+    """
+    text = query.decode("utf-8", "surrogateescape")
+    version, sep1, rest = text.partition("*")
+    stamp, sep2, password = rest.partition("*")
+    if version != "1" or not sep1 or not sep2:
+        raise ValueError("expected ?1*<timestamp>*<password>")
+    if not _STAMP.fullmatch(stamp):
+        raise ValueError("the timestamp must be 1 to 20 decimal digits, greater than 0")
+    value = int(stamp)
+    if value < 1:
+        raise ValueError("the timestamp must be greater than 0")
+    return value, password
+
+
+_STAMP = re.compile(r"[0-9]{1,20}")

@@ -9,30 +9,42 @@ fingerprint, to ``<data_dir>/hsyco_remote/server.json`` for tools and tests.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
+import functools
 import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
+import h11
 import uvicorn
-from starlette.applications import Starlette
-from starlette.routing import Route
-
 from ioplex import FatalError, Problem, load_schema
+from ioplex.serving import AllowList, RateLimitedLog, RemoteWrites, client_prefix, parse_listen
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from . import certificates
-from .access import Gate, parse_allowed
-from .api import Api
+from .access import Gate
+from .api import Api, error
 from .changelog import ChangeLog
 from .exposure import Exposure, compile_patterns
 from .rioget import PATH as RIOGET_PATH
 from .rioget import Rioget
+from .wire import dumps
 
 log = logging.getLogger("ioplex.plugin.hsyco_remote.server")
 
@@ -45,6 +57,25 @@ DEFAULTS = {
         "properties"
     ].items()
 }
+MAX_CONNECTIONS = 256
+"""Connections in all (logged-in clients keep theirs; unauthenticated ones are evicted first)."""
+MAX_UNAUTHENTICATED = 16
+"""Connections per client prefix on which no request has been let in yet."""
+LOGIN_DEADLINE = 15.0
+"""Seconds from accept by which a connection must have had a request let in, TLS handshake
+included (absolute: bytes received do not extend it)."""
+HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a client may take to complete the TLS handshake."""
+HEAD_TIMEOUT = 10.0
+"""Seconds a client may take to send a complete request head (line and headers)."""
+KEEP_ALIVE = 30
+"""Seconds an idle kept-alive connection stays open between requests."""
+MAX_HEAD = 16 * 1024
+"""The largest request head (request line with its query, and headers), in bytes."""
+MAX_ACCEPT_PAUSE = 1.0
+"""The longest pause between accept attempts while out of file descriptors, in seconds."""
+RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+TRANSIENT_ERRORS = {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM}
 TOPOLOGY_CHECK = 0.5
 """Seconds between checks of the exposed point count (a length comparison when unchanged)."""
 SHUTDOWN_GRACE = 3.0
@@ -58,25 +89,17 @@ class ServerSettings:
     bind_host: str
     port: int
     password: str
-    allowed: list[Any] | None
-    control: bool
+    allowed: AllowList
+    writes: RemoteWrites
     io_filter: tuple[str, ...]
     ui_filter: tuple[str, ...]
     certificate: Path | None
     key: Path | None
+    names: tuple[str, ...] = ()
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:8443"``, ``"[::1]:8443"``, ``"0.0.0.0:0"`` → (host, port); ValueError."""
-    host, sep, port_text = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(
-            f"{WHERE}.listen: {text!r} is not <address>:<port> "
-            "(e.g. \"127.0.0.1:8443\", \"0.0.0.0:443\", \"[::]:8443\"; port 0 picks a free one)"
-        )
-    return host, int(port_text)
+def _patterns(value: str | list[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 def parse_settings(table: dict[str, Any], base_dir: Path) -> ServerSettings | None:
@@ -87,10 +110,14 @@ def parse_settings(table: dict[str, Any], base_dir: Path) -> ServerSettings | No
     if not table.get("password"):
         return None
     try:
-        bind_host, port = parse_listen(table["listen"])
-        address = table["address"]
-        allowed = parse_allowed([address] if isinstance(address, str) else address,
-                                f"{WHERE}.address")
+        try:
+            bind_host, port = parse_listen(table["listen"])
+        except ValueError as exc:
+            raise ValueError(f"{WHERE}.listen: {exc}") from None
+        allowed = AllowList.parse(table["address"], f"{WHERE}.address")
+        writes = RemoteWrites(table["control"], f"{WHERE}.control")
+        names = tuple(certificates.check_names(_patterns(table.get("names", [])),
+                                               f"{WHERE}.names"))
     except ValueError as exc:
         raise FatalError(str(exc)) from None
     cert, key = table["certificate"], table["key"]
@@ -103,11 +130,12 @@ def parse_settings(table: dict[str, Any], base_dir: Path) -> ServerSettings | No
         port=port,
         password=table["password"],
         allowed=allowed,
-        control=table["control"],
-        io_filter=tuple(table["io_filter"]),
-        ui_filter=tuple(table["ui_filter"]),
+        writes=writes,
+        io_filter=_patterns(table["io_filter"]),
+        ui_filter=_patterns(table["ui_filter"]),
         certificate=(base_dir / os.path.expanduser(cert)) if cert else None,
         key=(base_dir / os.path.expanduser(key)) if key else None,
+        names=names,
     )
 
 
@@ -134,7 +162,7 @@ def check_settings(table: dict[str, Any], base_dir: Path) -> list[Problem]:
         found.append(missing)
     for key in ("io_filter", "ui_filter"):
         try:
-            compile_patterns(table[key], f"{WHERE}.{key}")
+            compile_patterns(_patterns(table[key]), f"{WHERE}.{key}")
         except ValueError as exc:
             found.append(str(exc))
     return [Problem(*message.split(": ", 1)) for message in found]  # messages are "path: what"
@@ -152,7 +180,8 @@ def load_certificate(settings: ServerSettings, host: Any) -> certificates.Certif
             raise FatalError(
                 f"{WHERE}.certificate/key: {settings.certificate} / {settings.key}: {exc}"
             ) from None
-    return certificates.load_or_create(host.data_dir / STATE_DIR, host.name)
+    names = (settings.bind_host, *settings.names)
+    return certificates.load_or_create(host.data_dir / STATE_DIR, host.name, names)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -174,16 +203,305 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class _HostedServer(uvicorn.Server):
-    """uvicorn without its signal handlers: the host owns SIGINT and SIGTERM."""
+    """uvicorn without its signal handlers (the host owns SIGINT and SIGTERM) and without its
+    listening servers: connections come from `accept_loop`, which bounds and times them."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
 
+@dataclass(eq=False)
+class _Slot:
+    """One admitted connection (from accept to close)."""
+
+    prefix: str
+    close: Callable[[], None]
+    authenticated: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
+class ConnectionSlots:
+    """Admission control for the HTTPS server, the kernel's `Admission` policy for a server
+    whose connections are asyncio protocols driven by callbacks (uvicorn's) rather than anyio
+    tasks: at most `max_connections` in all and `max_unauthenticated` per client prefix (an
+    IPv4 address, an IPv6 /64); a newcomer over a cap evicts the **oldest unauthenticated**
+    connection instead of being refused, so an idle flood from one address cannot lock out a
+    good client from it; and an **absolute** login deadline from accept (TLS handshake
+    included) for connections on which no request has been let in yet.
+    """
+
+    def __init__(self, max_connections: int | None = None,
+                 max_unauthenticated: int | None = None,
+                 login_deadline: float | None = None) -> None:
+        self.max_connections = max_connections or MAX_CONNECTIONS
+        self.max_unauthenticated = max_unauthenticated or MAX_UNAUTHENTICATED
+        self.login_deadline = login_deadline or LOGIN_DEADLINE
+        self._all: set[_Slot] = set()
+        self._waiting: OrderedDict[_Slot, None] = OrderedDict()
+        self._by_prefix: dict[str, OrderedDict[_Slot, None]] = {}
+        self._by_client: dict[Any, _Slot] = {}
+        self.refused = 0
+        self.evicted = 0
+        self.timed_out = 0
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def admit(self, client: str | None, close: Callable[[], None]) -> _Slot | None:
+        """A slot for a new connection, or None when every slot is held by sessions that
+        were let in (the caller closes the connection)."""
+        prefix = client_prefix(client)
+        same = self._by_prefix.get(prefix)
+        if same is not None and len(same) >= self.max_unauthenticated:
+            self._evict(next(iter(same)))
+        if len(self._all) >= self.max_connections:
+            if not self._waiting:
+                self.refused += 1
+                return None
+            self._evict(next(iter(self._waiting)))
+        slot = _Slot(prefix, close)
+        slot.timer = asyncio.get_running_loop().call_later(self.login_deadline, self._expire, slot)
+        self._all.add(slot)
+        self._waiting[slot] = None
+        self._by_prefix.setdefault(prefix, OrderedDict())[slot] = None
+        return slot
+
+    def attach(self, slot: _Slot, client: Any, close: Callable[[], None]) -> None:
+        """The connection's HTTP protocol took over: `client` is its ASGI ``client``."""
+        slot.close = close
+        self._by_client[client] = slot
+
+    def authenticated(self, client: Any) -> None:
+        """A request on this connection was let in: no deadline, never evicted."""
+        slot = self._by_client.get(client)
+        if slot is not None and not slot.authenticated:
+            slot.authenticated = True
+            if slot.timer is not None:
+                slot.timer.cancel()
+            self._forget_waiting(slot)
+
+    def release(self, slot: _Slot, client: Any = None) -> None:
+        if slot.timer is not None:
+            slot.timer.cancel()
+        self._all.discard(slot)
+        self._forget_waiting(slot)
+        if client is not None and self._by_client.get(client) is slot:
+            del self._by_client[client]
+
+    def _expire(self, slot: _Slot) -> None:
+        if not slot.authenticated and slot in self._all:
+            self.timed_out += 1
+            self._evict(slot, count=False)
+
+    def _evict(self, slot: _Slot, count: bool = True) -> None:
+        if count:
+            self.evicted += 1
+        self._all.discard(slot)
+        self._forget_waiting(slot)
+        if slot.timer is not None:
+            slot.timer.cancel()
+        slot.close()
+
+    def _forget_waiting(self, slot: _Slot) -> None:
+        if self._waiting.pop(slot, 0) is None:
+            same = self._by_prefix[slot.prefix]
+            del same[slot]
+            if not same:
+                del self._by_prefix[slot.prefix]
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with what it lacks for a server on a hostile network.
+
+    - a deadline for each request head (uvicorn has none: a client that sends nothing, or
+      one byte at a time, would hold its connection for ever);
+    - a connection slot (see `ConnectionSlots`), released when the connection closes;
+    - containment: an exception while parsing what the client sent (uvicorn decodes the
+      path as ASCII, for one) answers 400 and closes this connection, instead of asyncio
+      logging a traceback.
+    """
+
+    slots: ConnectionSlots
+    slot: _Slot | None = None
+    """Set by the factory before the connection is made."""
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.slot is not None:
+            self.slots.attach(self.slot, self.client, self._close)
+        self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_head_deadline()
+        if self.slot is not None:
+            self.slots.release(self.slot, self.client)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            super().data_received(data)
+        except Exception as exc:  # noqa: BLE001 - whatever the client sent, only it suffers
+            _faults.warning("parse", "hsyco_remote server: a request from %s could not be "
+                            "parsed (%s); answered 400", self.client and self.client[0],
+                            type(exc).__name__)
+            self._refuse_unparsable()
+            return
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._arm_head_deadline()  # a request head has begun (or is awaited): time it
+        else:
+            self._disarm_head_deadline()
+
+    def _arm_head_deadline(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT, self._head_timed_out)
+
+    def _disarm_head_deadline(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and self.timeout_keep_alive_task is None:
+            log.debug("hsyco_remote server: closed a connection from %s that sent no complete "
+                      "request head within %g s", self.client and self.client[0], HEAD_TIMEOUT)
+            self._close()
+
+    def _close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _refuse_unparsable(self) -> None:
+        with contextlib.suppress(Exception):
+            body = dumps({"error": {"code": "bad_request",
+                                    "message": "the request could not be parsed"}})
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"
+                                 b"\r\nconnection: close\r\ncontent-length: "
+                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self._close()
+
+
+_faults = RateLimitedLog(log)
+
+
+class _RateLimitFilter(logging.Filter):
+    """Lets each distinct message of a noisy logger (uvicorn's "Invalid HTTP request received.",
+    asyncio's SSL and socket errors) through once a minute: a misbehaving peer cannot flood
+    the log. Installed for the life of the server."""
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = f"{record.name}:{str(record.msg)[:80]}"
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self.suppressed += 1
+            return False
+        if len(self._last) > 1024:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[_RateLimitFilter]:
+    limiter = _RateLimitFilter()
+    loggers = [logging.getLogger(name) for name in names]
+    for logger in loggers:
+        logger.addFilter(limiter)
+    try:
+        yield limiter
+    finally:
+        for logger in loggers:
+            logger.removeFilter(limiter)
+
+
+async def accept_loop(
+    sock: socket.socket,
+    protocol_factory: Callable[[_Slot], asyncio.Protocol],
+    ssl_context: ssl.SSLContext,
+    slots: ConnectionSlots,
+    what: str,
+) -> None:
+    """Accept connections on `sock` until cancelled; each gets a slot, then its TLS handshake
+    (at most `HANDSHAKE_TIMEOUT` s) in a task of this loop's task group, then its protocol.
+
+    Out of file descriptors (EMFILE/ENFILE), accepting pauses with a backoff and says so at
+    most once a minute; the server never stops or restarts for it. (asyncio's own accept loop
+    logs a traceback for every attempt, up to the backlog's size each time the socket is
+    readable: tens of thousands of lines a second.)
+    """
+    loop = asyncio.get_running_loop()
+    ratelog = RateLimitedLog(log)
+    pause = 0.0
+
+    async def handshake(conn: socket.socket, slot: _Slot, client: str | None) -> None:
+        handed_over = False
+        with anyio.CancelScope() as scope:  # evicted or past the login deadline: cancelled
+            slot.close = scope.cancel
+            try:
+                await loop.connect_accepted_socket(
+                    functools.partial(protocol_factory, slot), conn, ssl=ssl_context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
+                    ssl_shutdown_timeout=SHUTDOWN_GRACE,
+                )
+                handed_over = True  # the protocol owns the connection (and the slot) now
+            except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
+                log.debug("%s: TLS handshake with %s failed: %r", what, client, exc)
+        if not handed_over:
+            slots.release(slot)
+            conn.close()
+
+    async with anyio.create_task_group() as tg:
+        while True:
+            await anyio.wait_readable(sock)
+            try:
+                conn, address = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                continue
+            except OSError as exc:
+                if exc.errno in RESOURCE_ERRORS:
+                    pause = min(MAX_ACCEPT_PAUSE, max(0.05, pause * 2))
+                    ratelog.warning("resources", "%s: cannot accept a connection (%s); pausing "
+                                    "accepts", what, exc.strerror or exc)
+                    await anyio.sleep(pause)
+                    continue
+                if exc.errno in TRANSIENT_ERRORS:
+                    continue
+                raise
+            pause = 0.0
+            conn.setblocking(False)
+            client = address[0] if isinstance(address, tuple) else None
+            slot = slots.admit(client, conn.close)
+            if slot is None:
+                ratelog.warning("full", "%s: refused a connection from %s: all %d connection "
+                                "slots are held by clients that logged in", what, client,
+                                slots.max_connections)
+                conn.close()
+                continue
+            tg.start_soon(handshake, conn, slot, client)
+
+
 def build_app(api: Api, rioget: Rioget) -> Starlette:
     routes = [Route(RIOGET_PATH, rioget.endpoint, methods=["GET"]), *api.routes()]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (unknown path, wrong method) as JSON errors too."""
+    status = getattr(exc, "status_code", 400)
+    return error(status, "not_found" if status == 404 else "bad_request",
+                 str(getattr(exc, "detail", "")) or "bad request",
+                 dict(getattr(exc, "headers", None) or {}))
 
 
 async def run(host: Any, table: dict[str, Any]) -> None:
@@ -205,11 +523,18 @@ async def run(host: Any, table: dict[str, Any]) -> None:
     sock = bind(settings.bind_host, settings.port)
     port = sock.getsockname()[1]
     changelog = ChangeLog(host.points, host.ui, settings.io_filter, settings.ui_filter)
-    with sock, changelog:  # the socket is closed whatever happens from here on
-        api = Api(host, exposure, changelog, gate, settings.control)
-        app = build_app(api, Rioget(host, exposure, changelog, gate))
+    slots = ConnectionSlots()
+    with sock, changelog, _quiet_loggers("uvicorn.error", "asyncio"):
+        api = Api(host, exposure, changelog, gate, settings.writes,
+                  authenticated=lambda scope: slots.authenticated(scope.get("client")))
+        rioget = Rioget(host, exposure, changelog, gate,
+                        authenticated=lambda scope: slots.authenticated(scope.get("client")))
+        app = build_app(api, rioget)
+        protocol = type("Protocol", (_Protocol,), {"slots": slots})
         config = uvicorn.Config(
             app,
+            http=protocol,
+            ws="none",
             ssl_certfile=str(cert.certfile),
             ssl_keyfile=str(cert.keyfile),
             log_config=None,        # the host configures logging, not uvicorn
@@ -217,26 +542,40 @@ async def run(host: Any, table: dict[str, Any]) -> None:
             proxy_headers=False,    # X-Forwarded-For must not get past the address check
             server_header=False,
             lifespan="off",
-            timeout_keep_alive=30,
+            limit_concurrency=MAX_CONNECTIONS + 1,  # a backstop: the slots decide first
+            h11_max_incomplete_event_size=MAX_HEAD,
+            timeout_keep_alive=KEEP_ALIVE,
             timeout_graceful_shutdown=SHUTDOWN_GRACE,
         )
+        config.load()
         server = _HostedServer(config)
         url = f"https://{_url_host(settings.bind_host)}:{port}"
         _write_info(info_file, {"url": url, "host": settings.bind_host, "port": port,
                                 "fingerprint": cert.fingerprint,
                                 "certificate": str(cert.certfile)})
+        control = settings.writes
         log.info(
             "hsyco_remote server of host %s listening on %s; certificate %s (%s), SHA-256 "
             "fingerprint %s; control %s",
             host.name, url, cert.certfile, "self-signed, generated now" if cert.generated
             else "configured" if settings.certificate else "self-signed", cert.fingerprint,
-            "enabled" if settings.control else "disabled",
+            "enabled for every point that is not sensitive" if control.everything
+            else f"enabled for {', '.join(control.patterns)}" if control.patterns
+            else "disabled",
         )
+
+        def make_protocol(slot: _Slot) -> asyncio.Protocol:
+            made = protocol(config=config, server_state=server.server_state, app_state={})
+            made.slot = slot
+            return made
+
         finished = False
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_topology, exposure, changelog)
-                await server.serve(sockets=[sock])
+                tg.start_soon(accept_loop, sock, make_protocol, config.ssl, slots,
+                              f"hsyco_remote server of host {host.name}")
+                await server.serve(sockets=[])  # no listeners of its own: accept_loop's
                 finished = True  # uvicorn stopped by itself, and has shut down already
                 raise RuntimeError(f"the HTTPS server on {url} stopped unexpectedly")
         finally:
@@ -244,7 +583,7 @@ async def run(host: Any, table: dict[str, Any]) -> None:
                 changelog.close()  # answers every waiting long poll at once
                 server.should_exit = True
                 if not finished and server.started:
-                    await server.shutdown(sockets=[sock])
+                    await server.shutdown(sockets=[])
             info_file.unlink(missing_ok=True)
             log.info("hsyco_remote server of host %s stopped", host.name)
 

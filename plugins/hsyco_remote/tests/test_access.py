@@ -1,15 +1,17 @@
-"""The serving side's gate: address allow-list, password, throttle (with a settable clock)."""
+"""The serving side's gate: address allow-list, password, throttle per prefix with a global cap,
+and session tokens (with a settable clock)."""
 
 from __future__ import annotations
 
 import pytest
-
+from ioplex.serving import AllowList
 from ioplex_hsyco_remote.access import (
     FREE_FAILURES,
+    GLOBAL_RATE,
     MAX_LOCKOUT,
+    SESSION_TTL,
     Gate,
     Verdict,
-    parse_allowed,
 )
 
 
@@ -21,8 +23,12 @@ class Clock:
         return self.now
 
 
+def allow(*entries: str) -> AllowList:
+    return AllowList.parse(list(entries), "where")
+
+
 def test_allow_list():
-    gate = Gate("pw", parse_allowed(["192.168.1.10", "10.0.0.0/8", "::1"], "where"))
+    gate = Gate("pw", allow("192.168.1.10", "10.0.0.0/8", "::1"))
     assert gate.address_allowed("192.168.1.10")
     assert gate.address_allowed("10.200.3.4")
     assert gate.address_allowed("::ffff:10.1.1.1")  # IPv4 seen through an IPv6 socket
@@ -31,50 +37,90 @@ def test_allow_list():
     assert not gate.address_allowed("127.0.0.1")
     assert not gate.address_allowed(None)
     assert not gate.address_allowed("not an address")
-    assert gate.check("127.0.0.1", "pw") is Verdict.ADDRESS
-    assert parse_allowed(["10.0.0.1", "*"], "where") is None
-    assert Gate("pw", None).address_allowed("203.0.113.9")
+    assert gate.check("127.0.0.1", "pw").verdict is Verdict.ADDRESS
+    assert allow("10.0.0.1", "*").any
+    assert Gate("pw", allow("*")).address_allowed("203.0.113.9")
 
 
 def test_bad_allow_list_entries_name_where():
     with pytest.raises(ValueError, match=r"plugins.hsyco_remote.server.address\[1\]: 'nope'"):
-        parse_allowed(["10.0.0.1", "nope"], "plugins.hsyco_remote.server.address")
+        AllowList.parse(["10.0.0.1", "nope"], "plugins.hsyco_remote.server.address")
 
 
 def test_passwords():
-    gate = Gate("pä*ss%word", None)
-    assert gate.check("10.0.0.1", "pä*ss%word") is Verdict.OK
-    assert gate.check("10.0.0.1", "p%C3%A4*ss%25word") is Verdict.OK  # percent-encoded
-    assert gate.check("10.0.0.1", "pa*ss%word") is Verdict.PASSWORD
-    assert gate.check("10.0.0.1", None) is Verdict.PASSWORD
-    assert gate.check("10.0.0.1", "") is Verdict.PASSWORD
+    gate = Gate("pä*ss%word", allow("*"))
+    assert gate.check("10.0.0.1", "pä*ss%word").verdict is Verdict.OK
+    assert gate.check("10.0.0.1", "p%C3%A4*ss%25word").verdict is Verdict.OK  # percent-encoded
+    assert gate.check("10.0.0.1", "pa*ss%word").verdict is Verdict.PASSWORD
+    assert gate.check("10.0.0.1", None).verdict is Verdict.PASSWORD
+    assert gate.check("10.0.0.1", "").verdict is Verdict.PASSWORD
+    # a password that looks percent-encoded is compared as typed too (HSYCO shows it so)
+    assert Gate("pa%41ss", allow("*")).check("10.0.0.1", "pa%41ss").verdict is Verdict.OK
 
 
-def test_throttle_grows_and_resets():
+def test_throttle_grows_per_prefix_and_resets():
     clock = Clock()
-    gate = Gate("pw", None, clock=clock)
+    gate = Gate("pw", allow("*"), clock=clock)
     for _ in range(FREE_FAILURES):
-        assert gate.check("10.0.0.1", "bad") is Verdict.PASSWORD
-    assert gate.check("10.0.0.1", "pw") is Verdict.THROTTLED  # locked out: not even checked
-    assert gate.check("10.0.0.2", "pw") is Verdict.OK  # other addresses are not affected
-    assert gate.retry_after("10.0.0.1") == pytest.approx(1.0)
+        assert gate.check("10.0.0.1", "bad").verdict is Verdict.PASSWORD
+    locked = gate.check("10.0.0.1", "pw")
+    assert locked.verdict is Verdict.THROTTLED  # locked out: not even checked
+    assert locked.retry_after == pytest.approx(1.0)
+    assert gate.check("10.0.0.2", "pw").verdict is Verdict.OK  # other addresses are not affected
     clock.now += 1.0
-    assert gate.check("10.0.0.1", "bad") is Verdict.PASSWORD
-    assert gate.retry_after("10.0.0.1") == pytest.approx(2.0)  # doubles
+    assert gate.check("10.0.0.1", "bad").verdict is Verdict.PASSWORD
+    assert gate.check("10.0.0.1", "pw").retry_after == pytest.approx(2.0)  # doubles
     for _ in range(20):
         clock.now += MAX_LOCKOUT
         gate.check("10.0.0.1", "bad")
-    assert gate.retry_after("10.0.0.1") == pytest.approx(MAX_LOCKOUT)  # capped
+    assert gate.check("10.0.0.1", "pw").retry_after == pytest.approx(MAX_LOCKOUT)  # capped
     clock.now += MAX_LOCKOUT
-    assert gate.check("10.0.0.1", "pw") is Verdict.OK
-    assert gate.retry_after("10.0.0.1") == 0  # a success forgets the failures
-    assert gate.check("10.0.0.1", "bad") is Verdict.PASSWORD
+    assert gate.check("10.0.0.1", "pw").verdict is Verdict.OK
+    assert gate.check("10.0.0.1", "bad").verdict is Verdict.PASSWORD  # a success forgot them
 
 
-def test_refusals_worth_a_warning():
-    gate = Gate("pw", parse_allowed(["10.0.0.0/8"], "where"))
-    assert gate.worth_logging("10.0.0.1", Verdict.PASSWORD)
-    assert gate.worth_logging("10.0.0.1", Verdict.PASSWORD)  # each (throttling bounds them)
-    assert gate.worth_logging("203.0.113.5", Verdict.ADDRESS)
-    assert not gate.worth_logging("203.0.113.5", Verdict.ADDRESS)  # a scan: once per address
-    assert not gate.worth_logging("10.0.0.1", Verdict.THROTTLED)
+def test_an_ipv6_network_is_one_prefix():
+    gate = Gate("pw", allow("*"), clock=Clock())
+    for i in range(FREE_FAILURES):
+        gate.check(f"2001:db8:1:2::{i + 1}", "bad")  # five addresses of one /64
+    assert gate.check("2001:db8:1:2::99", "pw").verdict is Verdict.THROTTLED
+    assert gate.check("2001:db8:1:3::1", "pw").verdict is Verdict.OK
+
+
+def test_a_global_cap_bounds_guesses_from_many_prefixes():
+    clock = Clock()
+    gate = Gate("pw", allow("*"), clock=clock)
+    checked = 0
+    for i in range(200):  # 200 addresses, each well within its own free failures
+        for _ in range(3):
+            if gate.check(f"10.1.{i // 250}.{i % 250}", "bad").verdict is Verdict.PASSWORD:
+                checked += 1
+    assert checked <= GLOBAL_RATE + 1  # the bucket, then nothing more in the same instant
+    clock.now += 1.0
+    assert gate.check("10.9.9.9", "pw").verdict is Verdict.OK  # the cap refills
+
+
+def test_a_session_is_never_locked_out_by_others_failures():
+    clock = Clock()
+    gate = Gate("pw", allow("*"), clock=clock)
+    login = gate.check("10.0.0.1", "pw")
+    assert login.verdict is Verdict.OK and login.session
+    for _ in range(FREE_FAILURES + 3):  # a neighbour behind the same NAT guesses
+        gate.check("10.0.0.1", "bad")
+    assert gate.check("10.0.0.1", "pw").verdict is Verdict.THROTTLED
+    renewed = gate.check("10.0.0.1", None, login.session)
+    assert renewed.verdict is Verdict.OK and renewed.session == login.session
+    # renewed on use, forgotten after SESSION_TTL without use
+    clock.now += SESSION_TTL * 0.9
+    assert gate.check("10.0.0.1", None, login.session).verdict is Verdict.OK
+    clock.now += SESSION_TTL * 0.9
+    assert gate.check("10.0.0.1", None, login.session).verdict is Verdict.OK
+    clock.now += SESSION_TTL + 1
+    assert gate.check("10.0.0.1", None, login.session).verdict is Verdict.PASSWORD
+    # a made-up token is no session, and a token never lets a foreign address in
+    assert gate.check("10.0.0.2", None, "x" * 32).verdict is Verdict.PASSWORD
+    fresh = gate.check("10.0.0.3", "pw").session
+    assert Gate("pw", allow("10.0.0.0/8")).check("192.0.2.1", None, fresh).verdict is \
+        Verdict.ADDRESS
+    # rioget clients get no session
+    assert gate.check("10.0.0.4", "pw", new_session=False).session is None

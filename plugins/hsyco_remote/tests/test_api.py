@@ -9,11 +9,10 @@ import time
 
 import anyio
 import httpx
-import pytest
-
 import ioplex
+import pytest
 from ioplex import Quality
-
+from ioplex.serving import RemoteWrites
 from ioplex_hsyco_remote.api import Api
 from ioplex_hsyco_remote.wire import bearer
 
@@ -35,10 +34,12 @@ def ndjson(response: httpx.Response) -> list:
     return [json.loads(line) for line in response.text.splitlines()]
 
 
-async def test_openapi_documents_every_route(kit, info_of):
+async def test_openapi_documents_every_route_behind_the_password(kit, info_of):
     async with ioplex.Host.from_config(kit.serving()) as leaf:
         info = await info_of(leaf)
-        async with api_client(info, None) as client:  # public: no password needed
+        async with api_client(info, None) as anonymous:
+            assert (await anonymous.get("/openapi.json")).status_code == 401
+        async with api_client(info, kit.password) as client:
             response = await client.get("/openapi.json")
     assert response.status_code == 200
     doc = response.json()
@@ -46,7 +47,7 @@ async def test_openapi_documents_every_route(kit, info_of):
     documented = {(path, method.upper()) for path, item in doc["paths"].items()
                   for method in item}
     routes = {(route.path.removeprefix("/api/v1"), method)
-              for route in Api(None, None, None, None, False).routes()  # type: ignore[arg-type]
+              for route in Api(None, None, None, None, RemoteWrites(False)).routes()  # type: ignore[arg-type]
               for method in route.methods - {"HEAD"}}
     assert documented == routes
     for path, item in doc["paths"].items():
@@ -105,7 +106,7 @@ async def test_writes_with_control(kit, info_of):
             response = await write(name="dummy.light.1", value=1)
             assert response.status_code == 200, response.text
             assert response.json() == {"ok": True, "ns": "io", "name": "dummy.light.1",
-                                       "value": 1, "quality": "good"}
+                                       "value": 1, "current": 1, "quality": "good"}
             assert leaf.points["dummy.light.1"].value == 1
             assert (await write(name="dummy.temp", value=3)).json()["value"] == 3.0
             assert (await write(ns="ui", name="note", value="y*z")).status_code == 200
@@ -147,9 +148,9 @@ async def test_state_stream_and_filters(kit, info_of):
             rows = [row for page in pages for row in page]
             assert head["ns"] == "io" and head["count"] == len(rows) == 3
             assert tail == {"end": True, "count": 3}
-            assert sorted(rows) == [["dummy.door", False, "stale", "bool", True],
-                                    ["dummy.light.1", 0, "good", "int", True],
-                                    ["dummy.temp", 21.5, "good", "float", True]]
+            assert sorted(rows) == [["dummy.door", False, "stale", "bool", True, "leaf", 0],
+                                    ["dummy.light.1", 0, "good", "int", True, "leaf", 0],
+                                    ["dummy.temp", 21.5, "good", "float", True, "leaf", 0]]
             head, *pages, tail = ndjson(await client.get("/state", params={"ns": "ui"}))
             assert [row[0] for page in pages for row in page] == ["shown.a"]
             picked = ndjson(await client.get("/state", params=[
@@ -196,13 +197,15 @@ async def test_changes_long_poll_paging_and_resync(kit, info_of):
 
 
 async def test_clock_endpoint(kit, info_of):
-    async with ioplex.Host.from_config(kit.serving(system=True,
-                                                   host={"allow_set_clock": True})) as leaf:
-        info = await info_of(leaf)
-        async with api_client(info, kit.password) as client:
-            clock = (await client.get("/clock")).json()
-    assert abs(clock["time"] - leaf.time()) < 5
-    assert clock["point"] == "system.time" and clock["writable"] is True
+    for control, writable in ((True, True), (["system.time"], True), (False, False),
+                              (["dummy.*"], False)):
+        config = kit.serving(system=True, host={"allow_set_clock": True}, control=control)
+        async with ioplex.Host.from_config(config) as leaf:
+            info = await info_of(leaf)
+            async with api_client(info, kit.password) as client:
+                clock = (await client.get("/clock")).json()
+        assert abs(clock["time"] - leaf.time()) < 5
+        assert clock["point"] == "system.time" and clock["writable"] is writable, control
 
 
 async def test_the_password_never_appears_in_logs(kit, info_of, caplog):

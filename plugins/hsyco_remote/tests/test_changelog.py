@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
-
 from ioplex import Registry
-
 from ioplex_hsyco_remote.changelog import COMPACT_SLACK, ChangeLog, ResyncNeeded
 
 
@@ -110,14 +110,27 @@ async def test_waiters_wake_on_change_and_on_close():
                 log.close()
 
 
-def test_rioget_timestamps():
+def test_rioget_timestamps_are_the_time_of_the_last_change():
     points, ui = registries()
     with ChangeLog(points, ui) as log:
         start = log.timestamp()
         assert start > 10**15  # microseconds since the epoch, like HSYCO's
+        assert log.timestamp() == start  # nothing changed: the same timestamp
+        time.sleep(0.05)
+        before = time.time_ns() // 1000
         points.update(points["d.p0"], 1)
-        assert log.timestamp() == start + 1
-        assert log.position(start) == 0
+        after = time.time_ns() // 1000
+        time.sleep(0.05)
+        stamp = log.timestamp()
+        assert before <= stamp <= after  # when the change happened, not when asked
+        assert log.position(start) == 0 and log.position(stamp) == 1
         assert log.position(1) is None  # the full state
         assert log.position(start - 1) is None  # another server run
-        assert log.position(log.timestamp() + 1) is None
+        assert log.position(stamp + 1) is None
+        # many changes within one microsecond still give strictly growing timestamps
+        stamps = []
+        for i in range(50):
+            points.update(points["d.p0"], i + 10)
+            stamps.append(log.timestamp())
+        assert stamps == sorted(set(stamps)) and stamps[0] > stamp
+        assert [log.position(s) for s in stamps] == list(range(2, 52))

