@@ -35,6 +35,7 @@ from .loggers import (
 )
 from .plugins import IOServerType, PluginInfo, Plugins, load_plugins, load_schema
 from .points import Point, PointEvent, Quality, Value
+from .polling import DeviceError, Poller
 from .registry import Listener, Registry, Subscription
 from .supervisor import Backoff, State
 
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigError",
     "DataLogger",
     "DataLoggers",
+    "DeviceError",
     "FatalError",
     "Host",
     "IOServer",
@@ -59,6 +61,7 @@ __all__ = [
     "PointEvent",
     "PointNameError",
     "PointTypeError",
+    "Poller",
     "Problem",
     "Quality",
     "ReadOnlyPointError",
