@@ -50,11 +50,25 @@ class EventBus:
         self.maxsize = maxsize
         self.lanes: list[Lane] = []
         self.published = 0
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._scopes: dict[int, anyio.CancelScope] = {}
 
     def add(self, name: str, impl: pluggy.HookImpl) -> Lane:
+        """Add a lane; it starts at once when the bus is running (an instance added by a
+        reload), else with the bus."""
         lane = Lane(name, impl, self.maxsize)
         self.lanes.append(lane)
+        if self._tg is not None:
+            self._tg.start_soon(self._run_lane, lane, name=f"ioplex on_event lane {name}")
         return lane
+
+    def remove(self, name: str) -> None:
+        """Stop and forget the lanes of `name` (an instance removed by a reload)."""
+        for lane in [lane for lane in self.lanes if lane.name == name]:
+            self.lanes.remove(lane)
+            scope = self._scopes.pop(id(lane), None)
+            if scope is not None:
+                scope.cancel()
 
     def publish(self, event: Any, source: str) -> None:
         self.published += 1
@@ -65,7 +79,20 @@ class EventBus:
     def dropped(self) -> int:
         return sum(lane.queue.dropped for lane in self.lanes)
 
+    async def _run_lane(self, lane: Lane) -> None:
+        with anyio.CancelScope() as scope:
+            self._scopes[id(lane)] = scope
+            try:
+                await lane.run(self.host)
+            finally:
+                self._scopes.pop(id(lane), None)
+
     async def run(self) -> None:
-        async with anyio.create_task_group() as tg:
-            for lane in self.lanes:
-                tg.start_soon(lane.run, self.host, name=f"ioplex on_event lane {lane.name}")
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for lane in self.lanes:
+                    tg.start_soon(self._run_lane, lane, name=f"ioplex on_event lane {lane.name}")
+                await anyio.sleep_forever()
+        finally:
+            self._tg = None

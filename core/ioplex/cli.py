@@ -7,20 +7,22 @@ import logging
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anyio
 import click
 
 from . import schemadoc
 from .config import HOST_SCHEMA
-from .errors import ConfigError
+from .errors import ConfigError, IoplexError, PointNameError
 from .host import Host
 from .loggers import LEVELS, DatabaseMissing, UnknownLoggerError
 from .loggers.export import FORMATS, TimeError, parse_time, write_rows
 from .loggers.settings import format_duration
 from .plugins import call_impl, load_plugins
+from .points import Point, Value, check_pattern, printable
 
 EXIT_CONFIG = 2
 
@@ -64,40 +66,111 @@ def cli() -> None:
     "one line each; repeatable.",
 )
 def run(config: Path, log_level: str, watch: tuple[str, ...]) -> None:
-    """Run the host described by CONFIG until SIGINT or SIGTERM."""
+    """Run the host described by CONFIG until SIGINT or SIGTERM; SIGHUP reloads CONFIG.
+
+    On SIGHUP the file is read and validated again: if anything is wrong the errors are
+    logged and the running configuration stays; otherwise only what changed is stopped,
+    started or restarted. Exit status: 0 after a clean stop, 2 for a configuration problem,
+    1 for any other start-up failure.
+    """
     logging.basicConfig(
         level=log_level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    for pattern in watch:
+        try:
+            check_pattern(pattern)
+        except PointNameError as exc:
+            _fail(f"--watch: {exc}", EXIT_CONFIG)
     host = _load(config)
+    hostlog = logging.getLogger("ioplex")
+
+    async def reload() -> None:
+        try:
+            result = await host.reload(config)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                hostlog.error("reload refused, the running configuration stays: %s: %s",
+                              config, problem)
+        except IoplexError as exc:
+            hostlog.error("reload failed: %s", exc)
+        else:
+            hostlog.info("SIGHUP: %s reloaded: %s", config, result)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            with anyio.open_signal_receiver(
+                signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+            ) as signals:
 
-                async def stop_on_signal() -> None:
+                async def on_signals() -> None:
                     async for signum in signals:
-                        logging.getLogger("ioplex").info(
-                            "%s received: stopping", signal.Signals(signum).name
-                        )
+                        if signum == signal.SIGHUP:
+                            await reload()
+                            continue
+                        hostlog.info("%s received: stopping", signal.Signals(signum).name)
                         tg.cancel_scope.cancel()
                         return
 
-                tg.start_soon(stop_on_signal)
+                tg.start_soon(on_signals)
                 async with host:
                     if watch:
                         tg.start_soon(print_changes, host, watch)
                     await anyio.sleep_forever()
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    except (IoplexError, OSError) as exc:
+        _fail(str(exc), 1)
+    except BaseExceptionGroup as group:
+        leaf = _leaf(group)
+        if isinstance(leaf, IoplexError | OSError):
+            _fail(str(leaf), 1)
+        raise
+
+
+def _leaf(group: BaseExceptionGroup) -> BaseException:
+    """The one exception inside nested single-exception groups (anyio task groups wrap)."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def format_value(point: Point | None, value: Value) -> str:
+    """A value as --watch prints it: strings escaped and cut, epoch-millisecond timestamps
+    (``meta["format"] == "epoch-ms"``, like ``system.time``) as local ISO time."""
+    meta = point.meta if point is not None and point.meta else {}
+    if meta.get("format") == "epoch-ms" and isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / 1000).astimezone().isoformat(
+                timespec="milliseconds")
+        except (OverflowError, OSError, ValueError):
+            pass
+    if isinstance(value, str):
+        return repr(printable(value, 200))
+    return repr(value)
 
 
 async def print_changes(host: Host, patterns: tuple[str, ...]) -> None:
+    """Print the current value of every matching point, then each change as it happens."""
     async with host.subscribe(*patterns) as events:
+        for point in sorted(host.points.match(*patterns), key=lambda p: p.name):
+            _print(host, point.name, point.value, point.quality, point.last_changed)
         async for event in events:
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
-            click.echo(f"{stamp} {event.name} = {event.value!r} ({event.quality})")
+            _print(host, event.name, event.value, event.quality, event.time)
+
+
+def _print(host: Host, name: str, value: Value, quality: str, when: float) -> None:
+    stamp = time.strftime("%H:%M:%S", time.localtime(when))
+    shown = format_value(host.points.get(name), value)
+    click.echo(f"{stamp} {printable(name, 255)} = {shown} ({quality})")
 
 
 @cli.command()

@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,28 @@ log = logging.getLogger("ioplex.host")
 GC_FREEZE_AFTER = 10_000
 """Points declared between two freezes of the garbage collector (see `Host._keep_gc_clear`)."""
 
+@dataclass
+class Reload:
+    """What `Host.reload` changed."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    """I/O server instances, by name."""
+    services: list[str] = field(default_factory=list)
+    """Plugins whose service was restarted (their settings changed)."""
+    loggers: bool = False
+    """Whether the data loggers were restarted."""
+
+    def __str__(self) -> str:
+        parts = [f"{what} {', '.join(names)}" for what, names in (
+            ("added", self.added), ("removed", self.removed), ("restarted", self.changed),
+            ("services restarted:", self.services)) if names]
+        if self.loggers:
+            parts.append("data loggers restarted")
+        return "; ".join(parts) or "nothing changed"
+
+
 StateListener = Callable[[str, str, State, "str | None"], None]
 """Called as (kind, name, state, detail) with kind "ioserver" or "plugin"."""
 
@@ -47,8 +70,12 @@ class Host:
                     ...
     """
 
-    def __init__(self, config: Config, plugins: Plugins) -> None:
+    def __init__(self, config: Config, plugins: Plugins, *, freeze_gc: bool = True) -> None:
         self.config = config
+        self.freeze_gc = freeze_gc
+        """Whether the host freezes the garbage collector as points accumulate (see
+        `_keep_gc_clear`). `gc.freeze` is process-wide: an application that embeds a host
+        and manages the collector itself passes ``freeze_gc=False``."""
         self.plugins = plugins
         self.name = config.host.name
         self.data_dir: Path = config.host.data_dir
@@ -75,6 +102,11 @@ class Host:
         self._state_listeners: list[StateListener] = []
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
+        self._loggers_tg: TaskGroup | None = None
+        self._environ: Mapping[str, str] | None = None
+        self._tasks: dict[str, tuple[anyio.CancelScope, anyio.Event]] = {}
+        """The cancel scope and end event of each instance's and service's task, by key
+        (``ioserver:<name>``, ``plugin:<name>``), so a reload can stop one alone."""
 
     @classmethod
     def from_config(
@@ -83,6 +115,7 @@ class Host:
         *,
         plugins: Plugins | None = None,
         environ: Mapping[str, str] | None = None,
+        freeze_gc: bool = True,
     ) -> Host:
         """Load plugins (unless given) and validate `source`, a TOML path or a mapping.
 
@@ -90,13 +123,22 @@ class Host:
         """
         if plugins is None:
             plugins = load_plugins(environ)
-        return cls(config_module.load(source, plugins, environ=environ), plugins)
+        host = cls(config_module.load(source, plugins, environ=environ), plugins,
+                   freeze_gc=freeze_gc)
+        host._environ = environ
+        return host
 
     # -- life cycle ---------------------------------------------------------------------------
     async def __aenter__(self) -> Host:
         if self._stack is not None:
             raise IoplexError("this host is already running")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IoplexError(
+                f"cannot create the data directory {self.data_dir} ([host] data_dir): "
+                f"{exc.strerror or exc}"
+            ) from None
         raise_open_file_limit()
         self.started_at = self.clock.time()
         stack = AsyncExitStack()
@@ -104,8 +146,15 @@ class Host:
         try:
             # Entered first, so left last: the loggers record until every I/O server has
             # stopped, then write what is still queued. Started before the I/O servers are
-            # created, so drivers' factories can use host.loggers (add_feed).
-            await stack.enter_async_context(self.loggers)
+            # created, so drivers' factories can use host.loggers (add_feed). Left through
+            # `self.loggers` at that time, since a reload may replace them.
+            # The loggers run as a task of their own group (so a reload can restart them),
+            # outside the main group: its tasks (the I/O servers) end first, then the
+            # loggers are cancelled, and their shielded exit writes what is queued.
+            loggers_tg = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(loggers_tg.cancel_scope.cancel)
+            self._loggers_tg = loggers_tg
+            await self._start_loggers()
             self._tg = await stack.enter_async_context(anyio.create_task_group())
             for cfg in self.config.ioservers.values():
                 self._create(cfg)
@@ -117,12 +166,12 @@ class Host:
                 if impl is not None:
                     self.bus.add(io.name, impl)
             self._tg.start_soon(self.bus.run, name="ioplex event bus")
-            self._tg.start_soon(self._keep_gc_clear, name="ioplex garbage-collector policy")
+            if self.freeze_gc:
+                self._tg.start_soon(self._keep_gc_clear, name="ioplex garbage-collector policy")
             for impl in self.plugins.impls("serve"):
-                self._tg.start_soon(self._run_service, impl, name=f"ioplex plugin {impl.plugin_name}")
+                self._start_service(impl)
             for io in self.ioservers.values():
-                if io.driver is not None:
-                    self._tg.start_soon(self._run_ioserver, io, name=f"ioplex ioserver {io.name}")
+                self._start_ioserver(io)
         except BaseException:
             self._tg.cancel_scope.cancel() if self._tg else None
             await stack.__aexit__(None, None, None)
@@ -167,7 +216,7 @@ class Host:
                 frozen_at = declared
             await anyio.sleep(1)
 
-    def _create(self, cfg: config_module.IOServerConfig) -> None:
+    def _create(self, cfg: config_module.IOServerConfig) -> IOServer:
         iotype = self.plugins.types[cfg.type]
         io = IOServer(self, cfg, iotype)
         self.ioservers[cfg.name] = io
@@ -178,6 +227,54 @@ class Host:
                 "I/O server %s (plugin %s) cannot start: %s", io.name, io.plugin, describe(exc)
             )
             io._set_state(State.FAILED, describe(exc))
+        return io
+
+    def _start_ioserver(self, io: IOServer) -> None:
+        if io.driver is not None and self._tg is not None:
+            self._tg.start_soon(
+                self._scoped, f"ioserver:{io.name}", self._run_ioserver, io,
+                name=f"ioplex ioserver {io.name}",
+            )
+
+    def _start_service(self, impl: Any) -> None:
+        if self._tg is not None:
+            self._tg.start_soon(
+                self._scoped, f"plugin:{impl.plugin_name}", self._run_service, impl,
+                name=f"ioplex plugin {impl.plugin_name}",
+            )
+
+    async def _scoped(self, key: str, func: Callable[..., Any], *args: Any) -> None:
+        """Run `func` in a cancel scope of its own, so that `_stop` can end it alone."""
+        done = anyio.Event()
+        with anyio.CancelScope() as scope:
+            self._tasks[key] = (scope, done)
+            try:
+                await func(*args)
+            finally:
+                done.set()
+                if self._tasks.get(key, (None,))[0] is scope:
+                    del self._tasks[key]
+
+    async def _start_loggers(self) -> None:
+        """Start `self.loggers` in their own task; return once they record."""
+        assert self._loggers_tg is not None
+        await self._loggers_tg.start(self._scoped_loggers, name="ioplex data loggers")
+
+    async def _scoped_loggers(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        async def run() -> None:
+            async with self.loggers:
+                task_status.started()
+                await anyio.sleep_forever()
+
+        await self._scoped("loggers", run)
+
+    async def _stop(self, key: str) -> None:
+        """Cancel one instance's or service's task and wait until it has cleaned up."""
+        task = self._tasks.get(key)
+        if task is not None:
+            scope, done = task
+            scope.cancel()
+            await done.wait()
 
     async def _run_ioserver(self, io: IOServer) -> None:
         try:
@@ -214,6 +311,83 @@ class Host:
 
         plugin_log = logging.getLogger(f"ioplex.plugin.{name}")
         await supervise(f"plugin {name} service", run, self.backoff, plugin_log, on_state)
+
+    # -- reloading ------------------------------------------------------------------------------
+    async def reload(self, source: ConfigSource) -> Reload:
+        """Apply a new configuration to the running host, changing only what changed.
+
+        The whole file is validated first: on any problem `ConfigError` is raised and the
+        running configuration stays as it is. Then instances that were removed or whose table
+        changed are stopped (their points removed), new and changed ones are created and
+        started, plugin services whose settings changed are restarted, and the data loggers
+        are restarted (after writing what is queued) when their tables changed or an instance
+        feeding one was stopped. Untouched instances keep running: their connections never
+        drop. ``[host]`` settings apply only at the next start (a warning says so).
+        """
+        if self._tg is None:
+            raise IoplexError("the host is not running")
+        new = config_module.load(source, self.plugins, environ=self._environ)
+        old = self.config
+        result = Reload()
+        for name, cfg in old.ioservers.items():
+            if name not in new.ioservers:
+                result.removed.append(name)
+            elif new.ioservers[name] != cfg:
+                result.changed.append(name)
+        result.added = [name for name in new.ioservers if name not in old.ioservers]
+        result.services = [
+            impl.plugin_name for impl in self.plugins.impls("serve")
+            if old.plugins.get(impl.plugin_name) != new.plugins.get(impl.plugin_name)
+        ]
+        if new.host != old.host:
+            log.warning("reload: [host] settings changed; they apply at the next start")
+        stopped = set(result.removed) | set(result.changed)
+        feeding = {
+            feed.source for lg in self.loggers.values() for feed in lg.feeds
+        } & stopped
+        result.loggers = new.loggers != old.loggers or bool(feeding)
+        # Driver-added feeds (from factories) of instances that keep running must survive a
+        # restart of the loggers; stopped instances add theirs again when re-created.
+        kept_feeds = [
+            (lg.id, feed.source, feed.source_id, feed.interval)
+            for lg in self.loggers.values() for feed in lg.feeds
+            if feed.source not in stopped and lg.settings.source != feed.source
+        ]
+
+        for name in result.removed + result.changed:
+            await self._remove_ioserver(name)
+        for name in result.services:
+            await self._stop(f"plugin:{name}")
+        self.config = new
+        if result.loggers:
+            await self._stop("loggers")
+            self.loggers = DataLoggers.for_host(self)
+            await self._start_loggers()
+        for name in result.added + result.changed:
+            io = self._create(new.ioservers[name])
+            impl = io.hookimpl("on_event")
+            if impl is not None:
+                self.bus.add(io.name, impl)
+        if result.loggers:
+            for local_id, source_name, source_id, interval in kept_feeds:
+                if local_id in self.loggers:
+                    self.loggers.add_feed(local_id, source_name, source_id, interval)
+            self.loggers.start_feeds()
+        for name in result.added + result.changed:
+            self._start_ioserver(self.ioservers[name])
+        for impl in self.plugins.impls("serve"):
+            if impl.plugin_name in result.services:
+                self._start_service(impl)
+        log.info("configuration reloaded: %s", result)
+        return result
+
+    async def _remove_ioserver(self, name: str) -> None:
+        await self._stop(f"ioserver:{name}")
+        io = self.ioservers.pop(name)
+        self.bus.remove(name)
+        for ui in (False, True):
+            for point in io.points(ui=ui):
+                (self.ui if ui else self.points).remove(point.name)
 
     def _state_changed(self, io: IOServer) -> None:
         for listener in self._state_listeners:
