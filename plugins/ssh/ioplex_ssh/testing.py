@@ -172,6 +172,13 @@ class SSHUser:
         for path in (ssh_dir, keys):
             os.chown(path, self.uid, -1)
 
+    def lock(self) -> None:
+        """Lock the account's password (``usermod -L``), as an administrator or PAM might."""
+        _run("usermod", "-L", self.name)
+
+    def unlock(self) -> None:
+        _run("usermod", "-U", self.name)
+
     def processes(self) -> list[int]:
         """The ids of the processes running as this user (what its sessions started)."""
         pids = []
@@ -195,7 +202,8 @@ class PrivateSSHD:
 
     ``port`` takes public key, password and keyboard-interactive logins; ``password_port``
     only password, ``kbdint_port`` only keyboard-interactive (PAM), so a test can tell which
-    method a client used. Ports and host key stay the same across `kill` and `start`, like a
+    method a client used; on ``noscp_port`` sessions have no programs in their PATH (no
+    ``scp``), only the SFTP subsystem. Ports and host key stay the same across `kill` and `start`, like a
     real server that crashed and came back.
     """
 
@@ -210,7 +218,7 @@ class PrivateSSHD:
         self.host_key_path = workdir / "ssh_host_ed25519_key"
         self.host_key.write_private_key(str(self.host_key_path))
         self.host_key_path.chmod(0o600)
-        self.port, self.password_port, self.kbdint_port = _free_ports(3)
+        self.port, self.password_port, self.kbdint_port, self.noscp_port = _free_ports(4)
         self.config_path = workdir / "sshd_config"
         self.log_path = workdir / "sshd.log"
         self.config_path.write_text(self._config())
@@ -219,7 +227,7 @@ class PrivateSSHD:
     def _config(self) -> str:
         lines = [
             "ListenAddress 127.0.0.1",
-            *(f"Port {p}" for p in (self.port, self.password_port, self.kbdint_port)),
+            *(f"Port {p}" for p in self.ports),
             f"HostKey {self.host_key_path}",
             f"PidFile {self.workdir / 'sshd.pid'}",
             "UsePAM yes",
@@ -238,16 +246,38 @@ class PrivateSSHD:
             "    AuthenticationMethods password",
             f"Match LocalPort {self.kbdint_port}",
             "    AuthenticationMethods keyboard-interactive",
+            # a server without scp (an appliance, an SFTP-only host): commands find no
+            # programs at all, the sftp subsystem (internal) still works
+            f"Match LocalPort {self.noscp_port}",
+            "    SetEnv PATH=/nonexistent",
         ]
         return "\n".join(lines) + "\n"
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return (self.port, self.password_port, self.kbdint_port, self.noscp_port)
 
     def known_hosts(self) -> str:
         """known_hosts lines trusting this server's key on each of its ports."""
         public = self.host_key.export_public_key().decode().split()
-        return "".join(
-            f"[127.0.0.1]:{p} {public[0]} {public[1]}\n"
-            for p in (self.port, self.password_port, self.kbdint_port)
-        )
+        return "".join(f"[127.0.0.1]:{p} {public[0]} {public[1]}\n" for p in self.ports)
+
+    def freeze(self) -> None:
+        """SIGSTOP sshd and every session under it: a hung server whose sockets stay open."""
+        self._signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT what `freeze` stopped."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        if self.process is None:
+            return
+        for pid in [self.process.pid, *_descendants(self.process.pid)]:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
 
     def start(self) -> None:
         """Start sshd and return once it listens on all its ports."""
@@ -271,7 +301,7 @@ class PrivateSSHD:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             text = self.log(offset)
-            if all(f"port {p}." in text for p in (self.port, self.password_port, self.kbdint_port)):
+            if all(f"port {p}." in text for p in self.ports):
                 return
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.close()
@@ -282,7 +312,16 @@ class PrivateSSHD:
         """Kill sshd and every session under it at once, as a crash would."""
         if self.process is None:
             return
-        _kill([self.process.pid, *_descendants(self.process.pid)])
+        # a session may be forking (privilege separation hands over to a new child after
+        # login) while /proc is read: stop the tree first, then kill until nothing is left
+        self._signal(signal.SIGSTOP)
+        for _ in range(50):
+            pids = _descendants(self.process.pid)
+            if not pids:
+                break
+            _kill(pids)
+            time.sleep(0.01)
+        _kill([self.process.pid])
         self.process.wait(timeout=10)
         self.process = None
 

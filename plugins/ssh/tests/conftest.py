@@ -59,6 +59,17 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def remote_home(remote: Remote) -> Path:
+    """A fresh directory in the test user's home, as the remote side sees it."""
+    import secrets
+
+    path = remote.user.home / f"t{secrets.token_hex(4)}"
+    path.mkdir()
+    os.chown(path, remote.user.uid, -1)
+    return path
+
+
+@pytest.fixture
 def files(data_dir: Path) -> Path:
     """The transfer area of a host using `data_dir` (``options.files_dir``, default)."""
     path = data_dir / "files"
