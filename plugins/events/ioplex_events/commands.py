@@ -1,0 +1,75 @@
+"""``ioplex events check CONFIG`` and ``ioplex events trace CONFIG [RULE]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from ioplex import ConfigError, Host
+
+from .language import RulesError
+from .loader import Context, find_files, load_file
+from .store import database_path, read_traces
+
+EXIT_PROBLEMS = 2
+
+
+def _host(config: Path) -> Host:
+    try:
+        return Host.from_config(config)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(EXIT_PROBLEMS)
+
+
+@click.group(name="events")
+def events_group() -> None:
+    """The events (rules) engine: check files, read traces."""
+
+
+@events_group.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+def check(config: Path) -> None:
+    """Check the events files of CONFIG without running anything; exit 2 on problems."""
+    host = _host(config)
+    settings = host.config.plugins.get("events") or {"files": []}
+    base = host.config.base_dir
+    ctx = Context(
+        instances=set(host.config.ioservers),
+        has_site=host.config.host.latitude is not None and host.config.host.longitude is not None,
+    )
+    paths = find_files(settings["files"], base)
+    problems = rules = 0
+    for path in paths:
+        try:
+            rules += len(load_file(path, base, ctx))
+        except RulesError as exc:
+            for d in exc.diagnostics:
+                click.echo(f"error: {d}", err=True)
+            problems += len(exc.diagnostics)
+    if problems:
+        click.echo(f"{problems} problem{'s' if problems != 1 else ''} found.", err=True)
+        sys.exit(EXIT_PROBLEMS)
+    click.echo(f"{rules} rules in {len(paths)} files: valid")
+
+
+@events_group.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("rule", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of text.")
+def trace(config: Path, rule: str | None, as_json: bool) -> None:
+    """Print the last firings of every rule, or of RULE (file:line, or text it contains)."""
+    host = _host(config)
+    for entry in read_traces(database_path(host.data_dir), rule):
+        if as_json:
+            click.echo(json.dumps(entry))
+            continue
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["time"]))
+        click.echo(f"{stamp} {entry['rule']}: {entry['text']}")
+        click.echo(f"    trigger: {entry['trigger']}; {entry['status']}")
+        for text, result in entry["actions"]:
+            click.echo(f"    {text}: {result}")

@@ -1,0 +1,777 @@
+"""The rules engine: rules indexed by what they name, evaluated on each trigger, actions run
+under a per-rule policy, schedules and program timers that survive restarts and clock jumps.
+
+How a rule fires (HSYCO's semantics, made precise):
+
+- A trigger is one thing that happened: a change of a point (``IO``/``UI``), a ``TIME``, a
+  program timer's expiry, ``START``, ``INIT``, a VSCP event, a sun change. Only the rules
+  that name it are looked at (`index`), so a change costs the same with 10 or 10,000 rules
+  that do not name its point.
+- Transient atoms (``IO name``, ``TIME``, ``TIMER``...) are true only for the trigger that
+  is them; conditions (``IO name > 5``, ``DAY``) are true while they hold. A rule fires when
+  its expression is true for a trigger and was false just before: a condition fires when
+  it *becomes* true, a transient every time it happens (unless the rest of the rule was
+  already true without it).
+- Quality gating: a condition on a point whose quality is not good (or that does not exist
+  yet) is *unknown*: an unknown expression never fires and does not change what the rule
+  remembers, so a link that drops and comes back fires nothing unless a value really moved
+  while it was down. A change to a bad quality, and the return to good with the same
+  value, are not ``IO name`` events.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from ioplex import Quality, UnknownPointError
+from ioplex.serving import RateLimitedLog
+
+from . import syntax as s
+from .calendar import Sun, next_occurrence, previous_occurrence, site_zone
+from .language import RulesError
+from .loader import Context, find_files, load_file
+from .store import Store, database_path
+from .values import compare, convert
+from .vscp import event_part, vscp_matches
+
+log = logging.getLogger("ioplex.plugin.events")
+
+GOOD = Quality.GOOD
+MODES = ("single", "queued", "restart", "parallel")
+CAUSE_WINDOW = 2.0
+"""Seconds a write by a rule is remembered as the cause of the change it brings back
+(for runaway detection)."""
+JUMP_TOLERANCE = 2.0
+"""A wall clock that moved this many seconds more or less than the monotonic clock jumped."""
+MAX_PENDING_TRACES = 10_000
+POINT_PREFIX = "events"
+
+Trigger = tuple[Any, ...] | None
+
+
+def _sanitize(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "rules"
+
+
+@dataclass(eq=False)
+class Compiled:
+    """A rule as the engine runs it."""
+
+    rule: s.Rule
+    eval: Callable[[Trigger], bool | None]
+    keys: set[tuple[Any, ...]]
+    has_transient: bool
+    state: bool | None = None
+    running: int = 0
+    waiting: deque = field(default_factory=deque)
+    scopes: set = field(default_factory=set)
+    disabled: str | None = None
+    traces: deque = field(default_factory=deque)
+    fired: int = 0
+    skipped: int = 0
+    point: Any = None
+
+    @property
+    def id(self) -> str:
+        return self.rule.id or f"{self.rule.file}:{self.rule.line}"
+
+
+@dataclass
+class Firing:
+    rule: Compiled
+    trigger: Trigger
+    depth: int
+    time: float
+    chain: tuple[str, ...] = ()
+
+
+class Schedule:
+    """One ``TIME`` event and the rules that name it."""
+
+    def __init__(self, event: s.TimeEvent) -> None:
+        self.event = event
+        self.key = event.key
+        self.last_key: str | None = None
+        self.next_at: float | None = None
+        self.next_key: str | None = None
+
+
+class Engine:
+    """The rules of one host. Create it, `load` the files, then run `run` in a task."""
+
+    def __init__(self, host: Any, settings: dict[str, Any]) -> None:
+        self.host = host
+        self.settings = settings
+        self.base_dir = Path(getattr(host.config, "base_dir", Path.cwd()))
+        hs = host.config.host
+        self.zone = site_zone(getattr(hs, "zone", None))
+        lat, lon = getattr(hs, "latitude", None), getattr(hs, "longitude", None)
+        self.sun = Sun(lat, lon, self.zone) if lat is not None and lon is not None else None
+        self.mode = settings["mode"]
+        self.max_queued = settings["max_queued"]
+        self.max_parallel = settings["max_parallel"]
+        self.runaway_depth = settings["runaway_depth"]
+        self.catch_up = settings["catch_up"]
+        self.trace_size = settings["trace_size"]
+        self.store = Store(database_path(host.data_dir))
+        self.files: dict[Path, list[Compiled]] = {}
+        self.sources: dict[Path, bytes] = {}
+        self.errors: dict[Path, RulesError] = {}
+        self.index: dict[tuple[Any, ...], list[Compiled]] = {}
+        self.schedules: dict[str, Schedule] = {}
+        self.sun_offsets: set[tuple[int, int]] = set()
+        self.sun_state: dict[tuple[str, int], bool] = {}
+        self.sun_next = 0.0
+        self.timers: dict[str, list[Any]] = {}  # name -> [monotonic deadline, period]
+        self.causes: dict[tuple[str, str], tuple[int, float, tuple[str, ...]]] = {}
+        self.bad: set[tuple[str, str]] = set()
+        self.pending_traces: list[tuple[str, str, float, dict[str, Any]]] = []
+        self.dropped_traces = 0
+        self.subs: dict[str, Any] = {"io": None, "ui": None}
+        self.tg: TaskGroup | None = None
+        self.wake = anyio.Event()
+        self.loaded = anyio.Event()
+        self.rlog = RateLimitedLog(log, 60.0)
+        self.points_ok = POINT_PREFIX not in host.ioservers
+        self.runaways = 0
+        self.firings = 0
+
+    # -- loading -----------------------------------------------------------------------------
+    def context(self) -> Context:
+        return Context(
+            instances=set(self.host.ioservers),
+            points=self.host.points,
+            has_site=self.sun is not None,
+        )
+
+    def _load_one(self, path: Path, data: bytes) -> list[s.Rule]:
+        return load_file(path, self.base_dir, self.context())
+
+    async def reload(self) -> list[RulesError]:
+        """Read every events file again; a file with any problem keeps its previous rules.
+        Returns the errors found (also logged, one line per problem)."""
+        paths = find_files(self.settings["files"], self.base_dir)
+        errors: list[RulesError] = []
+        changed: list[Path] = []
+        new_files = {p: rules for p, rules in self.files.items() if p in paths}
+        for path in paths:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = b""
+            if self.sources.get(path) == data and path in self.files:
+                continue
+            try:
+                rules = await anyio.to_thread.run_sync(self._load_one, path, data)
+            except RulesError as exc:
+                errors.append(exc)
+                self.errors[path] = exc
+                kept = "keeps its previous rules" if path in self.files else "is not loaded"
+                log.error(
+                    "events: %s has %d problem(s) and %s:\n%s",
+                    path, len(exc.diagnostics), kept, "\n".join(
+                        f"  {d}" for d in exc.diagnostics[:100]
+                    ),
+                )
+                continue
+            self.errors.pop(path, None)
+            self.sources[path] = data
+            new_files[path] = [self.compile(rule) for rule in rules]
+            changed.append(path)
+        removed = [p for p in self.files if p not in new_files]
+        for path in removed:
+            self.sources.pop(path, None)
+        if changed or removed or not self.loaded.is_set():
+            self._install(new_files)
+            total = sum(len(r) for r in new_files.values())
+            log.info("events: %d rules from %d files loaded", total, len(new_files))
+            for path in changed:
+                self.dispatch(("init", str(path)), ("init",))
+        self.loaded.set()
+        return errors
+
+    def _install(self, files: dict[Path, list[Compiled]]) -> None:
+        """Swap in a new rule set at once (no await: no trigger sees half of it)."""
+        old_points = {c.point.name for rules in self.files.values() for c in rules if c.point}
+        index: dict[tuple[Any, ...], list[Compiled]] = {}
+        schedules: dict[str, Schedule] = {}
+        offsets: set[tuple[int, int]] = set()
+        for path, rules in files.items():
+            for c in rules:
+                for key in c.keys:
+                    if key[0] == "init":
+                        key = ("init", str(path))
+                    index.setdefault(key, []).append(c)
+                for atom in s.atoms(c.rule.event):
+                    if isinstance(atom, s.TimeEvent):
+                        schedules.setdefault(atom.key, self.schedules.get(atom.key)
+                                             or Schedule(atom))
+                    elif isinstance(atom, s.SunEvent):
+                        offsets.add(self._offsets(atom))
+        # Events queued for the old index are delivered with it before the swap.
+        for ns in ("io", "ui"):
+            sub = self.subs[ns]
+            if sub is not None:
+                for event in sub.drain():
+                    self.on_change(ns, event)
+        self.files = files
+        self.index = index
+        stored = self.store.schedules()
+        for key, sched in schedules.items():
+            if key not in self.schedules:
+                sched.last_key, sched.next_at = stored.get(key, (None, None))
+                if sched.next_at is not None:
+                    self._catch_up(sched, sched.next_at - 1, self.host.time(), "while down")
+                self._plan(sched, self.host.time())
+        self.schedules = schedules
+        self.sun_offsets = offsets
+        self.sun_next = 0.0
+        self._update_sun(quiet=True)
+        self._resubscribe()
+        for rules in files.values():
+            for c in rules:
+                if c.state is None:
+                    c.state = c.eval(None)
+        self._declare_points(old_points)
+        self.wake.set()
+
+    def _resubscribe(self) -> None:
+        for ns, registry in (("io", self.host.points), ("ui", self.host.ui)):
+            names = sorted({k[1] for k in self.index if k[0] == ns})
+            old = self.subs[ns]
+            self.subs[ns] = registry.subscribe(*names, maxsize=100_000) if names else None
+            if old is not None:
+                old.close()
+
+    def _declare_points(self, old: set[str]) -> None:
+        if not self.points_ok:
+            return
+        points = self.host.points
+        current = set()
+        for rules in self.files.values():
+            for c in rules:
+                name = f"{POINT_PREFIX}.{_sanitize(c.rule.file)}.{c.rule.line}"
+                current.add(name)
+                point = points.get(name)
+                if point is None:
+                    point = points.declare(name, None, type=float, quiet=True)
+                c.point = point
+        for name in old - current:
+            if name in points:
+                points.remove(name)
+
+    # -- compiling ---------------------------------------------------------------------------
+    def _offsets(self, atom: s.SunEvent) -> tuple[int, int]:
+        base_rise = self.settings["sunrise_offset"]
+        base_set = self.settings["sunset_offset"]
+        if atom.kind == "day":
+            return base_rise + atom.offset, base_set
+        return base_rise, base_set + atom.offset
+
+    def compile(self, rule: s.Rule) -> Compiled:
+        keys: set[tuple[Any, ...]] = set()
+        transient = [False]
+        fn = self._compile(rule.event, keys, transient)
+        return Compiled(rule, fn, keys, transient[0], traces=deque(maxlen=self.trace_size))
+
+    def _value_fn(self, node: s.Value, keys: set) -> Callable[[], Any]:
+        """A function giving a comparison operand, raising LookupError when unknown."""
+        if isinstance(node, s.Literal):
+            value = node.value
+            return lambda: value
+        if isinstance(node, s.PointRef):
+            registry = self.host.points if node.namespace == "io" else self.host.ui
+            name = node.name
+            keys.add((node.namespace, name))
+
+            def ref() -> Any:
+                point = registry.get(name)
+                if point is None or point.quality is not GOOD:
+                    raise LookupError(name)
+                return point.value
+
+            return ref
+        raise LookupError("%event")
+
+    def _compile(self, expr: s.Expr, keys: set, transient: list[bool]) -> Callable:
+        if isinstance(expr, s.Not):
+            inner = self._compile(expr.operand, keys, transient)
+
+            def not_(t: Trigger) -> bool | None:
+                v = inner(t)
+                return None if v is None else not v
+
+            return not_
+        if isinstance(expr, s.And | s.Or):
+            a = self._compile(expr.left, keys, transient)
+            b = self._compile(expr.right, keys, transient)
+            if isinstance(expr, s.And):
+
+                def and_(t: Trigger) -> bool | None:
+                    x = a(t)
+                    if x is False:
+                        return False
+                    y = b(t)
+                    if y is False:
+                        return False
+                    return None if x is None or y is None else True
+
+                return and_
+
+            def or_(t: Trigger) -> bool | None:
+                x = a(t)
+                if x is True:
+                    return True
+                y = b(t)
+                if y is True:
+                    return True
+                return None if x is None or y is None else False
+
+            return or_
+        if isinstance(expr, s.PointEvent):
+            ns, name = expr.namespace, expr.name
+            keys.add((ns, name))
+            if expr.op is None:
+                transient[0] = True
+                if expr.value is None:
+                    return lambda t: t is not None and t[0] == ns and t[1] == name
+                want = self._value_fn(expr.value, keys)
+
+                def user(t: Trigger) -> bool | None:
+                    if t is None or t[0] != ns or t[1] != name:
+                        return False
+                    try:
+                        return compare(t[2], "=", want())
+                    except LookupError:
+                        return None
+
+                return user
+            registry = self.host.points if ns == "io" else self.host.ui
+            op = expr.op
+            rhs = self._value_fn(expr.value, keys)
+
+            def condition(t: Trigger) -> bool | None:
+                point = registry.get(name)
+                if point is None or point.quality is not GOOD:
+                    return None
+                try:
+                    return compare(point.value, op, rhs())
+                except LookupError:
+                    return None
+
+            return condition
+        if isinstance(expr, s.TimeEvent):
+            transient[0] = True
+            key = expr.key
+            keys.add(("time", key))
+            return lambda t: t is not None and t[0] == "time" and t[1] == key
+        if isinstance(expr, s.TimerEvent):
+            transient[0] = True
+            name = expr.name
+            keys.add(("timer", name))
+            return lambda t: t is not None and t[0] == "timer" and t[1] == name
+        if isinstance(expr, s.SystemEvent):
+            transient[0] = True
+            kind = expr.kind
+            keys.add((kind,))
+            return lambda t: t is not None and t[0] == kind
+        if isinstance(expr, s.VscpEvent):
+            transient[0] = True
+            keys.add(("vscp",))
+            filt, mask = expr.filter, expr.mask
+            return lambda t: t is not None and t[0] == "vscp" and vscp_matches(t[1], filt, mask)
+        if isinstance(expr, s.SunEvent):
+            keys.add(("sun",))
+            offsets = self._offsets(expr)
+            kind = expr.kind
+
+            def sun(t: Trigger) -> bool | None:
+                day = self.sun_state.get(offsets)
+                if day is None:
+                    return None
+                return day if kind == "day" else not day
+
+            return sun
+        raise TypeError(f"unknown event node {expr!r}")
+
+    # -- triggers ----------------------------------------------------------------------------
+    def on_change(self, ns: str, event: tuple) -> None:
+        """One change from a registry subscription."""
+        name, value, old, _t, quality = event
+        key = (ns, name)
+        rules = self.index.get(key)
+        cause = self.causes.pop(key, None) if self.causes else None
+        if not rules:
+            return
+        depth, chain = 0, ()
+        if cause is not None and time.monotonic() - cause[1] < CAUSE_WINDOW:
+            depth, chain = cause[0], cause[2]
+        trigger: Trigger = (ns, name, value)
+        if quality is not GOOD:
+            self.bad.add(key)
+            trigger = None
+        elif key in self.bad:
+            self.bad.discard(key)
+            if value == old:  # back to good with the same value: not an event
+                trigger = None
+        for c in rules:
+            self.consider(c, trigger, depth, chain)
+
+    def dispatch(self, key: tuple[Any, ...], trigger: Trigger) -> None:
+        for c in self.index.get(key, ()):
+            self.consider(c, trigger, 0, ())
+
+    def on_vscp(self, event: Any) -> None:
+        rules = self.index.get(("vscp",))
+        if rules:
+            trigger = ("vscp", event)
+            for c in rules:
+                self.consider(c, trigger, 0, ())
+
+    def consider(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple) -> None:
+        if c.disabled is not None:
+            return
+        new = c.eval(trigger)
+        if new is True and c.state is False:
+            self.fire(c, trigger, depth, chain)
+        state = c.eval(None) if c.has_transient and trigger is not None else new
+        if state is not None:
+            c.state = state
+
+    # -- firing ------------------------------------------------------------------------------
+    def fire(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple) -> None:
+        depth += 1
+        chain = (*chain[-(self.runaway_depth + 1):], c.id)
+        if depth > self.runaway_depth:
+            self._runaway(c, chain)
+            return
+        firing = Firing(c, trigger, depth, self.host.time(), chain)
+        if c.running:
+            mode = self.mode
+            if mode == "single":
+                return self._skip(c, firing, "still running (mode single)")
+            if mode == "queued":
+                if len(c.waiting) >= self.max_queued:
+                    return self._skip(c, firing, f"{self.max_queued} firings already queued")
+                c.waiting.append(firing)
+                return
+            if mode == "restart":
+                for scope in list(c.scopes):
+                    scope.cancel()
+            elif mode == "parallel" and c.running >= self.max_parallel:
+                return self._skip(c, firing, f"{self.max_parallel} runs at once already")
+        self._start(firing)
+
+    def _start(self, firing: Firing) -> None:
+        c = firing.rule
+        c.running += 1
+        c.fired += 1
+        self.firings += 1
+        assert self.tg is not None, "the engine is not running"
+        self.tg.start_soon(self._run, firing)
+
+    def _skip(self, c: Compiled, firing: Firing, why: str) -> None:
+        c.skipped += 1
+        self.rlog.warning(f"skip {c.id}", "events: %s (%s) not run: %s (%d skipped so far)",
+                          c.id, c.rule.text, why, c.skipped)
+        self._trace(c, firing, [], f"skipped: {why}")
+
+    def _runaway(self, c: Compiled, chain: tuple) -> None:
+        self.runaways += 1
+        loop = " -> ".join(dict.fromkeys(chain))
+        c.disabled = (
+            f"stopped as a runaway: it fired {self.runaway_depth} times in a row, each "
+            f"caused by a write of the last ({loop}); fix the rule and save its file"
+        )
+        for scope in list(c.scopes):
+            scope.cancel()
+        log.error("events: %s: %s", c.rule.where(), c.disabled)
+        self._trace(c, Firing(c, None, 0, self.host.time()), [], c.disabled)
+
+    async def _run(self, firing: Firing) -> None:
+        c = firing.rule
+        results: list[list[str]] = []
+        status = "done"
+        try:
+            with anyio.CancelScope() as scope:
+                c.scopes.add(scope)
+                try:
+                    for action in c.rule.actions:
+                        text = c.rule.text[action.start:action.end]
+                        try:
+                            await self.perform(c, action, firing)
+                            results.append([text, "ok"])
+                        except Exception as exc:  # one failed action never stops the others
+                            message = str(exc) or type(exc).__name__
+                            results.append([text, f"error: {message}"])
+                            self.rlog.error(
+                                f"action {c.id}:{action.start}",
+                                "events: %s: %s failed: %s", c.rule.where(action), text, message,
+                            )
+                finally:
+                    c.scopes.discard(scope)
+            if scope.cancel_called:
+                status = "cancelled (restarted or stopped)"
+        finally:
+            c.running -= 1
+            self._trace(c, firing, results, status)
+            if c.point is not None:
+                try:
+                    self.host.points.update(c.point, firing.time)
+                except Exception:  # the point was removed by a reload meanwhile
+                    pass
+            if c.waiting and c.disabled is None:
+                self._start(c.waiting.popleft())
+
+    def _trace(self, c: Compiled, firing: Firing, results: list, status: str) -> None:
+        trace = {"trigger": describe_trigger(firing.trigger), "actions": results,
+                 "status": status}
+        c.traces.append((firing.time, trace))
+        if len(self.pending_traces) < MAX_PENDING_TRACES:
+            self.pending_traces.append((c.id, c.rule.text, firing.time, trace))
+        else:
+            self.dropped_traces += 1
+
+    async def perform(self, c: Compiled, action: s.Action, firing: Firing) -> None:
+        if isinstance(action, s.WriteAction):
+            value = self.value(action.value, firing)
+            for name in action.names:
+                await self.write(action.namespace, name, value, firing)
+        elif isinstance(action, s.TimerAction):
+            self.set_timer(action.name, action.op, action.seconds)
+        elif isinstance(action, s.LogAction):
+            log.info("events: %s: %s", c.id, self.value(action.value, firing))
+        elif isinstance(action, s.VscpAction):
+            line = self.value(action.value, firing)
+            await self.write("io", f"{action.instance}.event", str(line), firing)
+
+    async def write(self, ns: str, name: str, value: Any, firing: Firing) -> None:
+        registry = self.host.points if ns == "io" else self.host.ui
+        point = registry.get(name)
+        if point is None and ns == "ui" and registry.declare_on_write(name) is None:
+            point = registry.declare(name, None, writable=True, quiet=True)
+        value = convert(name, value, point.type if point is not None else None)
+        self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.chain)
+        await registry.write(name, value)
+
+    def value(self, node: s.Value, firing: Firing) -> Any:
+        if isinstance(node, s.Literal):
+            return node.value
+        if isinstance(node, s.PointRef):
+            registry = self.host.points if node.namespace == "io" else self.host.ui
+            point = registry.get(node.name)
+            if point is None:
+                if node.namespace == "ui":
+                    return None
+                raise UnknownPointError(registry._unknown(node.name))
+            return point.value
+        trigger = firing.trigger
+        if trigger is None or trigger[0] != "vscp":
+            raise LookupError("%event: this firing has no VSCP event")
+        return event_part(trigger[1], node.part, node.index)
+
+    # -- timers and schedules ----------------------------------------------------------------
+    def set_timer(self, name: str, op: str, seconds: float) -> None:
+        if op == "clear":
+            self.timers.pop(name, None)
+            self.store.clear_timer(name)
+            return
+        if op == "set" and name in self.timers:
+            return  # SET is ignored while the timer runs (HSYCO)
+        period = seconds if op == "repeat" else None
+        self.timers[name] = [time.monotonic() + seconds, period]
+        self.store.set_timer(name, self.host.time() + seconds, period)
+        self.wake.set()
+
+    def restore_timers(self) -> None:
+        """Program timers kept from before a restart resume; those that expired while the
+        host was down fire once now."""
+        now_wall, now = self.host.time(), time.monotonic()
+        for name, (deadline, period) in self.store.timers().items():
+            self.timers[name] = [now + max(0.0, deadline - now_wall), period]
+
+    def _expire_timers(self) -> float:
+        now = time.monotonic()
+        soonest = now + 3600.0
+        for name, entry in list(self.timers.items()):
+            deadline, period = entry
+            if deadline <= now:
+                if period:
+                    entry[0] = deadline + period if deadline + period > now else now + period
+                    self.store.set_timer(name, self.host.time() + (entry[0] - now), period)
+                else:
+                    del self.timers[name]
+                    self.store.clear_timer(name)
+                self.dispatch(("timer", name), ("timer", name))
+            if name in self.timers:
+                soonest = min(soonest, self.timers[name][0])
+        return soonest - now
+
+    def _plan(self, sched: Schedule, now: float) -> None:
+        found = next_occurrence(sched.event, now, self.zone, sched.last_key)
+        sched.next_at, sched.next_key = found if found else (None, None)
+        self.store.save_schedule(sched.key, sched.last_key, sched.next_at)
+
+    def _fire_schedule(self, sched: Schedule, key: str) -> None:
+        sched.last_key = key
+        self.dispatch(("time", sched.key), ("time", sched.key))
+
+    def _catch_up(self, sched: Schedule, since: float, now: float, why: str) -> None:
+        """Fire once the latest occurrence in (since, now] not fired yet, if it is at most
+        `catch_up` seconds old."""
+        missed = previous_occurrence(sched.event, now, since, self.zone, sched.last_key)
+        if missed is None:
+            return
+        if now - missed[0] <= self.catch_up:
+            log.info("events: TIME %s of %s missed %s: fired now", sched.key, missed[1], why)
+            self._fire_schedule(sched, missed[1])
+        else:
+            log.warning("events: TIME %s of %s missed %s, %.0f s ago (more than catch_up): "
+                        "not fired", sched.key, missed[1], why, now - missed[0])
+            sched.last_key = missed[1]
+
+    def _run_schedules(self, now: float) -> float:
+        soonest = now + 3600.0
+        for sched in self.schedules.values():
+            if sched.next_at is not None and sched.next_at <= now:
+                key = sched.next_key
+                assert key is not None
+                self._fire_schedule(sched, key)
+                self._plan(sched, now)
+            if sched.next_at is not None:
+                soonest = min(soonest, sched.next_at)
+        return soonest - now
+
+    def clock_jumped(self, before: float, now: float) -> None:
+        """The wall clock moved from `before` to `now` other than by time passing: re-plan
+        every schedule; fire once each time jumped over (forward, up to `catch_up`)."""
+        log.warning("events: the clock jumped by %+.1f s; re-planning every schedule",
+                    now - before)
+        for sched in self.schedules.values():
+            if now > before:
+                self._catch_up(sched, before, now, "by the jump")
+            self._plan(sched, now)
+        self.sun_next = 0.0
+        self._update_sun()
+
+    def _update_sun(self, quiet: bool = False) -> float:
+        if self.sun is None or not self.sun_offsets:
+            return 3600.0
+        now = self.host.time()
+        if now >= self.sun_next:
+            changed = False
+            for r_off, s_off in self.sun_offsets:
+                day = self.sun.is_day(now, r_off, s_off)
+                if self.sun_state.get((r_off, s_off)) != day:
+                    self.sun_state[(r_off, s_off)] = day
+                    changed = True
+            self.sun_next = self.sun.next_change(now, self.sun_offsets)
+            if changed and not quiet:
+                self.dispatch(("sun",), None)
+        return self.sun_next - now
+
+    # -- running -----------------------------------------------------------------------------
+    async def run(self, *, watch: bool = True) -> None:
+        """Run the engine until cancelled: load, START, then serve triggers."""
+        async with anyio.create_task_group() as tg:
+            self.tg = tg
+            try:
+                self.restore_timers()
+                await self.reload()
+                self.dispatch(("start",), ("start",))
+                tg.start_soon(self._read, "io")
+                tg.start_soon(self._read, "ui")
+                tg.start_soon(self._clock)
+                tg.start_soon(self._flush_traces)
+                if watch:
+                    tg.start_soon(self._watch)
+                await anyio.sleep_forever()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    self.flush_traces()
+                    for ns in ("io", "ui"):
+                        if self.subs[ns] is not None:
+                            self.subs[ns].close()
+                            self.subs[ns] = None
+                    self.store.close()
+
+    async def _read(self, ns: str) -> None:
+        while True:
+            sub = self.subs[ns]
+            if sub is None:
+                await anyio.sleep(0.2)
+                continue
+            await sub.wait()
+            if sub is not self.subs[ns]:
+                continue
+            if sub.dropped:
+                self.rlog.warning(f"dropped {ns}", "events: %d changes dropped so far: the "
+                                  "engine fell behind", sub.dropped)
+            for event in sub.drain():
+                self.on_change(ns, event)
+            await anyio.sleep(0)
+
+    async def _clock(self) -> None:
+        last_wall, last_mono = self.host.time(), time.monotonic()
+        while True:
+            now, mono = self.host.time(), time.monotonic()
+            expected = last_wall + (mono - last_mono)
+            if abs(now - expected) > JUMP_TOLERANCE:
+                self.clock_jumped(expected, now)
+            last_wall, last_mono = now, mono
+            delay = min(1.0, self._run_schedules(now), self._expire_timers(),
+                        self._update_sun())
+            self.wake = anyio.Event()
+            with anyio.move_on_after(max(0.0, delay)):
+                await self.wake.wait()
+
+    async def _flush_traces(self) -> None:
+        while True:
+            await anyio.sleep(1.0)
+            self.flush_traces()
+
+    def flush_traces(self) -> None:
+        rows, self.pending_traces = self.pending_traces, []
+        if rows:
+            try:
+                self.store.add_traces(rows, self.trace_size)
+            except Exception as exc:
+                self.rlog.error("traces", "events: cannot store traces: %s", exc)
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        dirs = {self.base_dir}
+        for pattern in self.settings["files"]:
+            head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+            d = (self.base_dir / head).parent if not head.endswith("/") else self.base_dir / head
+            while not d.exists() and d != d.parent:
+                d = d.parent
+            dirs.add(d)
+        watched = [str(d) for d in dirs if d.exists()]
+        async for _changes in awatch(*watched, debounce=200, step=50, recursive=True):
+            await self.reload()
+
+
+def describe_trigger(trigger: Trigger) -> str:
+    if trigger is None:
+        return "a condition became true"
+    kind = trigger[0]
+    if kind in ("io", "ui"):
+        from ioplex.points import describe_value
+
+        return f"{kind.upper()} {trigger[1]} = {describe_value(trigger[2])}"
+    if kind == "vscp":
+        return f"VSCP {event_part(trigger[1], '', None)}"
+    if kind in ("time", "timer"):
+        return f"{kind.upper()} {trigger[1]}"
+    return kind.upper()

@@ -1,0 +1,113 @@
+"""What the engine keeps across restarts, in SQLite in the data directory
+(``<data_dir>/events/events.sqlite``): program timers, the time schedules' last fired and
+next planned occurrences, and the traces of the last firings of each rule.
+
+Writes are small and few (a timer set, a schedule fired, a batch of traces a second), so the
+engine calls these synchronously; WAL mode keeps readers (``ioplex events trace``) from
+blocking it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS timers (
+    name TEXT PRIMARY KEY,
+    deadline REAL NOT NULL,   -- epoch seconds (host clock) when it expires
+    period REAL               -- seconds between expiries for REPEAT, else NULL
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    key TEXT PRIMARY KEY,     -- the TIME event (TimeEvent.key)
+    last_key TEXT,            -- local date and time of the last occurrence fired
+    next_at REAL              -- the next occurrence planned (epoch seconds)
+);
+CREATE TABLE IF NOT EXISTS traces (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule TEXT NOT NULL,       -- the rule's id, file:line
+    text TEXT NOT NULL,       -- the rule's source line
+    time REAL NOT NULL,
+    trace TEXT NOT NULL       -- JSON: trigger, actions and their results
+);
+CREATE INDEX IF NOT EXISTS traces_rule ON traces (rule, seq);
+"""
+
+
+def database_path(data_dir: Path) -> Path:
+    return data_dir / "events" / "events.sqlite"
+
+
+class Store:
+    """The engine's SQLite database."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- program timers ---------------------------------------------------------------------
+    def timers(self) -> dict[str, tuple[float, float | None]]:
+        rows = self.db.execute("SELECT name, deadline, period FROM timers")
+        return {name: (deadline, period) for name, deadline, period in rows}
+
+    def set_timer(self, name: str, deadline: float, period: float | None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO timers (name, deadline, period) VALUES (?, ?, ?)",
+            (name, deadline, period),
+        )
+
+    def clear_timer(self, name: str) -> None:
+        self.db.execute("DELETE FROM timers WHERE name = ?", (name,))
+
+    # -- schedules -----------------------------------------------------------------------------
+    def schedules(self) -> dict[str, tuple[str | None, float | None]]:
+        rows = self.db.execute("SELECT key, last_key, next_at FROM schedules")
+        return {key: (last, nxt) for key, last, nxt in rows}
+
+    def save_schedule(self, key: str, last_key: str | None, next_at: float | None) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO schedules (key, last_key, next_at) VALUES (?, ?, ?)",
+            (key, last_key, next_at),
+        )
+
+    # -- traces --------------------------------------------------------------------------------
+    def add_traces(self, rows: list[tuple[str, str, float, dict[str, Any]]], keep: int) -> None:
+        """Append traces and keep only the last `keep` of each rule named."""
+        with self.db:  # one transaction per batch
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO traces (rule, text, time, trace) VALUES (?, ?, ?, ?)",
+                [(rule, text, t, json.dumps(trace)) for rule, text, t, trace in rows],
+            )
+            for rule in {row[0] for row in rows}:
+                self.db.execute(
+                    "DELETE FROM traces WHERE rule = ? AND seq <= (SELECT seq FROM traces "
+                    "WHERE rule = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (rule, rule, keep),
+                )
+
+
+def read_traces(path: Path, rule: str | None = None) -> list[dict[str, Any]]:
+    """The stored traces, oldest first, of every rule or of those whose id or text contain
+    `rule`, read-only (for ``ioplex events trace``)."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT rule, text, time, trace FROM traces ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    out = []
+    for rid, text, t, trace in rows:
+        if rule is None or rid == rule or rule in rid or rule in text:
+            out.append({"rule": rid, "text": text, "time": t, **json.loads(trace)})
+    return out
