@@ -192,10 +192,8 @@ async def get(conn: asyncssh.SSHClientConnection, remote: str, local: str, sandb
     if contents:
         if target.exists() and not target.is_dir():
             raise TransferFailed(f"destination {local!r} is not a directory")
-        if not target.parent.is_dir():
-            raise TransferFailed(f"the directory holding {local!r} does not exist")
-        if not target.exists():
-            os.mkdir(target, DIR_MODE)
+        target.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        sandbox.check(target, local)  # no link was planted on the way meanwhile
     elif local.endswith("/") or target.is_dir():
         if not target.is_dir():
             raise TransferFailed(f"destination directory {local!r} does not exist")

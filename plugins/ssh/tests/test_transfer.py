@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 
@@ -196,3 +197,92 @@ async def test_a_stalled_transfer_is_abandoned_after_timeout_without_progress(
         assert "no progress for 1 s" in caplog.text
         (files / "next.txt").write_text("next")
         assert await transfer(host, event, "ssh.put", f"next.txt {remote_dir}/next.txt") == 4
+
+
+async def test_nightly_directory_put_twice_gives_one_tree(config, start, event, files,
+                                                          remote_dir):
+    backup = files / "data_backup"
+    (backup / "logs").mkdir(parents=True)
+    (backup / "hsyco.script").write_bytes(b"x" * 10)
+    (backup / "logs" / "day.log").write_bytes(b"y" * 5)
+    target = remote_dir / "data_backup"
+    async with start(config()) as host:
+        for _night in range(2):
+            assert await transfer(host, event, "ssh.put", f"data_backup/ {target}/") == 15
+    tree = sorted(str(p.relative_to(remote_dir)) for p in remote_dir.rglob("*"))
+    assert tree == ["data_backup", "data_backup/hsyco.script", "data_backup/logs",
+                    "data_backup/logs/day.log"]
+
+
+async def test_directory_get_with_a_slash_copies_the_contents_repeatably(
+    config, start, event, files, remote_dir
+):
+    (remote_dir / "reports" / "old").mkdir(parents=True)
+    (remote_dir / "reports" / "a.csv").write_text("1,2\n")
+    (remote_dir / "reports" / "old" / "b.csv").write_text("3\n")
+    async with start(config()) as host:
+        for _run in range(2):
+            value = f"{remote_dir}/reports/ copies/reports"
+            assert await transfer(host, event, "ssh.get", value) == 6
+    tree = sorted(str(p.relative_to(files)) for p in files.rglob("*"))
+    assert tree == ["copies", "copies/reports", "copies/reports/a.csv",
+                    "copies/reports/old", "copies/reports/old/b.csv"]
+    assert (files / "copies/reports/a.csv").stat().st_mode & 0o777 == 0o600
+    assert (files / "copies/reports/old").stat().st_mode & 0o777 == 0o700
+
+
+async def test_received_files_are_private_even_over_an_existing_file(
+    config, start, event, files, remote_dir
+):
+    (remote_dir / "r.txt").write_text("remote")
+    (remote_dir / "r.txt").chmod(0o666)
+    (files / "r.txt").write_text("old")
+    (files / "r.txt").chmod(0o644)
+    async with start(config()) as host:
+        assert await transfer(host, event, "ssh.get", f"{remote_dir}/r.txt r.txt") == 6
+        assert await transfer(host, event, "ssh.get", f"{remote_dir}/r.txt new.txt") == 6
+    for name in ("r.txt", "new.txt"):
+        assert (files / name).read_text() == "remote"
+        assert (files / name).stat().st_mode & 0o777 == 0o600
+
+
+async def test_host_state_is_out_of_reach(config, start, event, files, data_dir, remote_dir,
+                                          trusted, caplog):
+    (data_dir / "loggers.db").write_bytes(b"SQLite format 3\0")
+    (remote_dir / "evil").write_text("evil")
+    state = {p: p.read_bytes() for p in (data_dir / "loggers.db", trusted)}
+    (files / "kh").symlink_to(trusted)
+    async with start(config()) as host:
+        for value in ("../loggers.db x", "../ssh/known_hosts x", "kh x"):
+            assert await transfer(host, event, "ssh.put", f"{value}") == "error", value
+        for local in ("../loggers.db", "../ssh/known_hosts", "kh", f"{data_dir}/loggers.db"):
+            value = f"{remote_dir}/evil {local}"
+            assert await transfer(host, event, "ssh.get", value) == "error", local
+    assert {p: p.read_bytes() for p in state} == state
+    assert not (remote_dir / "x").exists()
+
+
+async def test_a_remote_without_scp_transfers_over_sftp(
+    remote, config, start, event, files, remote_dir, caplog
+):
+    caplog.set_level(logging.INFO)
+    payload = os.urandom(70_000)
+    (files / "tree").mkdir()
+    (files / "tree" / "p.bin").write_bytes(payload)
+    (files / "tree" / "p.bin").chmod(0o644)
+    async with start(config(port=remote.server.noscp_port)) as host:
+        assert await transfer(host, event, "ssh.exec", "scp") == 127  # really no scp there
+        assert await transfer(host, event, "ssh.put", f"tree/p.bin {remote_dir}/p.bin") == len(
+            payload)
+        assert await transfer(host, event, "ssh.put", f"tree/ {remote_dir}/tree") == len(payload)
+        assert await transfer(host, event, "ssh.put", f"tree/ {remote_dir}/tree") == len(payload)
+        assert await transfer(host, event, "ssh.get", f"{remote_dir}/p.bin back.bin") == len(
+            payload)
+        assert await transfer(host, event, "ssh.get", f"{remote_dir}/x ../x") == "error"
+    assert "has no scp program; get and put use SFTP" in caplog.text
+    assert (remote_dir / "p.bin").read_bytes() == payload
+    assert (remote_dir / "p.bin").stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in (remote_dir / "tree").iterdir()) == ["p.bin"]
+    assert (remote_dir / "tree" / "p.bin").stat().st_mode & 0o777 == 0o600
+    assert (files / "back.bin").read_bytes() == payload
+    assert (files / "back.bin").stat().st_mode & 0o777 == 0o600
