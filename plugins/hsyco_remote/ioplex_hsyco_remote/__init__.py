@@ -7,7 +7,8 @@ Both sides of HSYCO Remote in one plugin:
   HSYCO's public ``/x/rioget`` endpoint and a versioned JSON API (``/api/v1``);
 - the *replicating side*, I/O server type ``hsyco_remote``: mirrors a remote host's points as
   ``<name>.<remote point>``, forwards writes, replicates data loggers and watches (and
-  optionally sets) the remote's clock.
+  optionally sets) the remote's clock; or mirrors a real HSYCO server's I/O points through
+  its public rioget endpoint.
 
 Multi-level chains work because a mirrored point is a point like any other: a concentrator
 serves its mirrors to the next level up.
@@ -19,11 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import ioplex
+from ioplex.config import LOGGER_VALIDATORS
+from ioplex.points import check_pattern
 
 from . import server
+from .dataloggers import check_feeds, remote_ids
 from .mirror import Mirror, tls_trust
 
 __all__ = ["Mirror"]
+
+PRIVATE_API_OPTIONS = ("ui", "clocksync", "dataloggers")
+"""Options that need the private API (API v1 here): nothing in rioget carries them."""
+
+# `ioplex check` reports a `dataloggers` entry without its local logger table: the check
+# needs the [loggers] tables, which the kernel hands to its logger validators.
+if check_feeds not in LOGGER_VALIDATORS:
+    LOGGER_VALIDATORS.append(check_feeds)
 
 
 @ioplex.hookimpl
@@ -49,10 +61,30 @@ def check_config(
     CA file or fingerprint: what the schemas cannot check."""
     problems = server.check_settings(settings["server"], base_dir)
     for name, io in ioservers.items():
+        where = f"ioservers.{name}.options"
         try:
             tls_trust(f"ioservers.{name}", io.options, base_dir)
         except ioplex.FatalError as exc:
             problems.append(ioplex.Problem(*str(exc).split(": ", 1)))
+        options = io.options
+        if options["protocol"] == "rioget":
+            for option in PRIVATE_API_OPTIONS:
+                value = options[option]
+                if (remote_ids(value) if option == "dataloggers" else value):
+                    problems.append(ioplex.Problem(
+                        f"{where}.{option}",
+                        "needs HSYCO's private API, which protocol = \"rioget\" does not "
+                        "have (rioget mirrors I/O points only); remove it or use "
+                        "protocol = \"auto\" with an ioplex remote",
+                    ))
+        elif options["convert"] and options["protocol"] == "api":
+            problems.append(ioplex.Problem(
+                f"{where}.convert", "applies to rioget only; API v1 values keep their types"))
+        for pattern in options["convert"]:
+            try:
+                check_pattern(pattern)
+            except ValueError as exc:
+                problems.append(ioplex.Problem(f"{where}.convert", str(exc)))
     return problems
 
 

@@ -1,9 +1,14 @@
 """The replicating side's HTTPS client for API v1 (httpx).
 
-Every request has a timeout; the long poll's is the server's wait plus a margin. Answers that
-retrying cannot fix (wrong password, address not allowed, refused certificate) become
-`ioplex.FatalError`; a refused write becomes `ioplex.WriteError` carrying the remote's reason;
-everything else is an ordinary error and the supervisor reconnects with backoff.
+Every request has a timeout; the long poll's is the server's wait plus a margin. Refusals
+(wrong password, address not allowed, refused certificate) become `Refused`, which the mirror
+retries slowly; a 429 becomes `Throttled` with the server's Retry-After; a remote without
+API v1 becomes `NotIoplex`; a refused write becomes `ioplex.WriteError` carrying the remote's
+reason; everything else is an ordinary error and the supervisor reconnects with backoff.
+
+After a successful password check the server hands out a session token
+(``X-Ioplex-Session``); it is sent back with every later request, beside the password, so
+that other clients failing from this host's address never lock this one out.
 """
 
 from __future__ import annotations
@@ -12,14 +17,14 @@ import json
 import logging
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import anyio
 import httpx
+from ioplex import Value, WriteError
 
-from ioplex import FatalError, Value, WriteError
-
+from .refusals import NotIoplex, Refused, RemoteError, Throttled, retry_after
 from .trust import certificate_error
 from .wire import API_PREFIX, bearer
 
@@ -28,19 +33,23 @@ REQUEST_TIMEOUT = 30.0
 POLL_MARGIN = 10.0
 """How much longer than the server's promised wait a long poll may take before it is
 considered lost: the long poll is the heartbeat."""
+SESSION_HEADER = "X-Ioplex-Session"
+"""The session token a server hands out after a good password, sent back on later requests."""
+MAX_SESSION_TOKEN = 512
 
-
-class RemoteError(Exception):
-    """The remote answered something unexpected; the connection is restarted."""
+__all__ = ["SESSION_HEADER", "RemoteClient", "RemoteError"]
 
 
 class _QuietPolls(logging.Filter):
     """httpx logs each request at INFO; the long polls (several a second when busy, one
-    every 10 s when idle) would drown the log, so only theirs are left out."""
+    every 10 s when idle) would drown the log, so theirs are left out, and so are rioget's,
+    whose URL carries the password."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (isinstance(record.msg, str) and record.msg.startswith("HTTP Request:")
-                    and f"{API_PREFIX}/changes" in str(record.args))
+        if not (isinstance(record.msg, str) and record.msg.startswith("HTTP Request:")):
+            return True
+        text = str(record.args)
+        return f"{API_PREFIX}/changes" not in text and "/x/rioget" not in text
 
 
 _httpx_log = logging.getLogger("httpx")
@@ -76,9 +85,12 @@ class RemoteClient:
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
             trust_env=False,
             follow_redirects=False,
+            event_hooks={"response": [self._keep_session]},
         )
+        self.session: str | None = None
+        """The server's session token, once it handed one out."""
 
-    async def __aenter__(self) -> RemoteClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -86,6 +98,13 @@ class RemoteClient:
         # still be closed.
         with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_TIMEOUT):
             await self._http.aclose()
+
+    async def _keep_session(self, response: httpx.Response) -> None:
+        token = response.headers.get(SESSION_HEADER)
+        if (token and token != self.session and len(token) <= MAX_SESSION_TOKEN
+                and token.isascii() and token.isprintable()):
+            self.session = token
+            self._http.headers[SESSION_HEADER] = token
 
     # -- requests -------------------------------------------------------------------------------
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -97,7 +116,7 @@ class RemoteClient:
     def _transport_error(self, exc: httpx.TransportError) -> Exception:
         cert = certificate_error(exc)
         if cert is not None:
-            return FatalError(
+            return Refused(
                 f"{self.where}: the TLS certificate of {self.url} was refused: "
                 f"{cert.args[-1] if cert.args else cert}; {self._trust_hint}"
             )
@@ -111,14 +130,15 @@ class RemoteClient:
             return
         message = _message(response)
         if status == 401:
-            raise FatalError(f"{self.where}.password: refused by {self.url} ({message})")
+            raise Refused(f"{self.where}.password: refused by {self.url} ({message})")
         if status == 403 and _code(response) == "address_not_allowed":
-            raise FatalError(
+            raise Refused(
                 f"{self.where}: {self.url} does not allow this host's address ({message}); "
                 "add it to the remote's plugins.hsyco_remote.server.address"
             )
         if status == 429:
-            raise RemoteError(f"{self.url}: throttled after failed attempts ({message})")
+            wait = retry_after(response.headers.get("retry-after"))
+            raise Throttled(f"{self.url}: throttling this host for {wait:g} s ({message})", wait)
         raise RemoteError(f"{self.url}{response.request.url.path}: HTTP {status}: {message}")
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -130,9 +150,18 @@ class RemoteClient:
             raise RemoteError(f"{self.url}{path}: the answer is not JSON: {exc}") from None
 
     async def info(self) -> dict[str, Any]:
-        info = await self._json("GET", "/info")
+        """The remote's description; `NotIoplex` when it has no API v1 (no such path, or
+        an answer that is not API v1's)."""
+        response = await self._request("GET", "/info")
+        if response.status_code in (400, 404, 405, 501) and _code(response) is None:
+            raise NotIoplex(f"{self.url}{API_PREFIX}/info: HTTP {response.status_code}")
+        self._check(response)
+        try:
+            info = response.json()
+        except ValueError:
+            raise NotIoplex(f"{self.url}{API_PREFIX}/info: the answer is not JSON") from None
         if not isinstance(info, dict) or info.get("api") != 1:
-            raise FatalError(f"{self.where}: {self.url} does not speak hsyco_remote API v1")
+            raise NotIoplex(f"{self.url}{API_PREFIX}/info: not an hsyco_remote API v1 answer")
         return info
 
     async def clock(self) -> dict[str, Any]:
@@ -199,12 +228,17 @@ class RemoteClient:
             raise WriteError(f"{local_name}: {self.url} answered the write with something "
                              "that is not JSON; it may not have been carried out") from None
 
-    async def samples(self, logger: str, after: int, limit: int) -> list[list[Any]]:
+    async def samples(self, logger: str, after: int, limit: int) -> tuple[list[list[Any]], str | None]:
+        """Samples after the mark, and the identity of the remote's logger database (None
+        from servers older than store ids)."""
         data = await self._json(
             "GET", f"/loggers/{_path_segment(logger)}/samples",
             params={"after": after, "limit": limit},
         )
-        return data["samples"]
+        if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
+            raise RemoteError(f"{self.url}: malformed samples answer for logger {logger!r}")
+        store = data.get("store")
+        return data["samples"], store if isinstance(store, str) and store else None
 
 
 def _path_segment(text: str) -> str:
@@ -214,12 +248,12 @@ def _path_segment(text: str) -> str:
 def _code(response: httpx.Response) -> str | None:
     try:
         return response.json()["error"]["code"]
-    except Exception:
+    except (ValueError, TypeError, KeyError, IndexError):
         return None
 
 
 def _message(response: httpx.Response) -> str:
     try:
         return str(response.json()["error"]["message"])
-    except Exception:
+    except (ValueError, TypeError, KeyError, IndexError):
         return response.text[:200] or response.reason_phrase

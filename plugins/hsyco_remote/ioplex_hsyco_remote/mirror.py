@@ -2,6 +2,9 @@
 
 The remote point ``dummy.light.1`` becomes ``<name>.dummy.light.1`` here, with the remote's
 type, writability and quality; with ``ui = true`` its UI variables are mirrored the same way.
+Two protocols: API v1 (an ioplex remote, everything below) and HSYCO's public rioget (a real
+HSYCO server: its I/O points, read-only, see `RiogetMirror`); ``protocol = "auto"`` asks for
+API v1 and falls back to rioget when the remote has none.
 
 How it stays right:
 
@@ -16,6 +19,11 @@ How it stays right:
   the same server run (same epoch) only what changed meanwhile is fetched, and the other
   points get their remote quality back; after a remote restart the state is realigned in
   full. Either way every point ends with the remote's final value.
+- **Refusals heal**: a wrong password, an address not allowed or a refused certificate is
+  retried slowly for as long as it lasts (`refusals`), never a permanent stop; a throttle
+  (429) is waited out with the points keeping their quality, up to ``throttlehold``.
+- **Loops**: points that originate on this host, or came through more than ``maxhops``
+  replications, are not imported (`loops`).
 """
 
 from __future__ import annotations
@@ -27,14 +35,27 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
-from ioplex import FatalError, IOServer, Point, PointTypeError, Quality, WriteError, hookimpl
+from ioplex import (
+    FatalError,
+    IOServer,
+    Point,
+    PointError,
+    PointTypeError,
+    Quality,
+    ReplicatedRows,
+    State,
+    WriteError,
+    hookimpl,
+)
 
 from . import trust
 from .certificates import normalize_fingerprint
-from .client import RemoteClient, RemoteError
+from .client import RemoteClient
 from .clock import DELTA_ID, ClockWatch
-from .dataloggers import Feeds
+from .dataloggers import Feeds, record_aligned
+from .loops import LoopGuard
+from .refusals import NotIoplex, RefusalRetry, Refused, RemoteError, Throttled
+from .riogetmirror import RiogetMirror
 from .wire import QUALITIES, TYPES
 
 LONG_POLL = 10.0
@@ -91,23 +112,32 @@ class Mirror:
         self.ssl_context, self.trust_hint = tls_trust(
             self.where, options, ioserver.host.config.base_dir
         )
+        self.protocol: str = options["protocol"]
         self.spaces = tuple(ns for ns in ("io", "ui") if options[ns])
         self.discovery: bool = options["discovery"]
         self.startup_events: bool = options["startupevents"]
         self.mirrored: dict[str, dict[str, Point]] = {"io": {}, "ui": {}}
         """Mirrored points by remote name, per namespace."""
         self._skipped: dict[str, set[str]] = {"io": set(), "ui": set()}
-        """Remote names that cannot be mirrored (they clash with this instance's own)."""
+        """Remote names that are not mirrored (a clash with this instance's own, a loop)."""
         self._not_good: dict[str, dict[str, Quality]] = {"io": {}, "ui": {}}
         """The remote quality of points whose remote quality is not good (to restore it
         after an outage without fetching every point again)."""
         self.epoch: str | None = None
         self.seq = 0
         self.aligned = False
+        self.remote_host: str | None = None
         self.client: RemoteClient | None = None
         self.clock = ClockWatch(ioserver, options["clocksync"], options["drift"], self.where)
         self.feeds = Feeds(ioserver, options, self.where)
-        self.stats = {"full": 0, "resumed": 0, "polls": 0, "changes": 0, "described": 0}
+        self.loops = LoopGuard(ioserver.host.name, options["maxhops"], self.where, ioserver.log)
+        self.refusals = RefusalRetry(options["retryrefused"])
+        self.throttle_hold: float = options["throttlehold"]
+        self.rioget = RiogetMirror(self)
+        self.speaking: str | None = None
+        """The protocol of the current (or last) session: "api" or "rioget"."""
+        self.stats = {"full": 0, "resumed": 0, "polls": 0, "changes": 0, "described": 0,
+                      "refused": 0, "throttled": 0}
         self._fresh = False
         self._resync_requested = False
         self._resync_done = anyio.Event()
@@ -120,31 +150,114 @@ class Mirror:
     # -- the connection ---------------------------------------------------------------------------
     @hookimpl
     async def connect(self, ioserver: IOServer) -> None:
-        async with RemoteClient(self.address, self.port, self._password, self.ssl_context,
-                                self.where, self.trust_hint) as client:
-            info = await client.info()
-            resumed = False
-            quiet = not self.aligned and not self.startup_events
-            if self.aligned and info.get("epoch") == self.epoch:
-                resumed = await self._resume(client)
-            if not resumed:
-                await self._align(client, quiet=quiet)
-            self.clock.setup(info, quiet=quiet)
-            await self.clock.measure(client, quiet=quiet)
-            self.client = client
-            self._fresh = True
-            ioserver.set_online(restore_quality=False)
-            self.aligned = True
-            ioserver.log.info(
-                "%s: %s %s: %d points, %d UI variables mirrored",
-                self.where, "resumed with" if resumed else "aligned with", client.url,
-                len(self.mirrored["io"]), len(self.mirrored["ui"]),
-            )
+        """Run sessions; wait out refusals and throttles here, slowly and quietly, rather
+        than failing for good (anything else goes to the supervisor's backoff)."""
+        while True:
             try:
+                await self._session()
+                return
+            except Refused as exc:
+                self.stats["refused"] += 1
+                delay, new = self.refusals.refused(str(exc))
+                self._waiting(f"refused: {exc}", delay)
+                if new:
+                    ioserver.log.error("%s; retrying in %.0f s, then every %g s at most, until "
+                                       "it is accepted", exc, delay, self.refusals.cap)
+            except Throttled as exc:
+                self.stats["throttled"] += 1
+                delay = max(exc.retry_after, MIN_POLL_INTERVAL)
+                self._waiting(f"throttled: {exc}", delay)
+                ioserver.log.warning("%s; waiting %.0f s", exc, delay)
+            await anyio.sleep(delay)
+
+    def _waiting(self, detail: str, delay: float) -> None:
+        """Offline, with the reason and the next attempt in the instance state."""
+        self.io.set_offline()
+        self.io._set_state(State.RETRYING, f"{detail} (next attempt in {delay:.0f} s)")
+
+    def _accepted(self) -> None:
+        ended = self.refusals.accepted()
+        if ended is not None:
+            self.io.log.warning("%s: accepted again by https://%s:%d (was: %s)",
+                                self.where, self.address, self.port, ended)
+
+    async def _session(self) -> None:
+        if self.protocol != "rioget":
+            async with RemoteClient(self.address, self.port, self._password, self.ssl_context,
+                                    self.where, self.trust_hint) as client:
+                try:
+                    info = await client.info()
+                except NotIoplex as exc:
+                    if self.protocol == "api":
+                        raise RemoteError(
+                            f"{self.where}: {exc}: the remote is not an ioplex host; set "
+                            f"{self.where}.options.protocol = \"rioget\" (or \"auto\") to "
+                            "mirror an HSYCO server") from None
+                    self.rioget.fell_back(str(exc))
+                else:
+                    await self._api_session(client, info)
+                    return
+        await self.rioget.session()
+
+    async def _api_session(self, client: RemoteClient, info: dict[str, Any]) -> None:
+        ioserver = self.io
+        self.speaking = "api"
+        self._accepted()
+        host = info.get("host")
+        self.remote_host = host if isinstance(host, str) and host else self.address
+        resumed = False
+        quiet = not self.aligned and not self.startup_events
+        if self.aligned and info.get("epoch") == self.epoch:
+            resumed = await self._resume(client)
+        if not resumed:
+            await self._align(client, quiet=quiet)
+        self.clock.setup(info, quiet=quiet)
+        await self.clock.measure(client, quiet=quiet)
+        self.client = client
+        self._fresh = True
+        ioserver.set_online(restore_quality=False)
+        self.aligned = True
+        ioserver.log.info(
+            "%s: %s %s: %d points, %d UI variables mirrored",
+            self.where, "resumed with" if resumed else "aligned with", client.url,
+            len(self.mirrored["io"]), len(self.mirrored["ui"]),
+        )
+        try:
+            if self.spaces:
                 await self._follow(client)
-            finally:
-                self.client = None
-                self._discovered()  # a discovery waiting for this connection gets its answer
+            else:
+                await self._heartbeat(client)
+        finally:
+            self.client = None
+            self._discovered()  # a discovery waiting for this connection gets its answer
+
+    async def _heartbeat(self, client: RemoteClient) -> None:
+        """A mirror of data loggers only: no changes to follow; the clock answer every long
+        poll period is the heartbeat (and keeps the clock delta fresh)."""
+        while True:
+            await anyio.sleep(LONG_POLL)
+            answer = await self._throttled(client.clock)
+            self.stats["polls"] += 1
+            if isinstance(answer, dict) and isinstance(answer.get("time"), int | float):
+                self.clock.observe(answer["time"])
+
+    async def _throttled(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """`request(...)`, waiting out 429s (Retry-After) for up to `throttle_hold` seconds
+        while the mirrored points keep their quality; past that, the link counts as lost."""
+        held = 0.0
+        while True:
+            try:
+                return await request(*args, **kwargs)
+            except Throttled as exc:
+                self.stats["throttled"] += 1
+                if held + exc.retry_after > self.throttle_hold:
+                    raise RemoteError(f"{exc}; throttled for longer than "
+                                      f"{self.where}.options.throttlehold = "
+                                      f"{self.throttle_hold:g} s") from None
+                if held == 0.0:
+                    self.io.log.warning("%s; mirrored points keep their quality meanwhile", exc)
+                held += exc.retry_after
+                await anyio.sleep(exc.retry_after)
 
     async def _follow(self, client: RemoteClient) -> None:
         while True:
@@ -159,8 +272,8 @@ class Mirror:
             started = time.monotonic()
             with anyio.CancelScope() as scope:
                 self._poll_scope = scope
-                answer = await client.changes(self.epoch, self.seq, min(wait, LONG_POLL),
-                                              self.spaces)
+                answer = await self._throttled(client.changes, self.epoch, self.seq,
+                                               min(wait, LONG_POLL), self.spaces)
             self._poll_scope = None
             if scope.cancelled_caught:
                 continue
@@ -174,10 +287,10 @@ class Mirror:
             self.clock.observe(answer["time"])
             if self.clock.sync_due():
                 await self.clock.sync(client)
-            if self.discovery and self._count_differs(answer.get("count") or {}):
-                if self._resync_at is None:
-                    self._resync_at = self._last_resync + max(
-                        self.min_resync_interval, 4 * self._align_seconds)
+            if (self.discovery and self._resync_at is None
+                    and self._count_differs(answer.get("count") or {})):
+                self._resync_at = self._last_resync + max(
+                    self.min_resync_interval, 4 * self._align_seconds)
             if not applied and not answer.get("more") and time.monotonic() - started < 1.0:
                 await anyio.sleep(MIN_POLL_INTERVAL)
 
@@ -189,6 +302,7 @@ class Mirror:
         epoch: str | None = None
         seq = 0
         for ns in self.spaces:
+            self._skipped[ns].clear()
             async with contextlib.aclosing(client.state(ns)) as stream:
                 head: Any = await anext(stream)
                 if epoch is None:
@@ -210,10 +324,13 @@ class Mirror:
         self._align_seconds = self._last_resync - started
         self._resync_at = None
         self._resync_requested = False
+        if quiet:
+            record_aligned(self.io.host, self.mirrored["io"].values())
         self._discovered()
 
     def _declare(self, ns: str, row: list[Any], quiet: bool) -> None:
-        name, value, quality_name, type_name, writable = row
+        """Mirror one state row ``[name, value, quality, type, writable(, origin, hops)]``."""
+        name, value, quality_name, type_name, writable = row[:5]
         quality = QUALITIES[quality_name]
         type_ = TYPES[type_name]
         table = self.mirrored[ns]
@@ -222,6 +339,11 @@ class Mirror:
             self._forget(ns, name)  # the remote point was redeclared with another type
             point = None
         ui = ns == "ui"
+        meta = self.loops.meta(row, self.remote_host or self.address)
+        if meta is None:  # a loop, or too many hops
+            self._forget(ns, name)
+            self._skipped[ns].add(name)
+            return
         if point is None:
             if ns == "io" and name == DELTA_ID:
                 self._skipped[ns].add(name)
@@ -229,12 +351,18 @@ class Mirror:
                                     self.where, name, self.io.name, DELTA_ID)
                 return
             # A point of any type is declared empty first, or it would take its value's type.
-            point = self.io.declare(name, value if type_ is not None else None,
-                                    writable=bool(writable), type=type_, ui=ui,
-                                    quality=quality, quiet=quiet)
+            try:
+                point = self.io.declare(name, value if type_ is not None else None,
+                                        writable=bool(writable), type=type_, ui=ui,
+                                        quality=quality, quiet=quiet, meta=meta)
+            except PointError as exc:  # a name or value this host's contract refuses
+                self._skipped[ns].add(name)
+                self.io.log.warning("%s: remote point not mirrored: %s", self.where, exc)
+                return
             table[name] = point
         else:
             point.writable = bool(writable)
+            point.meta = {**(point.meta or {}), **meta}
         self.io.set(point, value, quality=quality, ui=ui, quiet=quiet)
         if quality is Quality.GOOD:
             self._not_good[ns].pop(name, None)
@@ -377,6 +505,10 @@ class Mirror:
     # -- writes and data loggers -------------------------------------------------------------------
     @hookimpl
     async def write(self, ioserver: IOServer, point: Point, value: Any, namespace: str) -> None:
+        if self.speaking == "rioget":
+            raise WriteError(f"{point.name}: {self.where} mirrors https://{self.address}:"
+                             f"{self.port} through HSYCO's public rioget API, which is read-only: "
+                             "HSYCO's write API (\"Sending I/O Commands\") is not public")
         client = self.client
         if client is None:
             raise WriteError(f"{point.name}: {self.where} is not connected to "
@@ -387,13 +519,20 @@ class Mirror:
     @hookimpl
     async def replicate(
         self, ioserver: IOServer, logger: str, source_id: str, since: int, limit: int
-    ) -> list[tuple[int, float, str, Any, Quality]]:
+    ) -> ReplicatedRows:
+        """The remote logger's samples after `since`, with the identity of its database:
+        the kernel replicates a replaced or restored one again from its beginning."""
         client = self.client
         if client is None:
             raise ConnectionError(f"{self.where} is not connected: data logger {logger!r} "
                                   "will catch up once it is")
-        rows = await client.samples(source_id, since, limit)
-        return [
-            (int(seq), float(t), point, value, QUALITIES.get(quality, Quality.BAD))
-            for seq, t, point, value, quality in rows
-        ]
+        rows, store = await self._throttled(client.samples, source_id, since, limit)
+        try:
+            batch = [
+                (int(seq), float(t), point, value, QUALITIES.get(quality, Quality.BAD))
+                for seq, t, point, value, quality in rows
+            ]
+        except (TypeError, ValueError):
+            raise RemoteError(f"{client.url}: malformed sample rows for logger "
+                              f"{source_id!r}") from None
+        return ReplicatedRows(batch, store=store)

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
-
 import ioplex
+import pytest
 
 PASSWORD = "s3cret*pa%ss word"
 """The test password has a star (rioget's separator), a percent sign and a space."""
@@ -95,6 +94,70 @@ class Kit:
 @pytest.fixture
 def kit(tmp_path: Path) -> Kit:
     return Kit(tmp_path)
+
+
+def _load_fake_hsyco() -> Any:
+    """tests/fake_hsyco.py, under a name no other plugin's tests can clash with."""
+    import importlib.util
+    import sys
+
+    name = "ioplex_hsyco_remote_tests_fake_hsyco"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(
+            "fake_hsyco.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+fake_hsyco = _load_fake_hsyco()
+
+HSYCO_PASSWORD = "hsyco%41pw*x"
+"""As HSYCO shows passwords: raw in the URL, "%41" and "*" included."""
+
+
+class Hsyco:
+    """Fake HSYCO servers (tests/fake_hsyco.py) sharing one CA, and mirror tables for them."""
+
+    password = HSYCO_PASSWORD
+
+    def __init__(self, tmp_path: Path) -> None:
+        import trustme
+
+        self.ca = trustme.CA()
+        self.cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.cafile = tmp_path / "hsyco-ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.cafile))
+        self.tmp_path = tmp_path
+
+    def server(self, points: dict[str, str], **kwargs: Any) -> Any:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.cert.configure_cert(context)
+        kwargs.setdefault("drop_after", 0.2)
+        return fake_hsyco.FakeHsyco(points, kwargs.pop("password", HSYCO_PASSWORD), context, **kwargs)
+
+    def mirror_config(self, port: int, name: str = "top", instance: str = "hsyco",
+                      loggers: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+        options.setdefault("cafile", str(self.cafile))
+        options.setdefault("retryrefused", 0.3)
+        config: dict[str, Any] = {
+            "host": Kit(self.tmp_path).host_table(name),
+            "ioservers": {instance: {"plugin": "hsyco_remote", "address": "127.0.0.1",
+                                     "port": port, "password": HSYCO_PASSWORD,
+                                     "options": options}},
+        }
+        if loggers:
+            config["loggers"] = loggers
+        return config
+
+
+@pytest.fixture
+def hsyco(tmp_path: Path) -> Hsyco:
+    return Hsyco(tmp_path)
 
 
 async def server_info(host: ioplex.Host, timeout: float = 10.0) -> dict[str, Any]:

@@ -3,14 +3,12 @@ are exactly what `ioplex schema hsyco_remote --markdown` prints."""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import ioplex
+import pytest
 from ioplex import State
 
 pytestmark = pytest.mark.anyio
@@ -98,15 +96,27 @@ async def test_port_in_use_is_retried_with_a_clear_message(kit, info_of, caplog,
         in caplog.text
 
 
-async def test_replicating_side_errors_name_the_option(kit, caplog, until, tmp_path):
-    caplog.set_level(logging.ERROR)
+def test_a_replicated_logger_without_its_local_table_is_a_config_error(kit):
     info = {"port": 8443, "fingerprint": ""}
     config = kit.replicating(info)
     config["ioservers"]["other"] = kit.mirror_table(info, fingerprint="", dataloggers="energy")
-    async with ioplex.Host.from_config(config) as host:
-        assert host.ioservers["other"].state is State.FAILED
-    assert "ioservers.other.options.dataloggers: 'energy'" in caplog.text
-    assert '[loggers."other.energy"]' in caplog.text
+    text = problems(config)  # `ioplex check` says it too: before anything runs
+    assert "ioservers.other.options.dataloggers: 'energy'" in text
+    assert '[loggers."other.energy"]' in text
+    config["loggers"] = {"other.energy": {"points": []}}
+    ioplex.Host.from_config(config)
+
+
+@pytest.mark.parametrize("interval, ok", [(0.001, False), (0, False), (1.5, False), (1, True),
+                                          (60, True)])
+def test_dataloggerspollinterval_is_a_positive_integer(kit, interval, ok):
+    info = {"port": 8443, "fingerprint": ""}
+    config = kit.replicating(info, dataloggers="energy", dataloggerspollinterval=interval,
+                             loggers={"remote.energy": {"points": []}})
+    if ok:
+        ioplex.Host.from_config(config)
+    else:
+        assert "ioservers.remote.options.dataloggerspollinterval" in problems(config)
 
 
 def test_readme_has_the_schema_tables():

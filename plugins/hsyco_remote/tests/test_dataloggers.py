@@ -4,9 +4,8 @@ and no duplicate across restarts of either side and outages."""
 from __future__ import annotations
 
 import anyio
-import pytest
-
 import ioplex
+import pytest
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +35,7 @@ def leaf_config(kit, port: int | None = None) -> dict:
 def top_config(kit, info: dict, **options) -> dict:
     return kit.replicating(
         info, loggers={"remote.energy": {"points": [], "kind": "counter"}},
-        dataloggers="energy", dataloggerspollinterval=0.1, **options,
+        dataloggers="energy", dataloggerspollinterval=1, **options,
     )
 
 
@@ -84,7 +83,7 @@ async def test_local_ids_without_the_prefix(kit, info_of, until):
         await record(leaf, 1, 20)
         config = kit.replicating(info, loggers={"temps": {"points": []}},
                                  dataloggers="temps; ", dataloggersnameprefix=False,
-                                 dataloggerspollinterval=0.1)
+                                 dataloggerspollinterval=1)
         async with ioplex.Host.from_config(config) as top:
             await replicated(top, rows(leaf.loggers["temps"]), "temps", until)
             assert {r[1] for r in rows(top.loggers["temps"])} == {"dummy.temp"}
@@ -94,7 +93,6 @@ async def test_samples_endpoint(kit, info_of):
     import ssl
 
     import httpx
-
     from ioplex_hsyco_remote.wire import bearer
 
     async with ioplex.Host.from_config(leaf_config(kit)) as leaf:

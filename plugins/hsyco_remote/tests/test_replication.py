@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import ioplex
+import pytest
 from ioplex import Quality
 
 pytestmark = pytest.mark.anyio
@@ -13,10 +12,10 @@ ODD_VALUES = [
     "a*b*c",
     'quotes " and \' and \\ backslash',
     "line one\nline two\r\nthree\ttab",
-    "unicode: ü € 漢字 🚀 \u200b",
-    "lone surrogate \ud800 survives",
+    "unicode: ü € 漢字 🚀 \u200b \U0010fffd \ufeff",
+    "nul \x00 and bell \x07 and del \x7f",
     "",
-    "x" * 1_000_000,
+    "x" * 65_536,  # the host's default max_string, exactly
 ]
 
 
@@ -68,6 +67,14 @@ async def test_writes_go_to_the_remote_and_odd_values_round_trip(kit, info_of, u
             assert type(leaf.points["dummy.f"].value) is float
             await top.write("remote.dummy.f", None)
             await until(lambda: top.points["remote.dummy.f"].value is None)
+            # what the value contract refuses is refused here, before anything is sent
+            with pytest.raises(ioplex.PointTypeError):
+                await top.write("remote.dummy.text", "lone surrogate \ud800")
+            with pytest.raises(ioplex.PointTypeError):
+                await top.write("remote.dummy.n", 2**63)
+            with pytest.raises(ioplex.PointTypeError):
+                await top.write("remote.dummy.text", "x" * 65_537)
+            assert leaf.points["dummy.text"].value == ODD_VALUES[0]
 
 
 async def test_a_refused_write_raises_and_changes_nothing(kit, info_of):
