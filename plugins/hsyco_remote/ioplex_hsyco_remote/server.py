@@ -72,6 +72,8 @@ KEEP_ALIVE = 30
 """Seconds an idle kept-alive connection stays open between requests."""
 MAX_HEAD = 16 * 1024
 """The largest request head (request line with its query, and headers), in bytes."""
+CLOSE_GRACE = 1.0
+"""Seconds a refused client has to complete TLS's closing handshake before it is cut off."""
 MAX_ACCEPT_PAUSE = 1.0
 """The longest pause between accept attempts while out of file descriptors, in seconds."""
 RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
@@ -326,11 +328,13 @@ class _Protocol(H11Protocol):
     slot: _Slot | None = None
     """Set by the factory before the connection is made."""
     _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+    _head_tail = b""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if self.slot is not None:
-            self.slots.attach(self.slot, self.client, self._close)
+            self.slots.attach(self.slot, self.client, self._abort)
         self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -340,6 +344,11 @@ class _Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._head_too_long(data):
+            log.debug("hsyco_remote server: request head from %s over %d bytes",
+                      self.client and self.client[0], MAX_HEAD)
+            self._refuse_unparsable()
+            return
         try:
             super().data_received(data)
         except Exception as exc:  # noqa: BLE001 - whatever the client sent, only it suffers
@@ -352,6 +361,23 @@ class _Protocol(H11Protocol):
             self._arm_head_deadline()  # a request head has begun (or is awaited): time it
         else:
             self._disarm_head_deadline()
+            self._head_bytes = 0
+            self._head_tail = b""
+
+    def _head_too_long(self, data: bytes) -> bool:
+        """Whether the request head being received passes `MAX_HEAD` bytes. (h11's own limit
+        holds only for a head that arrives in pieces: TLS hands over up to 256 KiB at once.)"""
+        end = (self._head_tail + data).find(b"\r\n\r\n")
+        if end >= 0:
+            size = self._head_bytes + end + 4 - len(self._head_tail)
+        else:
+            size = self._head_bytes + len(data)
+            self._head_tail = (self._head_tail + data)[-3:]
+        if end >= 0:
+            self._head_bytes, self._head_tail = 0, b""
+        else:
+            self._head_bytes = size
+        return size > MAX_HEAD
 
     def _arm_head_deadline(self) -> None:
         if self._head_timer is None:
@@ -367,16 +393,30 @@ class _Protocol(H11Protocol):
         if self.conn.their_state is h11.IDLE and self.timeout_keep_alive_task is None:
             log.debug("hsyco_remote server: closed a connection from %s that sent no complete "
                       "request head within %g s", self.client and self.client[0], HEAD_TIMEOUT)
-            self._close()
+            self._abort()
+
+    def _abort(self) -> None:
+        """Close at once, without TLS's closing handshake: the client is not cooperating."""
+        self.transport.abort()
 
     def _close(self) -> None:
+        """Close after what was written, with TLS's closing handshake, but abort if the client
+        does not complete it promptly (it may still be sending a request we stopped reading)."""
         if not self.transport.is_closing():
             self.transport.close()
+            self.loop.call_later(CLOSE_GRACE, self.transport.abort)
+
+    def send_400_response(self, msg: str) -> None:
+        """h11 refused the request (malformed, or a head over `MAX_HEAD` bytes): a JSON 400."""
+        log.debug("hsyco_remote server: malformed request from %s: %s",
+                  self.client and self.client[0], msg)
+        self._refuse_unparsable()
 
     def _refuse_unparsable(self) -> None:
         with contextlib.suppress(Exception):
             body = dumps({"error": {"code": "bad_request",
-                                    "message": "the request could not be parsed"}})
+                                    "message": "the request could not be parsed as HTTP/1.1 "
+                                               f"(or its head is over {MAX_HEAD} bytes)"}})
             self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"
                                  b"\r\nconnection: close\r\ncontent-length: "
                                  + str(len(body)).encode() + b"\r\n\r\n" + body)
