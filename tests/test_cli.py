@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +40,8 @@ def test_installed_plugin_is_found_and_a_broken_one_reported(tiny_site: Path) ->
     report = json.loads(result.stdout)
     tiny = next(p for p in report["plugins"] if p["name"] == "tiny")
     assert tiny == {"name": "tiny", "version": "1.2.3", "distribution": "ioplex-tiny",
-                    "builtin": False, "hooks": ["register_ioserver_types"], "types": ["tiny"]}
+                    "builtin": False, "hooks": ["register_commands", "register_ioserver_types"],
+                    "types": ["tiny"]}
     [broken] = [e for e in report["errors"] if e["name"] == "broken"]
     assert broken["version"] == "1.2.3" and broken["distribution"] == "ioplex-tiny"
     assert "No module named 'a_module_that_is_not_installed'" in broken["error"]
@@ -84,9 +84,10 @@ def test_run_stops_cleanly_on_signals(tmp_path: Path, tiny_site: Path) -> None:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(tiny_site), "IOPLEX_LOAD_PLUGINS": "tiny"},
         )
-        time.sleep(1.5)
+        first = proc.stdout.readline()  # --watch prints the initial values once started
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=20)
+        out = first + out
         assert proc.returncode == 0, err
         assert "host ioplex started: 2 I/O servers" in err
         assert f"{signal.Signals(signum).name} received: stopping" in err
@@ -122,3 +123,15 @@ def test_the_readme_example_config_is_valid() -> None:
     result = ioplex("check", str(HERE.parent / "examples" / "demo.toml"))
     assert result.returncode == 0, result.stderr
     assert "valid (2 I/O servers, 1 data logger)" in result.stdout
+
+
+def test_plugins_add_subcommands(tiny_site: Path) -> None:
+    result = ioplex("tiny-hello", env={"PYTHONPATH": str(tiny_site)})
+    assert result.returncode == 0 and result.stdout == "hello from tiny\n", result.stderr
+    assert "tiny-hello" in ioplex("--help", env={"PYTHONPATH": str(tiny_site)}).stdout
+
+
+def test_host_schema_as_markdown() -> None:
+    result = ioplex("schema", "host", "--markdown")
+    assert result.returncode == 0
+    assert result.stdout.startswith("### `[host]`") and "| max_string |" in result.stdout

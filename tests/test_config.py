@@ -36,7 +36,14 @@ def test_every_problem_is_reported_with_its_path(builtins_only: ioplex.Plugins) 
         },
         builtins_only,
     )
-    assert found == ["host.restart_delay: -1 is less than or equal to the minimum of 0"]
+    # One pass: a mistake in [host] does not hide the instances' problems.
+    assert found == [
+        "host.restart_delay: -1 is less than or equal to the minimum of 0",
+        "ioservers.a.plugin: unknown I/O server type 'dumy'; did you mean 'dummy'?",
+        "ioservers.b.options.pionts: unknown option 'pionts'; did you mean 'points'?",
+        "ioservers.b.options.rate: 'fast' is not of type 'number'",
+        "ioservers.c.adress: unknown key 'adress'; expected one of: options",
+    ]
     found = problems(
         {
             "ioservers": {
@@ -57,6 +64,31 @@ def test_every_problem_is_reported_with_its_path(builtins_only: ioplex.Plugins) 
     ]
 
 
+def test_host_typos_and_unknown_plugins_are_reported_together(builtins_only) -> None:
+    found = problems({"host": {"nmae": "x"}, "ioservers": {"a": {"plugin": "nosuchplugin"}},
+                      "plugins": {"nosuch": {}}}, builtins_only)
+    assert found == [
+        "host.nmae: unknown key 'nmae'; did you mean 'name'?",
+        "ioservers.a.plugin: unknown I/O server type 'nosuchplugin'; installed types: dummy, "
+        "system (see `ioplex plugins`)",
+        "plugins.nosuch: unknown plugin 'nosuch'; see `ioplex plugins`",
+    ]
+
+
+def test_secrets_with_defaults_and_wrong_forms(builtins_only) -> None:
+    config = {"host": {"name": {"env": "SITE", "default": "fallback"}}}
+    host = ioplex.Host.from_config(config, plugins=builtins_only, environ={})
+    assert host.config.host.name == "fallback"
+    host = ioplex.Host.from_config(config, plugins=builtins_only, environ={"SITE": "a"})
+    assert host.config.host.name == "a"
+    found = problems({"host": {"name": {"env": "SITE", "defualt": "x"}}}, builtins_only,
+                     environ={})
+    assert found == [
+        "host.name: not a valid secret table (unexpected key 'defualt'); write "
+        '{ env = "VAR" }, { env = "VAR", default = "value" } or { file = "path" }'
+    ]
+
+
 def test_unknown_top_level_key_gets_a_suggestion(builtins_only: ioplex.Plugins) -> None:
     assert problems({"ioserver": {}}, builtins_only) == [
         "ioserver: unknown key 'ioserver'; did you mean 'ioservers'?"
@@ -66,8 +98,8 @@ def test_unknown_top_level_key_gets_a_suggestion(builtins_only: ioplex.Plugins) 
 @pytest.mark.parametrize(
     "points, message",
     [
-        ({"light 1": 0}, "'light 1' does not match"),
-        ({"light..1": 0}, "'light..1' does not match"),
+        ({"light 1": 0}, "'light 1' is not a valid point id: it contains whitespace"),
+        ({"light..1": 0}, "'light..1' is not a valid point id: it has an empty segment"),
         ({"a": [1]}, "[1] is not of type"),
     ],
 )
@@ -79,7 +111,7 @@ def test_bad_point_ids(points: dict, message: str, builtins_only: ioplex.Plugins
 
 def test_instance_names(builtins_only: ioplex.Plugins) -> None:
     assert problems({"ioservers": {"my server": {"plugin": "dummy"}}}, builtins_only) == [
-        "ioservers: 'my server' does not match '^[A-Za-z0-9_-]+$'"
+        "ioservers: 'my server' is not a valid name: use letters, digits, '_' and '-' only"
     ]
     assert problems(
         {"ioservers": {"ssh": {"plugin": "dummy"}, "SSH": {"plugin": "dummy"}}}, builtins_only

@@ -217,7 +217,12 @@ def plugins(as_json: bool) -> None:
 def schema(plugin: str, markdown: bool, readme: Path | None) -> None:
     """Print the options schema of PLUGIN (a plugin name, or `host` for the config file)."""
     if plugin == "host":
-        click.echo(json.dumps(HOST_SCHEMA, indent=2))
+        if readme is not None:
+            raise click.BadParameter("the host schema has no README", param_hint="--update")
+        if markdown:
+            click.echo(schemadoc.host_markdown(HOST_SCHEMA), nl=False)
+        else:
+            click.echo(json.dumps(HOST_SCHEMA, indent=2))
         return
     loaded = load_plugins()
     if plugin not in loaded.info:

@@ -27,6 +27,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 
 from .errors import ConfigError, IoplexError, Problem
+from .points import name_problem, printable
 
 HOST_SCHEMA: dict[str, Any] = json.loads(
     files("ioplex").joinpath("host.schema.json").read_text(encoding="utf-8")
@@ -99,10 +100,16 @@ def read(source: ConfigSource) -> tuple[dict[str, Any], str | None, Path]:
     return data, str(path), path.resolve().parent
 
 
+SECRET_FORMS = (
+    '{ env = "VAR" }, { env = "VAR", default = "value" } or { file = "path" }'
+)
+
+
 def resolve_secrets(
     data: Any, base_dir: Path, environ: Mapping[str, str], path: str = ""
 ) -> tuple[Any, list[Problem], list[str]]:
-    """Replace ``{env = "VAR"}`` and ``{file = "path"}`` tables by what they name.
+    """Replace ``{env = "VAR"}`` (optionally with ``default``) and ``{file = "path"}`` tables
+    by what they name.
 
     Returns (data, problems, secret values) so the secrets can be masked in messages.
     """
@@ -111,22 +118,38 @@ def resolve_secrets(
 
     def walk(node: Any, where: str) -> Any:
         if isinstance(node, dict):
-            if len(node) == 1 and "env" in node and isinstance(node["env"], str):
+            keys = set(node)
+            if "env" in keys and isinstance(node["env"], str) and keys <= {"env", "default"}:
                 var = node["env"]
-                if var not in environ:
-                    problems.append(Problem(where, f"environment variable {var!r} is not set"))
-                    return None
-                secrets.append(environ[var])
-                return environ[var]
-            if len(node) == 1 and "file" in node and isinstance(node["file"], str):
+                if var in environ:
+                    secrets.append(environ[var])
+                    return environ[var]
+                if "default" in node:
+                    return node["default"]
+                problems.append(Problem(
+                    where, f"environment variable {var!r} is not set (add default = \"...\" "
+                    "to the table to fall back to a value)"
+                ))
+                return None
+            if keys == {"file"} and isinstance(node["file"], str):
                 file = base_dir / os.path.expanduser(node["file"])
                 try:
                     value = file.read_text(encoding="utf-8").rstrip("\r\n")
                 except OSError as exc:
-                    problems.append(Problem(where, f"cannot read secret file {str(file)!r}: {exc.strerror}"))
+                    problems.append(Problem(
+                        where, f"cannot read secret file {str(file)!r}: {exc.strerror}"
+                    ))
                     return None
                 secrets.append(value)
                 return value
+            if keys & {"env", "file"} and keys <= {"env", "file", "default"} | keys:
+                extra = sorted(keys - {"env", "file", "default"})
+                problems.append(Problem(
+                    where, "not a valid secret table"
+                    + (f" (unexpected key {', '.join(map(repr, extra))})" if extra else "")
+                    + f"; write {SECRET_FORMS}"
+                ))
+                return None
             return {k: walk(v, join_path(where, k)) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v, f"{where}[{i}]") for i, v in enumerate(node)]
@@ -211,9 +234,28 @@ def _describe(error: ValidationError, base: str) -> list[Problem]:
                 msg = f"unknown {what} {key!r}; this table takes none"
             problems.append(Problem(join_path(where, key), msg))
         return problems
+    if error.validator == "pattern" and isinstance(error.instance, str):
+        words = _pattern_in_words(error.validator_value, error.instance)
+        if words:
+            return [Problem(where, words)]
     if error.schema.get("writeOnly") if isinstance(error.schema, dict) else False:
         return [Problem(where, f"invalid secret value (not shown): fails {error.validator!r}")]
     return [Problem(where, error.message)]
+
+
+_NAME_PATTERN = "^[A-Za-z0-9_-]+$"
+_POINT_ID_PATTERNS = {"^[^\\s.*?\\[\\]]+(\\.[^\\s.*?\\[\\]]+)*$"}
+
+
+def _pattern_in_words(pattern: str, value: str) -> str | None:
+    """Say in words why `value` fails one of the kernel's own patterns (None for others)."""
+    shown = printable(value)
+    if pattern == _NAME_PATTERN:
+        return f"'{shown}' is not a valid name: use letters, digits, '_' and '-' only"
+    if pattern in _POINT_ID_PATTERNS:
+        why = name_problem(value, "name")
+        return f"'{shown}' is not a valid point id: it {why or 'is malformed'}"
+    return None
 
 
 def _mask(problem: Problem, secrets: Iterable[str]) -> Problem:
@@ -267,18 +309,27 @@ def load(
     data, source_name, base_dir = read(source)
     environ = os.environ if environ is None else environ
     data, problems, secrets = resolve_secrets(data, base_dir, environ)
-    if problems:
-        raise ConfigError(problems, source_name)
+    # Every section is checked in one pass, so one mistake never hides the others. A table
+    # whose secret could not be resolved is not checked again against its schema.
+    unresolved = {p.path for p in problems}
 
-    problems = validate(data, HOST_SCHEMA, "", secrets)
-    if problems:
-        # Without a valid outline the plugin tables cannot be found reliably: stop here.
-        raise ConfigError(problems, source_name)
+    def keep(found: list[Problem]) -> list[Problem]:
+        return [p for p in found if p.path not in unresolved]
 
+    outline = validate(data, HOST_SCHEMA, "", secrets)
+    problems.extend(keep(outline))
+    tables = data if isinstance(data, dict) else {}
+    declared = tables.get("ioservers", {})
+    declared = declared if isinstance(declared, dict) else {}
+    plugin_tables = tables.get("plugins", {})
+    plugin_tables = plugin_tables if isinstance(plugin_tables, dict) else {}
+    before_sections = len(problems)
     ioservers: dict[str, IOServerConfig] = {}
     seen: dict[str, str] = {}
-    for name, table in data["ioservers"].items():
+    for name, table in declared.items():
         where = join_path("ioservers", name)
+        if not isinstance(table, dict) or not isinstance(table.get("plugin"), str):
+            continue  # reported by the host schema
         if name.lower() in seen:
             problems.append(
                 Problem(where, f"duplicate I/O server name: {seen[name.lower()]!r} is already "
@@ -293,7 +344,7 @@ def load(
             continue
         body = {k: v for k, v in table.items() if k != "plugin"}
         secrets_here = secrets + _writeonly_values(body, iotype.schema)
-        found = validate(body, iotype.schema, where, secrets_here)
+        found = keep(validate(body, iotype.schema, where, secrets_here))
         if found:
             problems.extend(found)
             continue
@@ -301,7 +352,7 @@ def load(
         ioservers[name] = IOServerConfig(name, type_name, body, options)
 
     plugin_settings: dict[str, dict[str, Any]] = {}
-    for name in data["plugins"]:
+    for name in plugin_tables:
         if name not in plugins.info:
             hint = difflib.get_close_matches(name, list(plugins.info), n=1)
             problems.append(
@@ -309,18 +360,22 @@ def load(
                         + (f"; did you mean {hint[0]!r}?" if hint else "; see `ioplex plugins`"))
             )
     for name in plugins.info:
-        table = data["plugins"].get(name, {})
+        table = plugin_tables.get(name, {})
+        if not isinstance(table, dict):
+            continue  # reported by the host schema
         schema = plugins.settings_schema(name)
         if schema is None:
             if table:
                 problems.append(Problem(join_path("plugins", name), f"plugin {name!r} takes no settings"))
             continue
         secrets_here = secrets + _writeonly_values(table, schema)
-        problems.extend(validate(table, schema, join_path("plugins", name), secrets_here))
+        problems.extend(keep(validate(table, schema, join_path("plugins", name), secrets_here)))
         plugin_settings[name] = table
 
-    if not problems:
+    if len(problems) == before_sections:  # the plugins' own tables are valid: check deeper
         problems.extend(plugins.check_config(plugin_settings, ioservers, base_dir))
+    if outline or problems:
+        raise ConfigError(problems, source_name)
 
     h = data["host"]
     host = HostSettings(

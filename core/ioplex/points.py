@@ -56,7 +56,7 @@ def printable(text: str, limit: int = 80) -> str:
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).replace("\t", "\\t")
 
 
-def _name_problem(name: str, kind: str) -> str | None:
+def name_problem(name: str, kind: str) -> str | None:
     """What is wrong with a name or pattern, in words (None when nothing is)."""
     if len(name) > MAX_NAME:
         return f"is {len(name)} characters long; the limit is {MAX_NAME}"
@@ -97,7 +97,7 @@ def check_name(name: str, *, min_segments: int = 2) -> str:
     if not isinstance(name, str):
         raise PointNameError(f"a point name must be a string, not {type(name).__name__}")
     if not NAME_RE.fullmatch(name) or len(name) > MAX_NAME or _UNSAFE.search(name):
-        why = _name_problem(name, "name") or "is malformed"
+        why = name_problem(name, "name") or "is malformed"
         raise PointNameError(f"invalid point name '{printable(name)}': it {why}")
     if name.count(".") + 1 < min_segments:
         raise PointNameError(
@@ -115,7 +115,7 @@ def check_pattern(pattern: str) -> str:
     if not isinstance(pattern, str):
         raise PointNameError(f"a pattern must be a string, not {type(pattern).__name__}")
     if not PATTERN_RE.fullmatch(pattern) or _UNSAFE.search(pattern):
-        why = _name_problem(pattern, "pattern") or "is malformed"
+        why = name_problem(pattern, "pattern") or "is malformed"
         raise PointNameError(f"invalid pattern '{printable(pattern)}': it {why}")
     depth = 0
     for ch in pattern:

@@ -97,6 +97,16 @@ def plugin_markdown(plugin: str, settings: dict[str, Any] | None, types: dict[st
     return "\n".join(parts).rstrip() + "\n"
 
 
+def host_markdown(schema: dict[str, Any]) -> str:
+    """The tables of the configuration file itself: ``[host]`` and the other top-level
+    tables that have properties of their own."""
+    parts: list[str] = []
+    for name, sub in schema.get("properties", {}).items():
+        if sub.get("type") == "object" and sub.get("properties"):
+            parts += _nested(f"[{name}]", sub)
+    return "\n".join(parts).rstrip() + "\n"
+
+
 BEGIN = "<!-- BEGIN ioplex schema -->"
 END = "<!-- END ioplex schema -->"
 

@@ -31,3 +31,11 @@ class Tiny:
 @ioplex.hookimpl
 def register_ioserver_types(register):
     register("tiny", Tiny, SCHEMA, "counts writes")
+
+
+@ioplex.hookimpl
+def register_commands(cli):
+    @cli.command(name="tiny-hello")
+    def hello():
+        """Say hello (a plugin's own subcommand)."""
+        print("hello from tiny")
