@@ -1,8 +1,9 @@
 """The `dummy` I/O server: points declared in its options, all writable.
 
 ``[ioservers.dummy] plugin = "dummy"`` with ``options.points = {"light.1" = 0, "temp" = 21.5}``
-gives ``dummy.light.1`` and ``dummy.temp``. A write sets the value. With ``options.rate`` the
-numeric and boolean points change at random that many times a second.
+gives ``dummy.light.1`` and ``dummy.temp``; ``options.ui = {"banner" = "hello"}`` the UI
+variable ``dummy.banner``. A write sets the value. With ``options.rate`` the numeric and
+boolean points change at random that many times a second.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class Dummy:
         self.ioserver = ioserver
         for id, value in ioserver.options["points"].items():
             ioserver.declare(id, value, writable=True)
+        for id, value in ioserver.options["ui"].items():
+            ioserver.declare(id, value, writable=True, ui=True)
 
     @hookimpl
     async def connect(self, ioserver: IOServer) -> None:

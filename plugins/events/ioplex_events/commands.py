@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import click
@@ -31,18 +32,42 @@ def events_group() -> None:
     """The events (rules) engine: check files, read traces."""
 
 
+def _site(config: Path) -> tuple[list[str], Path, Context]:
+    """The events files' patterns, base directory and reference context of CONFIG.
+
+    The events files' own syntax problems make the configuration invalid (``ioplex check``
+    reports them through check_config); here every problem of the files is wanted, so the
+    configuration is read again without them when those are its only problems.
+    """
+    try:
+        host = Host.from_config(config)
+    except ConfigError as exc:
+        others = [p for p in exc.problems if not p.path.startswith("plugins.events")]
+        if others:
+            for line in str(ConfigError(others, str(config))).splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(EXIT_PROBLEMS)
+        data = tomllib.loads(config.read_text(encoding="utf-8"))
+        h = data.get("host", {})
+        files = data.get("plugins", {}).get("events", {}).get("files", [])
+        return files, config.resolve().parent, Context(
+            instances=set(data.get("ioservers", {})),
+            has_site=h.get("latitude") is not None and h.get("longitude") is not None,
+        )
+    settings = host.config.plugins.get("events") or {"files": []}
+    hs = host.config.host
+    return settings["files"], host.config.base_dir, Context(
+        instances=set(host.config.ioservers),
+        has_site=hs.latitude is not None and hs.longitude is not None,
+    )
+
+
 @events_group.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 def check(config: Path) -> None:
     """Check the events files of CONFIG without running anything; exit 2 on problems."""
-    host = _host(config)
-    settings = host.config.plugins.get("events") or {"files": []}
-    base = host.config.base_dir
-    ctx = Context(
-        instances=set(host.config.ioservers),
-        has_site=host.config.host.latitude is not None and host.config.host.longitude is not None,
-    )
-    paths = find_files(settings["files"], base)
+    patterns, base, ctx = _site(config)
+    paths = find_files(patterns, base)
     problems = rules = 0
     for path in paths:
         try:

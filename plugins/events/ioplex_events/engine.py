@@ -134,6 +134,9 @@ class Engine:
         self.timers: dict[str, list[Any]] = {}  # name -> [monotonic deadline, period]
         self.causes: dict[tuple[str, str], tuple[int, float, tuple[str, ...]]] = {}
         self.bad: set[tuple[str, str]] = set()
+        self.view: dict[tuple[str, str], tuple[Any, Any]] = {}
+        """The values of the points rules name, as of the change being handled: a burst
+        of changes is evaluated in order, not against the registry's latest values."""
         self.pending_traces: list[tuple[str, str, float, dict[str, Any]]] = []
         self.dropped_traces = 0
         self.subs: dict[str, Any] = {"io": None, "ui": None}
@@ -225,6 +228,7 @@ class Engine:
                     self.on_change(ns, event)
         self.files = files
         self.index = index
+        self.view.clear()
         stored = self.store.schedules()
         for key, sched in schedules.items():
             if key not in self.schedules:
@@ -291,13 +295,20 @@ class Engine:
         if isinstance(node, s.PointRef):
             registry = self.host.points if node.namespace == "io" else self.host.ui
             name = node.name
-            keys.add((node.namespace, name))
+            key = (node.namespace, name)
+            keys.add(key)
+            view = self.view
 
             def ref() -> Any:
-                point = registry.get(name)
-                if point is None or point.quality is not GOOD:
+                seen = view.get(key)
+                if seen is None:
+                    point = registry.get(name)
+                    if point is None:
+                        raise LookupError(name)
+                    seen = (point.value, point.quality)
+                if seen[1] is not GOOD:
                     raise LookupError(name)
-                return point.value
+                return seen[0]
 
             return ref
         raise LookupError("%event")
@@ -358,13 +369,20 @@ class Engine:
             registry = self.host.points if ns == "io" else self.host.ui
             op = expr.op
             rhs = self._value_fn(expr.value, keys)
+            key = (ns, name)
+            view = self.view
 
             def condition(t: Trigger) -> bool | None:
-                point = registry.get(name)
-                if point is None or point.quality is not GOOD:
+                seen = view.get(key)
+                if seen is None:
+                    point = registry.get(name)
+                    if point is None:
+                        return None
+                    seen = (point.value, point.quality)
+                if seen[1] is not GOOD:
                     return None
                 try:
-                    return compare(point.value, op, rhs())
+                    return compare(seen[0], op, rhs())
                 except LookupError:
                     return None
 
@@ -408,6 +426,7 @@ class Engine:
         """One change from a registry subscription."""
         name, value, old, _t, quality = event
         key = (ns, name)
+        self.view[key] = (value, quality)  # conditions see the values as of this change
         rules = self.index.get(key)
         cause = self.causes.pop(key, None) if self.causes else None
         if not rules:

@@ -18,6 +18,7 @@ from typing import Any
 
 import lark
 from lark import Token
+from ioplex.points import printable
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
 from . import syntax as s
@@ -347,9 +348,12 @@ _PARSER = lark.Lark.open(
 )
 
 
+_PUNCTUATION = {"EQ": "=", "COLON": ":", "LPAR": "(", "RPAR": ")", "COMMA": ",", "OP": "<, >, !="}
+
+
 def _describe_expected(expected: set[str]) -> str:
-    names = sorted(e for e in expected if e not in ("EQ", "COLON") and not e.startswith("__"))
-    extra = [f"'{c}'" for e, c in (("EQ", "="), ("COLON", ":")) if e in expected]
+    names = sorted(e for e in expected if e not in _PUNCTUATION and not e.startswith("__"))
+    extra = [f"'{c}'" for e, c in _PUNCTUATION.items() if e in expected]
     names = extra + names
     return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
 
@@ -361,15 +365,14 @@ def _syntax_message(exc: LarkError, text: str) -> tuple[int, str]:
         if token.type == "$END":
             return len(text) + 1, f"the rule ends early; expected {_describe_expected(exc.expected)}"
         word = str(token)
-        hint = ""
         if re.fullmatch(r"[A-Za-z]+", word) and word.upper() not in KEYWORDS:
             close = difflib.get_close_matches(word.upper(), KEYWORDS, n=1, cutoff=0.6)
             if close:
-                hint = f"; did you mean {close[0]}?"
+                return column, f"unknown keyword {word!r}; did you mean {close[0]}?"
         if ":" not in text and "COLON" in exc.expected:
             return column, "a rule is `event : actions`; this line has no ':'"
         return column, (
-            f"unexpected {word!r}{hint}; expected {_describe_expected(exc.expected)}"
+            f"unexpected {printable(word)!r}; expected {_describe_expected(exc.expected)}"
         )
     if isinstance(exc, UnexpectedCharacters):
         column = exc.column if isinstance(exc.column, int) else 1
@@ -380,7 +383,7 @@ def _syntax_message(exc: LarkError, text: str) -> tuple[int, str]:
             if close:
                 return column, f"unknown keyword {rest.group()!r}; did you mean {close[0]}?"
             return column, f"unexpected {rest.group()!r}"
-        return column, f"unexpected character {char!r}"
+        return column, f"unexpected character {printable(char)!r}"
     if isinstance(exc, UnexpectedEOF):
         return len(text) + 1, "the rule ends early"
     return 1, f"cannot parse this rule ({type(exc).__name__})"
@@ -412,6 +415,14 @@ _BLANK = re.compile(r"\s*(#.*)?")
 
 def parse_text(text: str, file: str = "<rules>") -> list[s.Rule]:
     """Every rule of an events file's text; raise `RulesError` listing every problem."""
+    rules, problems = parse_lines(text, file)
+    if problems:
+        raise RulesError(problems)
+    return rules
+
+
+def parse_lines(text: str, file: str = "<rules>") -> tuple[list[s.Rule], list[Diagnostic]]:
+    """The rules of the lines that parse, and the problems of those that do not."""
     rules: list[s.Rule] = []
     problems: list[Diagnostic] = []
     for number, line in enumerate(text.split("\n"), 1):
@@ -422,6 +433,4 @@ def parse_text(text: str, file: str = "<rules>") -> list[s.Rule]:
             rules.append(parse_line(line, file, number))
         except RulesError as exc:
             problems += exc.diagnostics
-    if problems:
-        raise RulesError(problems)
-    return rules
+    return rules, problems

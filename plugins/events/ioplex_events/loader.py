@@ -18,7 +18,7 @@ from typing import Any
 from ioplex import PointTypeError
 
 from . import syntax as s
-from .language import Diagnostic, RulesError, parse_text
+from .language import Diagnostic, RulesError, parse_lines
 from .values import convert
 
 MAX_FILE_BYTES = 16 * 1024 * 1024
@@ -47,23 +47,29 @@ def display_name(path: Path, base_dir: Path) -> str:
 
 def read_rules(path: Path, base_dir: Path) -> list[s.Rule]:
     """Parse one events file; raise `RulesError` with every syntax problem."""
+    rules, problems = parse_file(path, base_dir)
+    if problems:
+        raise RulesError(problems)
+    return rules
+
+
+def parse_file(path: Path, base_dir: Path) -> tuple[list[s.Rule], list[Diagnostic]]:
+    """The rules of one events file that parse, and the problems of the rest."""
     name = display_name(path, base_dir)
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise RulesError([Diagnostic(name, 0, 0, f"cannot read: {exc.strerror or exc}")]) from None
+        return [], [Diagnostic(name, 0, 0, f"cannot read: {exc.strerror or exc}")]
     if len(data) > MAX_FILE_BYTES:
-        raise RulesError([Diagnostic(name, 0, 0, f"larger than {MAX_FILE_BYTES} bytes")])
+        return [], [Diagnostic(name, 0, 0, f"larger than {MAX_FILE_BYTES} bytes")]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise RulesError(
-            [Diagnostic(name, line, 1, f"not UTF-8 (byte {data[exc.start]:#04x})")]
-        ) from None
-    rules = parse_text(text, name)
-    return [replace(rule, id=f"{name}:{rule.line}") for rule in rules]
+        return [], [Diagnostic(name, line, 1, f"not UTF-8 (byte {data[exc.start]:#04x})")]
+    rules, problems = parse_lines(text, name)
+    return [replace(rule, id=f"{name}:{rule.line}") for rule in rules], problems
 
 
 @dataclass
@@ -152,8 +158,9 @@ def check_rule(rule: s.Rule, ctx: Context) -> list[Diagnostic]:
 
 def load_file(path: Path, base_dir: Path, ctx: Context) -> list[s.Rule]:
     """Parse and check one events file; raise `RulesError` listing every problem."""
-    rules = read_rules(path, base_dir)
-    problems = [p for rule in rules for p in check_rule(rule, ctx)]
+    rules, problems = parse_file(path, base_dir)
+    problems += [p for rule in rules for p in check_rule(rule, ctx)]
     if problems:
+        problems.sort(key=lambda d: (d.line, d.column))
         raise RulesError(problems)
     return rules

@@ -140,8 +140,12 @@ async def test_start_and_init(tmp_path):
 
 
 async def test_rule_points_and_traces_cli(tmp_path):
-    from click.testing import CliRunner
-    from ioplex.cli import cli
+    import subprocess
+    import sys
+
+    def ioplex(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ioplex", *args], capture_output=True,
+                              text=True, timeout=60)
 
     rules = "IO d.a : IO d.b = 1\n"
     config = make_config(tmp_path, rules)
@@ -157,13 +161,16 @@ async def test_rule_points_and_traces_cli(tmp_path):
         f'[ioservers.d.options.points]\na = 0\nb = 0\n'
         f'[plugins.events]\nfiles = ["events/*.txt"]\n'
     )
-    result = CliRunner().invoke(cli, ["events", "trace", str(toml)])
-    assert result.exit_code == 0, result.output
-    assert "IO d.a = 5" in result.output and "IO d.b = 1: ok" in result.output
-    result = CliRunner().invoke(cli, ["events", "check", str(toml)])
-    assert result.exit_code == 0 and "1 rules in 1 files: valid" in result.output
+    result = ioplex("events", "trace", str(toml))
+    assert result.returncode == 0, result.stderr
+    assert "IO d.a = 5" in result.stdout and "IO d.b = 1: ok" in result.stdout
+    result = ioplex("events", "check", str(toml))
+    assert result.returncode == 0 and "1 rules in 1 files: valid" in result.stdout
     (tmp_path / "events" / "bad.txt").write_text("IO x.a : IO d.bb = 1\nTIMR 0000 : LOG = 1\n")
-    result = CliRunner().invoke(cli, ["events", "check", str(toml)])
-    assert result.exit_code == 2
-    assert "events/bad.txt:1:1: unknown point 'x.a'" in result.output
-    assert "events/bad.txt:2:1: unknown keyword 'TIMR'; did you mean TIMER?" in result.output
+    result = ioplex("events", "check", str(toml))
+    assert result.returncode == 2
+    assert "events/bad.txt:1:1: unknown point 'x.a'" in result.stderr
+    assert "events/bad.txt:2:1: unknown keyword 'TIMR'; did you mean TIMER?" in result.stderr
+    assert "did you mean 'd.b'" not in result.stderr  # d.bb: instance d exists, allowed
+    result = ioplex("check", str(toml))  # ioplex check reports the syntax problem too
+    assert result.returncode == 2 and "bad.txt:2:1" in result.stderr
