@@ -74,7 +74,7 @@ MAX_HEAD = 16 * 1024
 """The largest request head (request line with its query, and headers), in bytes."""
 CLOSE_GRACE = 1.0
 """Seconds a refused client has to complete TLS's closing handshake before it is cut off."""
-MAX_ACCEPT_PAUSE = 1.0
+MAX_ACCEPT_PAUSE = 0.5
 """The longest pause between accept attempts while out of file descriptors, in seconds."""
 RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 TRANSIENT_ERRORS = {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM}
