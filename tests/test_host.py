@@ -130,7 +130,8 @@ async def test_supervision(make_host, builtins_only, caplog) -> None:
         with anyio.fail_after(5):
             await host.wait_online("f")
         assert Flaky.attempts == 3
-        assert host.points["f.value"].quality is Quality.GOOD
+        # declared before the first connection and not confirmed by the device since
+        assert host.points["f.value"].quality is Quality.STALE
         await anyio.sleep(0.5)  # many backoff periods: a fatal error is never retried
         assert Locked.attempts == 1
         assert host.ioservers["l"].state is State.FAILED
@@ -154,6 +155,7 @@ class Dropping:
     async def connect(self, ioserver):
         self.runs += 1
         ioserver.set_online()
+        ioserver.set("value", 1)  # read from the device: confirmed
         if self.runs == 1:
             await self.lose.wait()
             raise ConnectionResetError("peer closed")
@@ -175,10 +177,12 @@ async def test_offline_points_are_bad_until_reconnected(make_host, builtins_only
                     seen.append((event.name, event.value, event.quality.value))
                     if event.name == "d.value" and event.quality is Quality.GOOD:
                         break
+        # Carried over the reconnect, the value is stale until the driver confirms it.
         assert seen == [
             ("d.connection", "offline", "good"),
             ("d.value", 1, "bad"),
             ("d.connection", "online", "good"),
+            ("d.value", 1, "stale"),
             ("d.value", 1, "good"),
         ]
         assert driver.runs == 2
@@ -331,5 +335,5 @@ async def test_online_with_the_link_closed(make_host, builtins_only) -> None:
     async with make_host({"ioservers": {"o": {"plugin": "ondemand"}}}, builtins_only) as host:
         await host.wait_online("o")
         assert host.points["o.connection"].value == "offline"
-        assert host.points["o.value"].quality is Quality.GOOD
+        assert host.points["o.value"].quality is Quality.STALE  # usable, not yet confirmed
         assert host.ioservers["o"].state is State.ONLINE

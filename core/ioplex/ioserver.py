@@ -185,12 +185,20 @@ class IOServer:
         point = (self._ui if ui else self._points).pop(id)
         (self.host.ui if ui else self.host.points).remove(point.name)
 
-    def set_online(self, *, restore_quality: bool = True, link: bool = True) -> None:
-        """Say the instance is up. With `restore_quality`, points that went ``bad`` when it
-        dropped become ``good`` again; drivers that realign every value pass False and set
-        each point themselves. ``link=False`` is for drivers that connect on demand: the
-        instance takes writes and its points are good while ``<name>.connection`` reads
-        ``offline`` until the driver sets it as it opens and closes its link."""
+    def set_online(
+        self, *, restore_quality: bool = True, link: bool = True, restored: Quality = Quality.STALE
+    ) -> None:
+        """Say the instance is up.
+
+        With `restore_quality`, points that went ``bad`` while it was down become `restored`:
+        ``stale`` by default, because their values are carried over from before and the
+        device has not confirmed them; the driver's next `set` of each makes it ``good``.
+        Drivers that realign every value at once pass ``restore_quality=False`` and set each
+        point themselves; a driver whose values are its own (a simulator) may pass
+        ``restored=Quality.GOOD``. Points declared with ``follows_connection=False`` are never
+        touched. ``link=False`` is for drivers that connect on demand: the instance takes
+        writes and its points are usable while ``<name>.connection`` reads ``offline`` until
+        the driver sets it as it opens and closes its link."""
         self.host.points.update(self.connection, "online" if link else "offline")
         self._set_state(State.ONLINE, None)
         if restore_quality:
@@ -201,7 +209,7 @@ class IOServer:
                         and point.follows_connection
                         and point is not self.connection
                     ):
-                        registry.update(point, point.value, Quality.GOOD)
+                        registry.update(point, point.value, restored)
         self._online.set()
 
     def set_offline(self) -> None:
@@ -250,7 +258,7 @@ class IOServer:
             raise IoplexError(f"I/O server {self.name!r} has no driver")
         result = await self._call("connect")
         if result is NotImplemented:  # a driver without a connection: online until stopped
-            self.set_online()
+            self.set_online(restored=Quality.GOOD)  # its values are its own
             await anyio.sleep_forever()
 
     async def discover(self) -> list[str] | None:

@@ -16,7 +16,7 @@ import anyio
 from ..hookspecs import hookimpl
 from ..ioserver import IOServer
 from ..plugins import load_schema
-from ..points import Point, Value
+from ..points import Point, Quality, Value
 
 TICK = 0.01  # the simulation's finest step, in seconds
 
@@ -31,7 +31,7 @@ class Dummy:
 
     @hookimpl
     async def connect(self, ioserver: IOServer) -> None:
-        ioserver.set_online()
+        ioserver.set_online(restored=Quality.GOOD)  # a simulator: its values are its own
         rate = ioserver.options["rate"]
         points = [p for p in ioserver.points() if p.type in (int, float, bool)]
         if not rate or not points:

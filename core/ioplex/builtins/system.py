@@ -19,7 +19,7 @@ from ..errors import WriteError
 from ..hookspecs import hookimpl
 from ..ioserver import IOServer
 from ..plugins import load_schema
-from ..points import Point, Value
+from ..points import Point, Quality, Value
 from ..supervisor import State
 
 
@@ -54,7 +54,7 @@ class System:
         host = ioserver.host
         for name, io in host.ioservers.items():
             ioserver.set(f"ioservers.{name}", io.state.value)
-        ioserver.set_online()
+        ioserver.set_online(restored=Quality.GOOD)  # the host's own state, read just now
         while True:
             ioserver.set(self.time, self._now_ms())
             ioserver.set(self.uptime, int(host.time() - (host.started_at or host.time())))
