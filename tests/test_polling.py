@@ -387,11 +387,14 @@ async def test_a_point_added_while_running_is_read_at_once(line_host) -> None:
         host, drivers = line_host(port, POINTS, interval=10, timeout=1)
         async with host:
             await host.wait_online("dev")
-            drivers[0].poller.point("extra", type=float)
-            with anyio.fail_after(1):
-                while host.points["dev.extra"].value != 5.0:
-                    await anyio.sleep(0.01)
-            assert host.points["dev.extra"].quality is Quality.GOOD
+            async with host.subscribe("dev.extra") as events:
+                drivers[0].poller.point("extra", type=float)
+                with anyio.fail_after(1):
+                    while host.points["dev.extra"].value != 5.0:
+                        await anyio.sleep(0.01)
+                # No value yet is bad, not a good None; then the first read.
+                assert [(e[1], e[4]) for e in events.drain()] == [
+                    (None, Quality.BAD), (5.0, Quality.GOOD)]
             drivers[0].poller.forget("slow")
             host.ioservers["dev"].undeclare("fast")  # as discovery does for vanished points
             before = (len(device.requests("GET slow")), len(device.requests("GET fast")))

@@ -170,15 +170,16 @@ class Poller:
         connection (a serial number) and after each write. `address` is what the read and
         write functions get (default: `id`). With `read_after_write` a write is confirmed by
         reading the point back; without it, the written value is stored once the write
-        function returns. Other keywords (`meta`, `nonfinite`, ...) go to `IOServer.declare`.
-        Calling it again for a polled id updates its settings. Safe while running: a new point
-        is read at once.
+        function returns. Other keywords (`meta`, `nonfinite`, ...) go to `IOServer.declare`;
+        a new point is ``bad`` until its first read. Calling it again for a polled id updates
+        its settings. Safe while running (from `discover`): a new point is read at once.
         """
         every = self.interval if every is None else every
         if not every > 0:
             raise ValueError(f"{self.io.name}.{id}: poll interval must be positive, not {every!r}")
         if writable and self._write is None:
             raise TypeError(f"{self.io.name}.{id}: writable, but the Poller has no write function")
+        declare.setdefault("quality", Quality.BAD)  # no value from the device yet
         point = self.io.declare(id, None, type=type, writable=writable, **declare)
         polled = self._polled.get(id)
         if polled is not None and polled.point is point:
