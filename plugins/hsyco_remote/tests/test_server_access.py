@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import httpx
@@ -27,7 +27,7 @@ class Valves:
     """A driver whose device confirms writes later (so a write's answer cannot read the new
     value back) and whose ``exec`` runs commands: a sensitive point."""
 
-    written: list[tuple[str, Any]] = []
+    written: ClassVar[list[tuple[str, Any]]] = []
 
     def __init__(self, ioserver: Any) -> None:
         ioserver.declare("valve", 0, writable=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import socket
 import ssl
@@ -47,8 +46,12 @@ address = "127.0.0.0/8"
 """
 
 
-def _limit_files() -> None:
-    resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
+LIMITED_RUN = (
+    "import os, resource, sys\n"
+    f"resource.setrlimit(resource.RLIMIT_NOFILE, ({LIMIT}, {LIMIT}))\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'ioplex', 'run', sys.argv[1]])\n"
+)
+"""Sets the limit, soft and hard, then becomes ``ioplex run``: the limit holds from the start."""
 
 
 def _environ() -> dict[str, str]:
@@ -84,15 +87,15 @@ async def test_fd_exhaustion_is_waited_out_quietly(tmp_path):
     log_file = tmp_path / "leaf.log"
     info_file = data_dir / "hsyco_remote" / "server.json"
     with log_file.open("wb") as log_out:
-        process = subprocess.Popen(  # preexec_fn: the limit must hold from the start
-            [sys.executable, "-m", "ioplex", "run", str(config)],
-            env=_environ(), stdout=log_out, stderr=subprocess.STDOUT, preexec_fn=_limit_files,
+        process = await anyio.open_process(
+            [sys.executable, "-c", LIMITED_RUN, str(config)],
+            env=_environ(), stdout=log_out, stderr=subprocess.STDOUT,
         )
     socks: list[socket.socket] = []
     try:
         with anyio.fail_after(30):
             while not info_file.exists():
-                assert process.poll() is None, log_file.read_text()
+                assert process.returncode is None, log_file.read_text()
                 await anyio.sleep(0.05)
         await anyio.sleep(0.2)
         info = json.loads(info_file.read_text())
@@ -102,7 +105,7 @@ async def test_fd_exhaustion_is_waited_out_quietly(tmp_path):
 
         socks = _open_idle(info["port"])
         await anyio.sleep(HOLD)
-        assert process.poll() is None
+        assert process.returncode is None
         for sock in socks:
             sock.close()
         socks = []
@@ -118,13 +121,14 @@ async def test_fd_exhaustion_is_waited_out_quietly(tmp_path):
         assert "Traceback" not in text
         assert text.count("listening on") == 1  # the server never restarted
         assert "cannot accept a connection" in text  # it did run out, and said so once
-        assert process.poll() is None
+        assert process.returncode is None
         print(f"recovered in {recovered:.2f} s; {len(lines)} log lines")
     finally:
         for sock in socks:
             sock.close()
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        with anyio.move_on_after(15) as waiting:
+            await process.wait()
+        if waiting.cancelled_caught:
             process.kill()
+            await process.wait()
