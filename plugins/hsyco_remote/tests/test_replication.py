@@ -123,6 +123,21 @@ async def test_ui_variables_are_mirrored_when_asked(kit, info_of, until):
             assert "remote.status.text" not in other.ui
 
 
+async def test_ui_variables_declared_in_toml_are_mirrored(kit, info_of, until):
+    """The dummy I/O server's `ui` option declares UI variables from the configuration."""
+    config = kit.serving(control=True)
+    config["ioservers"]["panel"] = {"plugin": "dummy",
+                                    "options": {"ui": {"scene": "evening", "level": 3}}}
+    async with ioplex.Host.from_config(config) as leaf:
+        info = await info_of(leaf)
+        async with ioplex.Host.from_config(kit.replicating(info, ui=True)) as top:
+            await top.wait_online("remote")
+            assert top.ui["remote.panel.scene"].value == "evening"
+            assert top.ui["remote.panel.level"].value == 3
+            await top.ui.write("remote.panel.scene", "night")
+            assert leaf.ui["panel.scene"].value == "night"
+
+
 @pytest.mark.parametrize("startupevents", [False, True])
 async def test_startup_events(kit, info_of, until, startupevents):
     async with ioplex.Host.from_config(kit.serving(points={"a": 1, "b": "x"},
