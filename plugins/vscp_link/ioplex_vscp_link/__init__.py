@@ -19,14 +19,28 @@ from typing import Any
 import anyio
 import ioplex
 
-from .bus import PLUGIN, SERVER_SOURCE, route, state_of, wait_server
+from .bus import PLUGIN, SERVER_SOURCE, LoopGuard, route, state_of, wait_server
 from .event import Event, parse_line
 from .filter import Fields, Filter
 from .guid import format_guid, parse_guid
 from .link import Link
 from .measurement import Measurement, decode
-from .remote import RemoteRow
+from .remote import RemoteRow, couriers
 from .server import Server
+
+
+class GuardedServer(Server):
+    """The server interface behind the host's loop guard: an event a client SENDs that this
+    host has seen within the guard's window (it went round a cycle of links and came back)
+    reaches neither the other clients nor the bus."""
+
+    def __init__(self, *args: Any, loops: LoopGuard, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loops = loops
+
+    def dispatch(self, event: Event, sender: Any) -> None:
+        if self.loops.admit(event, f"vscp_link server {sender.describe()}"):
+            super().dispatch(event, sender)
 
 
 @ioplex.hookimpl
@@ -81,19 +95,20 @@ async def serve(host: Any, settings: dict[str, Any]) -> None:
         rows = [RemoteRow(i, row) for i, row in enumerate(rows_settings)]
         server = None
         if server_settings["enabled"]:
-            server = Server(
+            server = GuardedServer(
                 server_settings,
                 publish=lambda event: host.publish(event, source=SERVER_SOURCE),
                 channels=state.next_channel,
                 interfaces=state.link_interfaces,
+                loops=state.loops,
             )
     except ioplex.ConfigError as exc:
         raise ioplex.FatalError(str(exc)) from None
     try:
         async with anyio.create_task_group() as tg:
             state.rows = rows
-            for row in rows:
-                tg.start_soon(row.run, name=f"vscp_link {row.describe()}")
+            for courier in couriers(rows):
+                tg.start_soon(courier.run, name=f"vscp_link {courier.describe()}")
             if server is not None:
                 await tg.start(server.serve, name="vscp_link server")
                 state.server = server
@@ -112,6 +127,7 @@ __all__ = [
     "Fields",
     "Filter",
     "Link",
+    "LoopGuard",
     "Measurement",
     "RemoteRow",
     "Server",

@@ -7,6 +7,9 @@ command but never its argument, so a password cannot end up in a log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Self
+
 import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
 
@@ -61,7 +64,7 @@ class LinkClient:
         with anyio.CancelScope(shield=True), anyio.move_on_after(1):
             await self.stream.aclose()
 
-    async def __aenter__(self) -> LinkClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -117,32 +120,58 @@ class LinkClient:
     async def channel_id(self) -> int:
         lines = await self.command("CHID")
         try:
-            return int(lines[-1].strip())
+            return int(lines[-1].strip())  # 0: a server that does not say (uvscpd)
         except (IndexError, ValueError):
             raise LinkError(f"{self.where}: CHID answered {lines!r}, not a number") from None
 
-    async def send_events(self, events: list[Event], obid: int | None = None) -> list[str]:
-        """SEND every event, pipelined; return the replies of the refused ones (empty if all
-        were taken). With `obid`, each line carries it instead of the event's own."""
-        if obid is None:
-            lines = [f"SEND {e.line()}\r\n" for e in events]
-        else:
-            lines = [f"SEND {with_obid(e, obid)}\r\n" for e in events]
-        await self.send("".join(lines).encode("latin-1"))
-        refused = []
-        for _ in events:
-            while True:
-                line = await self.readline()
-                if line.startswith("+OK"):
-                    break
-                if line.startswith("-OK"):
-                    refused.append(line)
-                    break
-                # Anything else is not an answer to SEND (nothing should come): skip it.
-        return refused
+    @property
+    def is_ioplex(self) -> bool:
+        """Whether the remote said in its banner that it is an ioplex server (which reads
+        a whole buffer of pipelined commands at once)."""
+        return any("ioplex" in line.lower() for line in self.banner)
+
+    async def send_events(
+        self, lines: list[str], on_reply: Callable[[int, str | None], None], window: int = 1
+    ) -> None:
+        """SEND event lines, at most `window` unanswered at once, in order.
+
+        With `window` 1 (any server: vscpd handles one command per TCP read and leaves the
+        rest of the buffer until more bytes arrive) each SEND waits for its status line.
+        `on_reply(i, refusal)` is called as the answer to ``lines[i]`` arrives, with None
+        for ``+OK`` or the ``-OK`` line, so the caller knows exactly which were answered
+        when the connection breaks midway.
+        """
+        if window <= 1:
+            for i, line in enumerate(lines):
+                await self.send(f"SEND {line}\r\n".encode("latin-1"))
+                on_reply(i, await self._status())
+            return
+        sent = answered = 0
+        total = len(lines)
+        while answered < total:
+            if sent < total and sent - answered <= window // 2:  # refill in big writes
+                upto = min(total, answered + window)
+                chunk = "".join([f"SEND {line}\r\n" for line in lines[sent:upto]])
+                await self.send(chunk.encode("latin-1"))
+                sent = upto
+            on_reply(answered, await self._status())
+            answered += 1
+
+    async def _status(self) -> str | None:
+        """The next status line: None for ``+OK``, the line for ``-OK``. Anything else is
+        no answer to SEND (nothing should come) and is skipped."""
+        while True:
+            line = await self.readline()
+            if line.startswith("+OK"):
+                return None
+            if line.startswith("-OK"):
+                return line
 
 
 def with_obid(event: Event, obid: int) -> str:
-    """The event's line with another obid (the 4th field), reusing the cached line."""
+    """The event's line with another obid (the 4th field), reusing the cached line.
+
+    Relayed events go out with obid 0: an obid means something only on the server that
+    assigned it, and the receiving server puts its own channel id there."""
     head, cls, typ, _, rest = event.line().split(",", 4)
     return f"{head},{cls},{typ},{obid},{rest}"

@@ -4,12 +4,23 @@ Two connections, as the C driver has (notes §7), with the behaviour it means to
 rather than its bugs:
 
 - *send*: login, VERS, CHID (this channel's id on the remote), then SEND for every event of
-  this host's VSCP bus that passes the out filter, pipelined; NOOP when idle for `keepalive`
-  seconds, so a dead send side is noticed too.
-- *receive*: login, SFLT/SMSK with the in filter (again after every reconnect), RCVLOOP.
-  Events whose obid is the send channel's id are our own coming back and are dropped; the
-  rest go onto this host's bus. No byte for `dead_after` seconds (the remote sends ``+OK``
-  every few seconds) means the link is dead.
+  this host's VSCP bus that passes the out filter, with obid 0 (an obid is meaningful only
+  on the server that assigned it). One SEND in flight at a time: vscpd handles one command
+  per TCP read and leaves the rest of the buffer until more bytes arrive (notes §12), so a
+  pipelining sender stalls it. Pipelining (`send_window` at once) only where the remote is
+  known to take it: `pipelining = "auto"` when its banner says ioplex, or ``"on"``. Events
+  taken from the queue stay in `pending` until answered, so a broken connection sends them
+  again, first and in order, after the reconnect (at least once: the one in flight may
+  arrive twice; a remote ioplex host's loop guard drops it). NOOP when idle for
+  `keepalive` seconds, so a dead send side is noticed too.
+- *receive*: login, SFLT/SMSK with the in filter (again after every reconnect; a refusal
+  is a warning, and a class mask that does not fit Level I is narrowed and tried again),
+  RCVLOOP. The in filter is always applied here too. Events whose obid is the send
+  channel's id are our own coming back and are dropped (a CHID of 0 means the remote does
+  not say: nothing is dropped for it); the rest enter this host's bus with this link's
+  own local channel id as obid, through the host's loop guard (`bus.LoopGuard`). No byte
+  for `dead_after` seconds (the remote sends ``+OK`` every few seconds) means the link is
+  dead.
 
 Reconnecting, with backoff and jitter, is the kernel supervisor's job: `connect` raises when
 either connection fails. `direction = "out"` opens only the send side, so nothing from the
@@ -23,20 +34,33 @@ in the unit sent, with the unit in the point's metadata.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import anyio
 from ioplex import ConfigError, FatalError, IOServer, Point, Problem, Value, WriteError, hookimpl
 from ioplex.queues import DropOldestQueue
+from ioplex.serving import RateLimitedLog
 
 from .bus import state_of
-from .client import LinkClient, LinkError, LoginError
+from .client import CommandError, LinkClient, LinkError, LoginError, with_obid
 from .event import Event, make_timestamp, parse_line, utc_now
-from .filter import Filter, parse_fields
+from .filter import Fields, Filter, parse_fields
 from .guid import NULL_GUID, format_guid
 from .measurement import MEASUREMENT_CLASSES, decode
 
 INTERFACE_LEVEL2_DRIVER = 3
+STAT_POINTS = ("sent", "received", "lost", "refused", "suppressed", "repeats", "filtered")
+"""Counters published as points ``<name>.stats.<counter>`` (once a second while linked)."""
+STATS_INTERVAL = 1.0
+MAX_PENDING = 1024
+"""Most events taken from the queue into one round of sending."""
+
+
+def narrowed(mask: Fields) -> Fields:
+    """A mask cut to what a Level I node can hold (priority 3 bits, class 9, type 8): it
+    lets more events through, never fewer, and the local in filter removes the rest."""
+    return Fields(mask.priority & 0x07, mask.vscp_class & 0x1FF, mask.vscp_type & 0xFF, mask.guid)
 
 
 class Link:
@@ -59,19 +83,42 @@ class Link:
         self.keepalive: float = options["keepalive"]
         self.dead_after: float = options["dead_after"]
         self.window: int = options["send_window"]
+        self.pipelining: str = options.get("pipelining", "auto")
         self.measurements: bool = options["measurements"]
         self.max_points: int = options["max_points"]
         self.queue: DropOldestQueue[Event] = DropOldestQueue(options["send_queue"])
+        self.pending: deque[Event] = deque()
+        """Events taken from the queue and not yet answered by the remote: sent first,
+        in order, after a reconnect."""
         self.event_point = ioserver.declare("event", None, writable=True, type=str)
+        self._stat_points = {
+            name: ioserver.declare(f"stats.{name}", 0, type=int, follows_connection=False)
+            for name in STAT_POINTS
+        }
         self._points: dict[str, tuple[Point, tuple[Any, ...]]] = {}
         self._tx: LinkClient | None = None
         self._tx_lock = anyio.Lock()
         self.tx_channel: int | None = None
+        self.send_window = 1
+        """SENDs in flight at once on the current connection (1 unless pipelining)."""
         self.stats = dict.fromkeys(
-            ("received", "sent", "suppressed", "refused", "malformed", "points_dropped"), 0
+            (
+                "received",
+                "sent",
+                "suppressed",
+                "refused",
+                "malformed",
+                "points_dropped",
+                "filtered",
+                "repeats",
+            ),
+            0,
         )
+        self._warn = RateLimitedLog(ioserver.log, 600.0)
         state = state_of(ioserver.host)
+        self.loops = state.loops
         self.channel = state.next_channel()
+        """This link's channel id in this host: the obid of every event it brings in."""
         self.started = utc_now()
         state.links[ioserver.name] = self
 
@@ -90,6 +137,13 @@ class Link:
     def dropped(self) -> int:
         """Events for the remote lost because the send queue was full."""
         return self.queue.dropped
+
+    def publish_stats(self) -> None:
+        """Copy the counters to the ``stats.*`` points."""
+        stats = self.stats
+        values = {**stats, "lost": self.queue.dropped}
+        for name, point in self._stat_points.items():
+            self.io.set(point, values[name])
 
     def interface(self) -> tuple[int, int, bytes, str, Any]:
         return (
@@ -111,7 +165,10 @@ class Link:
         try:
             if self.user:
                 await client.login(self.user, self._password)
-            await client.command("VERS")
+            try:
+                await client.command("VERS")
+            except CommandError as exc:  # a link node may not know it: nothing depends on it
+                self.io.log.debug("vscp_link %s: VERS refused: %s", self.io.name, exc.reply)
         except LoginError as exc:
             await client.aclose()
             raise FatalError(
@@ -131,11 +188,18 @@ class Link:
             try:
                 if self.direction != "in":
                     tx = await self._open("send")
-                    self.tx_channel = await tx.channel_id()
+                    try:
+                        self.tx_channel = await tx.channel_id()
+                    except CommandError as exc:  # unknown: no echo suppression
+                        self.tx_channel = 0
+                        self.io.log.debug("vscp_link %s: CHID refused: %s", self.io.name, exc)
+                    pipelined = self.pipelining == "on" or (
+                        self.pipelining == "auto" and tx.is_ioplex
+                    )
+                    self.send_window = self.window if pipelined else 1
                 if self.direction != "out":
                     rx = await self._open("receive")
-                    await rx.command(f"SFLT {self.in_filter.filter.text()}")
-                    await rx.command(f"SMSK {self.in_filter.mask.text()}")
+                    await self._set_remote_filter(rx)
                     await rx.command("RCVLOOP")
             except TimeoutError:
                 raise LinkError(
@@ -147,52 +211,121 @@ class Link:
             self._tx = tx
             ioserver.set_online()
             ioserver.log.info(
-                "vscp_link %s: linked to %s (direction %s, send channel %s)",
+                "vscp_link %s: linked to %s (direction %s, send channel %s, %d in flight)",
                 ioserver.name,
                 self.where,
                 self.direction,
                 self.tx_channel,
+                self.send_window,
             )
             async with anyio.create_task_group() as tg:
+                tg.start_soon(self._stats_loop)
                 if tx is not None:
                     tg.start_soon(self._send_loop, tx)
                 if rx is not None:
                     tg.start_soon(self._receive_loop, rx)
         finally:
             self._tx = None
+            self.publish_stats()
             for client in (tx, rx):
                 if client is not None:
                     await client.aclose()
 
+    async def _set_remote_filter(self, rx: LinkClient) -> None:
+        """SFLT/SMSK the in filter on the remote; refusals are warnings, never failures (the
+        filter is applied here anyway), and a mask too wide for Level I is narrowed."""
+        flt, mask = self.in_filter.filter, self.in_filter.mask
+        try:
+            await rx.command(f"SFLT {flt.text()}")
+        except CommandError as exc:  # leave the remote's mask alone: it takes everything
+            self._filter_refused("SFLT", exc.reply)
+            return
+        try:
+            await rx.command(f"SMSK {mask.text()}")
+            return
+        except CommandError as exc:
+            first = exc.reply
+        smaller = narrowed(mask)
+        if smaller != mask:
+            try:
+                await rx.command(f"SMSK {smaller.text()}")
+            except CommandError as exc:
+                first = f"{first}; narrowed to {smaller.text()}: {exc.reply}"
+            else:
+                self._warn.warning(
+                    "narrowed",
+                    "vscp_link %s: %s refused the in mask %s (%s); it took the Level I mask %s "
+                    "and the rest is filtered here (ioservers.%s.options.in_mask)",
+                    self.io.name,
+                    self.where,
+                    mask.text(),
+                    first,
+                    smaller.text(),
+                    self.io.name,
+                )
+                return
+        self._filter_refused("SMSK", first)
+
+    def _filter_refused(self, command: str, reply: str) -> None:
+        self._warn.warning(
+            f"refused-{command}",
+            "vscp_link %s: %s refused %s (%s); every event comes over the link and the in "
+            "filter is applied here (ioservers.%s.options.in_filter / in_mask)",
+            self.io.name,
+            self.where,
+            command,
+            reply,
+            self.io.name,
+        )
+
+    async def _stats_loop(self) -> None:
+        while True:
+            self.publish_stats()
+            await anyio.sleep(STATS_INTERVAL)
+
+    def _answered(self, index: int, refusal: str | None) -> None:
+        """The remote answered the oldest pending SEND."""
+        event = self.pending.popleft()
+        if refusal is None:
+            self.stats["sent"] += 1
+            return
+        self.stats["refused"] += 1
+        self._warn.warning(
+            "refused-send",
+            "vscp_link %s: %s refused an event (%d so far): %s: %s",
+            self.io.name,
+            self.where,
+            self.stats["refused"],
+            refusal,
+            event.line(),
+        )
+
     async def _send_loop(self, tx: LinkClient) -> None:
-        queue = self.queue
+        queue, pending = self.queue, self.pending
         try:
             while True:
-                with anyio.move_on_after(self.keepalive):
-                    await queue.wait()
-                async with self._tx_lock:
+                if not pending:
+                    with anyio.move_on_after(self.keepalive):
+                        await queue.wait()
                     if not len(queue):
-                        await tx.command("NOOP")
+                        async with self._tx_lock:
+                            await tx.command("NOOP")
                         continue
-                    batch = [queue.get_nowait() for _ in range(min(len(queue), self.window))]
-                    refused = await tx.send_events(batch, obid=self.tx_channel)  # type: ignore[arg-type]
-                self.stats["sent"] += len(batch) - len(refused)
-                if refused:
-                    self.stats["refused"] += len(refused)
-                    self.io.log.warning(
-                        "vscp_link %s: %s refused %d event(s): %s",
-                        self.io.name,
-                        self.where,
-                        len(refused),
-                        refused[0],
-                    )
+                    take = min(len(queue), max(MAX_PENDING, self.send_window))
+                    pending.extend([queue.get_nowait() for _ in range(take)])  # type: ignore[misc]
+                lines = [with_obid(event, 0) for event in pending]
+                async with self._tx_lock:
+                    await tx.send_events(lines, self._answered, self.send_window)
         except TimeoutError:
             raise LinkError(
                 f"{self.where} did not answer on the send connection within "
-                f"{self.response_timeout} s"
+                f"{self.response_timeout} s ({len(pending)} event(s) kept to send again)"
             ) from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
-            raise LinkError(f"the send connection to {self.where} broke: {exc!r}") from None
+            raise LinkError(
+                f"the send connection to {self.where} broke: {exc!r} ({len(pending)} event(s) "
+                "kept to send again)"
+            ) from None
 
     async def _receive_loop(self, rx: LinkClient) -> None:
         take = self._take
@@ -225,14 +358,23 @@ class Link:
                     exc,
                 )
             return
-        if event.obid == self.tx_channel:  # our own event, back from the remote
+        obid = event.obid
+        if obid and obid == self.tx_channel:  # our own event, back from the remote
             stats["suppressed"] += 1
             return
-        stats["received"] += 1
+        flt = self.in_filter
+        if not flt.accepts_all and not flt.accepts(event):  # the remote may not filter
+            stats["filtered"] += 1
+            return
         if event.datetime is None:
             event.datetime = utc_now()
         if not event.timestamp:
             event.timestamp = make_timestamp()
+        event.obid = self.channel  # the remote's ids mean nothing here
+        if not self.loops.admit(event, f"vscp_link {self.io.name} ({self.where})"):
+            stats["repeats"] += 1
+            return
+        stats["received"] += 1
         io = self.io
         io.set(self.event_point, line, force=True)
         io.publish(event)
@@ -299,7 +441,7 @@ class Link:
 
     @hookimpl
     def discover(self, ioserver: IOServer) -> list[str]:
-        return ["event", *self._points]
+        return ["event", *(f"stats.{name}" for name in STAT_POINTS), *self._points]
 
     @hookimpl
     async def write(self, ioserver: IOServer, point: Point, value: Value, namespace: str) -> None:
@@ -317,14 +459,16 @@ class Link:
         tx = self._tx
         if tx is None:
             raise WriteError(f"{point.name}: the link to {self.where} is down")
+        replies: list[str | None] = []
         try:
             async with self._tx_lock:
-                refused = await tx.send_events([event], obid=self.tx_channel)
+                await tx.send_events([event.line()], lambda i, refusal: replies.append(refusal))
         except (TimeoutError, LinkError, OSError, anyio.BrokenResourceError) as exc:
             raise WriteError(f"{point.name}: sending to {self.where} failed: {exc}") from None
-        if refused:
+        self.loops.note(event)
+        if replies[0] is not None:
             self.stats["refused"] += 1
-            raise WriteError(f"{point.name}: {self.where} refused the event: {refused[0]}")
+            raise WriteError(f"{point.name}: {self.where} refused the event: {replies[0]}")
         self.stats["sent"] += 1
 
 

@@ -87,3 +87,27 @@ def unit_symbol(vscp_type: int, unit: int) -> str | None:
     """The symbol of a unit code of a measurement type, or None if the table does not know it."""
     known = QUANTITIES.get(vscp_type)
     return known[1].get(unit) if known else None
+
+
+DATA_KINDS: dict[int, tuple[str, dict[int, str]]] = {
+    0: ("general", {}),
+    1: ("io_value", {}),
+    2: ("ad_value", {}),
+    3: ("da_value", {}),
+    4: ("relative_strength", {1: "dB", 2: "dBV"}),
+    5: ("signal_level", {0: "%"}),
+    6: ("signal_quality", {0: "%"}),
+    7: ("count", {}),
+}
+"""CLASS1.DATA types (spec class1.data.md) → (name, {unit code: symbol})."""
+
+
+def data_kind_name(vscp_type: int) -> str:
+    """The name of a CLASS1.DATA type, ``type<n>`` for one the spec does not define."""
+    known = DATA_KINDS.get(vscp_type)
+    return known[0] if known else f"type{vscp_type}"
+
+
+def data_unit_symbol(vscp_type: int, unit: int) -> str | None:
+    known = DATA_KINDS.get(vscp_type)
+    return known[1].get(unit) if known else None

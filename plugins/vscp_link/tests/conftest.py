@@ -6,8 +6,10 @@ the kernel (port 0) and read back.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +22,22 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 NODE_DIR = Path(__file__).parent / "node"
+
+
+def _load_sibling(name: str) -> Any:
+    """A helper module next to this file (the tests run with --import-mode=importlib, so
+    they cannot import their neighbours by name)."""
+    key = f"ioplex_vscp_link_tests_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).parent / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+strict_peer = _load_sibling("strict_peer")
 USERS = [
     {"name": "admin", "password": "secret", "set_guid": True},
     {"name": "reader", "password": "r3ad", "send": False},
@@ -191,6 +209,8 @@ def tools() -> Any:
         server_config = staticmethod(server_config)
         running_server = staticmethod(running_server)
         USERS = USERS
+        StrictPeer = strict_peer.StrictPeer
+        start_peer = staticmethod(strict_peer.start)
 
     return Tools
 

@@ -81,7 +81,7 @@ async def test_both_directions_measurements_and_no_echo(tmp_path: Any, tools: An
             event_line = p.host_b.points["vscp.event"].value
             assert event_line.startswith("0,10,6,") and event_line.endswith(",0x88,0x81,0x00,0xEB")
             assert sorted(await p.host_b.discover("vscp")) == sorted(
-                ["event", f"{guid}.temperature.0"]
+                ["event", f"{guid}.temperature.0", *(f"stats.{n}" for n in vscp.link.STAT_POINTS)]
             )
             # this host → remote: with the link's send channel as obid, not echoed back
             p.host_b.publish(vscp.Event(20, 3, b"\x00\x01\x23"), source="test")
@@ -138,7 +138,7 @@ async def test_out_only_link_lets_nothing_in(tmp_path: Any, tools: Any) -> None:
             await anyio.sleep(0.2)
             assert [s for s, _ in p.recorder_b.events] == ["test"]  # nothing came in
             assert p.link.stats["received"] == 0
-            assert not [n for n in p.host_b.points if n.count(".") > 1]
+            assert not [n for n in p.host_b.points if n.count(".") > 1 and ".stats." not in n]
 
 
 async def test_in_only_link_sends_nothing(tmp_path: Any, tools: Any) -> None:
@@ -227,7 +227,7 @@ async def test_noop_keeps_the_send_side_alive(tmp_path: Any, tools: Any) -> None
 
 
 async def test_bad_credentials_stop_the_instance(tmp_path: Any, tools: Any, caplog: Any) -> None:
-    async with tools.running_server(tmp_path / "a", auth_delay=0.01) as (a, srv):
+    async with tools.running_server(tmp_path / "a") as (a, srv):
         config = link_config(srv.address)
         config["ioservers"]["vscp"]["password"] = "hunter2"
         b = tools.make_host(tmp_path / "b", config)
