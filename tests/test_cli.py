@@ -135,3 +135,14 @@ def test_host_schema_as_markdown() -> None:
     result = ioplex("schema", "host", "--markdown")
     assert result.returncode == 0
     assert result.stdout.startswith("### `[host]`") and "| max_string |" in result.stdout
+
+
+def test_a_plugin_for_another_kernel_api_is_reported(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(tmp_path), str(HERE / "old_plugin")],
+        check=True, capture_output=True, timeout=300,
+    )
+    result = ioplex("plugins", "--json", env={"PYTHONPATH": str(tmp_path)})
+    [old] = [e for e in json.loads(result.stdout)["errors"] if e["name"] == "old"]
+    assert old["error"].startswith("requires ioplex<0.1 but ioplex 0.1.0 is installed")

@@ -10,8 +10,8 @@ this loop is written here).
 from __future__ import annotations
 
 import importlib
-import inspect
 import importlib.metadata
+import inspect
 import json
 import logging
 import os
@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pluggy
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 
 from . import hookspecs
 from .config import check_plugin_schema
@@ -205,6 +207,13 @@ class Plugins:
                 continue
             if ep.name in self.info:
                 continue
+            mismatch = _kernel_mismatch(dist)
+            if mismatch:
+                info = PluginInfo(ep.name, version, dist_name, error=mismatch)
+                self.failed.append(info)
+                log.error("plugin %s %s (%s) is skipped: %s",
+                          ep.name, version or "", dist_name or ep.value, mismatch)
+                continue
             try:
                 plugin = ep.load()
             except BaseException as exc:  # a plugin's import may even call sys.exit
@@ -257,6 +266,33 @@ def _version(dist: str) -> str | None:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _kernel_mismatch(dist: Any) -> str | None:
+    """Why a plugin's distribution cannot run on this kernel, or None.
+
+    A plugin states the kernel API it supports as its dependency on ``ioplex`` (e.g.
+    ``ioplex>=0.1,<0.2``): the kernel's minor version is its API version while below 1.0.
+    pip enforces it when installing; this catches what pip did not see (``--no-deps``, a
+    kernel upgraded later, a checkout on the path) with a message instead of an ImportError
+    or a wrong call at run time.
+    """
+    kernel = _version("ioplex")
+    if dist is None or kernel is None:
+        return None
+    for text in dist.requires or ():
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) != "ioplex" or requirement.marker is not None:
+            continue
+        if requirement.specifier and not requirement.specifier.contains(kernel, prereleases=True):
+            return (
+                f"requires ioplex{requirement.specifier} but ioplex {kernel} is installed; "
+                "install a version of the plugin made for this kernel"
+            )
+    return None
 
 
 def load_plugins(environ: Mapping[str, str] | None = None) -> Plugins:
