@@ -121,13 +121,17 @@ class SSHDriver:
         self._linked = False
         """A usable connection is open: queued jobs wait their turn, not for a connection."""
         self._wake = anyio.Event()
+        self._link_up = anyio.Event()
+        """Set while linked; persistent pollers wait on it while no connection is usable."""
+        self._links = 0
+        """Connections opened so far: a new one makes every poller poll at once."""
         self._lost_reason: str | None = None
         self._down_since = 0.0
         self._failures = 0
         self._retry_at = 0.0
         self._last_failure = ""
-        self._no_scp: set[int] = set()
-        """ids of connections whose remote has no scp: transfers use SFTP there."""
+        self._scp: dict[int, bool] = {}
+        """Whether the remote of a connection (by id) has scp; else transfers use SFTP."""
         self.dropped_polls = 0
         """Polls not queued because the queue was full."""
 
@@ -169,8 +173,12 @@ class SSHDriver:
     def _set_linked(self, linked: bool) -> None:
         if linked != self._linked:
             self._linked = linked
-            if not linked:
+            if linked:
+                self._links += 1
+                self._link_up.set()
+            else:
                 self._down_since = anyio.current_time()
+                self._link_up = anyio.Event()
             self._poke()
 
     # -- writes -----------------------------------------------------------------------------
@@ -402,21 +410,31 @@ class SSHDriver:
                 self._wake = anyio.Event()
 
     async def _poll(self, spec: CommandSpec) -> None:
-        """Queue `spec`'s command every `interval` seconds (never two waiting at once)."""
+        """Queue `spec`'s command every `interval` seconds (never two waiting at once), and
+        at once whenever a new connection comes up (the value is stale until then)."""
         name = self.spec_points[spec.id].name
+        seen_link, due = -1, 0.0
         while True:
             usable = self.io.online and (self._linked or not self.persistent)
-            if usable and not self.jobs.pending(lambda j: j.kind == "poll" and j.spec is spec):
-                try:
-                    self.jobs.put(Job("poll", name, spec.command, spec.timeout or self.timeout,
-                                      spec=spec))
-                    self._poke()
-                except QueueFull:
-                    self.dropped_polls += 1
-                    self.complaints.warning("poll-dropped", "%s", self._say(
-                        f"{name} not polled: the queue is full ({self.where}.options.queue = "
-                        f"{self.jobs.maxsize}); {self.dropped_polls} polls dropped so far"))
-            await anyio.sleep(spec.interval)
+            now = anyio.current_time()
+            if usable and (now >= due or seen_link != self._links):
+                seen_link, due = self._links, now + spec.interval
+                if not self.jobs.pending(lambda j: j.kind == "poll" and j.spec is spec):
+                    try:
+                        self.jobs.put(Job("poll", name, spec.command,
+                                          spec.timeout or self.timeout, spec=spec))
+                        self._poke()
+                    except QueueFull:
+                        self.dropped_polls += 1
+                        self.complaints.warning("poll-dropped", "%s", self._say(
+                            f"{name} not polled: the queue is full ({self.where}.options.queue "
+                            f"= {self.jobs.maxsize}); {self.dropped_polls} polls dropped so far"))
+            if usable:
+                await anyio.sleep(max(0.0, due - anyio.current_time()))
+            elif self.persistent:
+                await self._link_up.wait()  # set as the link comes up, with set_online
+            else:
+                await anyio.sleep(0.1)  # on demand: only until the instance is up
 
     # persistent ------------------------------------------------------------------------------
     async def _run_persistent(self) -> None:
@@ -472,6 +490,7 @@ class SSHDriver:
                 tg.cancel_scope.cancel()
         finally:
             self._conn = None
+            self._scp.pop(id(conn), None)
             self._set_linked(False)
             await close(conn)
         return self._lost_reason or "closed"
@@ -563,6 +582,7 @@ class SSHDriver:
         conn, self._conn = self._conn, None
         self._set_linked(False)
         if conn is not None:
+            self._scp.pop(id(conn), None)
             self.io.log.info("%s", self._say(f"closing the connection: {why}"))
             await close(conn)
         if self.connection.value != "offline":
@@ -642,14 +662,18 @@ class SSHDriver:
     async def _transfer(self, job: Job, conn: asyncssh.SSHClientConnection) -> None:
         source, destination = split_transfer(job.value)
         action = transfer.get if job.kind == "get" else transfer.put
-        sftp = id(conn) in self._no_scp
+        sftp = self._scp.get(id(conn)) is False
         try:
             try:
                 count = await action(conn, source, destination, self.sandbox, job.timeout, sftp)
             except TransferFailed:
-                if sftp or await transfer.has_scp(conn, job.timeout):
+                if id(conn) in self._scp:
                     raise
-                self._no_scp.add(id(conn))
+                if len(self._scp) > 64:
+                    self._scp.clear()
+                self._scp[id(conn)] = await transfer.has_scp(conn, min(job.timeout, 10))
+                if self._scp[id(conn)]:
+                    raise
                 self.io.log.info("%s", self._say(f"{self.connector.server} has no scp program; "
                                                  "get and put use SFTP on this connection"))
                 count = await action(conn, source, destination, self.sandbox, job.timeout, True)

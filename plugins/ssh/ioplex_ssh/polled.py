@@ -206,6 +206,8 @@ def _json_value(text: str, key: tuple[str | int, ...]) -> Any:
                          f"{type(value).__name__}, not a value")
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         raise ParseError("integer out of 64-bit range")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParseError("not a finite number")
     if isinstance(value, str):
         value = value[:MAX_PARSED_TEXT]
     return value
