@@ -156,6 +156,9 @@ async def test_the_examples_run_together(tmp_path, until):
             assert isinstance(host.points["leaf.time.delta"].value, float)
             await host.write("leaf.lights.living", 1)
             await until(lambda: host.points["leaf.lights.living"].value == 1)
+            assert host.ui["leaf.lights.banner"].value == "Welcome home"  # ui = true
+            await host.ui.write("leaf.lights.page", "heating")
+            await until(lambda: host.ui["leaf.lights.page"].value == "heating")
     finally:
         leaf.send_signal(signal.SIGTERM)
         with anyio.fail_after(10):
