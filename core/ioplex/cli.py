@@ -155,7 +155,8 @@ def format_value(point: Point | None, value: Value) -> str:
             pass
     if isinstance(value, str):
         return repr(printable(value, 200))
-    return repr(value)
+    unit = meta.get("unit")
+    return f"{value!r} {printable(str(unit), 20)}" if unit and value is not None else repr(value)
 
 
 async def print_changes(host: Host, patterns: tuple[str, ...]) -> None:

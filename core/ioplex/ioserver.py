@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from .host import Host
 
 
+RESERVED_ID = "connection"
+"""The id every instance has for its connection state (``<name>.connection``)."""
+
+
 class IOServer:
     """One configured I/O server instance, as its driver and the kernel see it.
 
@@ -99,6 +103,11 @@ class IOServer:
         so a reconnect never fires an event for it; only the driver's own `set` does.
         """
         table = self._ui if ui else self._points
+        if id == RESERVED_ID and not ui and RESERVED_ID in table:
+            raise PointNameError(
+                f"I/O server {self.name!r}: the point id {RESERVED_ID!r} is reserved for the "
+                "instance's connection state; choose another id"
+            )
         point = table.get(id)
         if point is not None:
             point.writable = writable

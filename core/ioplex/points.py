@@ -263,6 +263,17 @@ class Point:
         self._gen = -1
 
     @property
+    def id(self) -> str:
+        """The name without the owning instance's prefix (``light.1`` of ``dummy.light.1``);
+        the whole name for a host-local UI variable."""
+        return self.name[len(self.owner.name) + 1:] if self.owner is not None else self.name
+
+    @property
+    def unit(self) -> str | None:
+        """``meta["unit"]``, by the metadata conventions (docs/architecture.md)."""
+        return self.meta.get("unit") if self.meta else None
+
+    @property
     def ioserver(self) -> str | None:
         """Name of the owning I/O server, or None for a host-local UI variable."""
         return self.owner.name if self.owner is not None else None

@@ -28,9 +28,13 @@ class System:
         self.ioserver = ioserver
         host = ioserver.host
         self.time = ioserver.declare(
-            "time", self._now_ms(), writable=host.config.host.allow_set_clock
+            "time", self._now_ms(), writable=host.config.host.allow_set_clock,
+            meta={"unit": "ms", "format": "epoch-ms",
+                  "description": "the host clock, milliseconds since the epoch"},
         )
-        self.uptime = ioserver.declare("uptime", 0)
+        self.uptime = ioserver.declare(
+            "uptime", 0, meta={"unit": "s", "description": "seconds since the host started"}
+        )
         self.loggers = ioserver.declare("loggers", host.loggers.health)
         for name in host.config.ioservers:
             ioserver.declare(f"ioservers.{name}", State.STARTING.value)
