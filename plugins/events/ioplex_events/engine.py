@@ -229,6 +229,13 @@ class Engine:
         self.files = files
         self.index = index
         self.view.clear()
+        self.sun_offsets = offsets
+        self.sun_next = 0.0
+        self._update_sun(quiet=True)
+        for rules in files.values():
+            for c in rules:
+                if c.state is None:
+                    c.state = c.eval(None)
         stored = self.store.schedules()
         for key, sched in schedules.items():
             if key not in self.schedules:
@@ -237,14 +244,7 @@ class Engine:
                     self._catch_up(sched, sched.next_at - 1, self.host.time(), "while down")
                 self._plan(sched, self.host.time())
         self.schedules = schedules
-        self.sun_offsets = offsets
-        self.sun_next = 0.0
-        self._update_sun(quiet=True)
         self._resubscribe()
-        for rules in files.values():
-            for c in rules:
-                if c.state is None:
-                    c.state = c.eval(None)
         self._declare_points(old_points)
         self.wake.set()
 

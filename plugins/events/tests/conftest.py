@@ -40,9 +40,13 @@ def make_config(tmp_path: Path, rules: str, points: dict[str, Any] | None = None
 
 @asynccontextmanager
 async def running(config: dict[str, Any],
-                  environ: dict[str, str] | None = None) -> AsyncIterator[tuple[Any, Engine]]:
-    """A started host and its engine, once the rules are loaded."""
+                  environ: dict[str, str] | None = None,
+                  clock_at: float | None = None) -> AsyncIterator[tuple[Any, Engine]]:
+    """A started host and its engine, once the rules are loaded; `clock_at` sets the
+    host's virtual clock before it starts."""
     host = ioplex.Host.from_config(config, environ=environ or ONLY_EVENTS)
+    if clock_at is not None:
+        host.clock.set(clock_at)
     async with host:
         with anyio.fail_after(10):
             while engine_of(host) is None or not engine_of(host).loaded.is_set():
