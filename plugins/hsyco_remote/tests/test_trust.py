@@ -158,3 +158,54 @@ def test_fingerprint_formats():
     assert certificates.normalize_fingerprint("SHA256:" + ":".join(["ab"] * 32)) == expected
     with pytest.raises(ValueError, match="64 hex digits"):
         certificates.normalize_fingerprint("ab:cd")
+
+
+async def _forward(listen_host: str, target_port: int, *, task_status) -> None:
+    """A TCP forwarder on another loopback address (the "LAN address" of these tests)."""
+    import anyio
+    import anyio.abc
+
+    async def pump(source, sink) -> None:
+        try:
+            async for chunk in source:
+                await sink.send(chunk)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        await sink.aclose()
+
+    async def handle(client) -> None:
+        async with (client, await anyio.connect_tcp("127.0.0.1", target_port) as upstream,
+                    anyio.create_task_group() as tg):
+            tg.start_soon(pump, client, upstream)
+            tg.start_soon(pump, upstream, client)
+
+    listener = await anyio.create_tcp_listener(local_host=listen_host, local_port=0)
+    task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+    await listener.serve(handle)
+
+
+async def test_cafile_with_a_lan_address_listed_in_names(kit, info_of, until):
+    """The generated certificate carries the addresses in `names`: a mirror reaching the
+    server by such an address verifies it with cafile (127.0.0.3 stands for a LAN address)."""
+    import anyio
+
+    async with anyio.create_task_group() as tg:
+        async with ioplex.Host.from_config(kit.serving(names=["127.0.0.3"])) as leaf:
+            info = await info_of(leaf)
+            port = await tg.start(_forward, "127.0.0.3", info["port"])
+            config = kit.replicating({**info, "port": port}, fingerprint="",
+                                     cafile=info["certificate"])
+            config["ioservers"]["remote"]["address"] = "127.0.0.3"
+            async with ioplex.Host.from_config(config) as top:
+                await top.wait_online("remote")
+                assert top.points["remote.dummy.light.1"].value == 0
+        # without the name, the same address is refused (and retried, never accepted)
+        async with ioplex.Host.from_config(kit.serving(name="plain")) as leaf:
+            info = await info_of(leaf)
+            port = await tg.start(_forward, "127.0.0.3", info["port"])
+            config = kit.replicating({**info, "port": port}, name="top2", fingerprint="",
+                                     cafile=info["certificate"])
+            config["ioservers"]["remote"]["address"] = "127.0.0.3"
+            async with ioplex.Host.from_config(config) as top:
+                assert "127.0.0.3" in await failed(top, "remote", until)
+        tg.cancel_scope.cancel()
