@@ -421,16 +421,46 @@ def parse_text(text: str, file: str = "<rules>") -> list[s.Rule]:
     return rules
 
 
+_CONTINUED = re.compile(r',\s*(#[^"]*)?$')
+"""A line whose actions end with a comma goes on in the next line (as HSYCO's manuals
+write long rules: ``TIME 0000 : IO ssh.put = "a b",`` then ``IO ssh.put = "c d"``)."""
+
+
+def _logical_lines(text: str):
+    """``(first line number, text, [(offset, line number)...])`` of each rule, joining
+    continued lines with a space; the offsets map a column back to its physical line."""
+    pending: list[tuple[int, str]] = []
+    for number, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not pending and _BLANK.fullmatch(line):
+            continue
+        pending.append((number, line))
+        if _CONTINUED.search(line) and ":" in pending[0][1] and len(pending) < 1000:
+            continue
+        yield _join(pending)
+        pending = []
+    if pending:
+        yield _join(pending)
+
+
+def _join(parts: list[tuple[int, str]]) -> tuple[int, str, list[tuple[int, int]]]:
+    offsets, texts, at = [], [], 0
+    for number, line in parts:
+        offsets.append((at, number))
+        texts.append(line)
+        at += len(line) + 1
+    return parts[0][0], " ".join(texts), offsets
+
+
 def parse_lines(text: str, file: str = "<rules>") -> tuple[list[s.Rule], list[Diagnostic]]:
     """The rules of the lines that parse, and the problems of those that do not."""
     rules: list[s.Rule] = []
     problems: list[Diagnostic] = []
-    for number, line in enumerate(text.split("\n"), 1):
-        line = line.rstrip("\r")
-        if _BLANK.fullmatch(line):
-            continue
+    for number, line, offsets in _logical_lines(text):
         try:
             rules.append(parse_line(line, file, number))
         except RulesError as exc:
-            problems += exc.diagnostics
+            for d in exc.diagnostics:
+                start, physical = max((o for o in offsets if o[0] < d.column), default=(0, number))
+                problems.append(Diagnostic(file, physical, d.column - start, d.message))
     return rules, problems

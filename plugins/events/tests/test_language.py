@@ -117,3 +117,18 @@ def test_fuzz_any_text(text):
         parse_text(text, "fuzz.txt")
     except RulesError:
         pass
+
+
+def test_continued_lines_the_seeds_nightly_put():
+    text = (
+        'TIME 0000 :  IO ssh.put = "data_backup/ /tmp/data_backup/",\n'
+        'IO ssh.put = "data_backup/ /tmp/data_backup/",\n'
+        'IO ssh.put = "data_backup/hsyco.script /tmp/data_backup/hsyco.script"\n'
+        "IO a.b : LOG = 1\n"
+    )
+    put, other = parse_text(text)
+    assert len(put.actions) == 3 and put.line == 1 and other.line == 4
+    with pytest.raises(RulesError) as info:
+        parse_text("IO a.b : LOG = 1,\n  LOG = \n")
+    (d,) = info.value.diagnostics
+    assert (d.line, d.column) == (2, 9)
