@@ -29,7 +29,7 @@ def test_defaults_are_filled_in(make_host: Callable[..., ioplex.Host]) -> None:
         "raw": 7 * 86400, "minute": 7 * 86400, "hour": 2 * 365 * 86400,
         "day": 10 * 365 * 86400, "month": None,
     }
-    assert logger.settings.timezone == "UTC" and logger.settings.source is None
+    assert logger.settings.timezone is None and logger.settings.source is None  # the system zone
     assert host.config.loggers["energy"]["pollinterval"] == 60
 
 

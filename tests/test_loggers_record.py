@@ -113,9 +113,11 @@ async def test_batches_are_written_within_the_flush_interval(
 
 
 async def test_query_levels_points_and_time_bounds(make_host: Callable[..., ioplex.Host]) -> None:
+    # History recorded by hand, long ago: each value is held until the next sample, for at
+    # most 90 s (the default, "forever", would hold the last one up to now).
     host = make_host({"loggers": {
-        "temp": {"levels": ["minute", "hour", "day", "month"]},
-        "energy": {"kind": "counter"},
+        "temp": {"levels": ["minute", "hour", "day", "month"], "hold": "90s"},
+        "energy": {"kind": "counter", "hold": "90s"},
     }})
     async with host:
         temp, energy = host.loggers["temp"], host.loggers["energy"]
@@ -127,11 +129,24 @@ async def test_query_levels_points_and_time_bounds(make_host: Callable[..., iopl
         assert await host.loggers.consolidate() == 3 * 48 * 60
 
         hours = temp.query(T0, T0 + 2 * 3600, level="hour", points="room.a")
+        # Time-weighted: each value counts for the 60 s it is held; the first hour starts
+        # with nothing held for 1 s, the last value of an hour is held 59 s in it and 1 s
+        # in the next (whose minimum and maximum include it).
+        values = [20 + i / 10 for i in range(60)]
+        first = (sum(v * 60 for v in values[:-1]) + 25.9 * 59) / 3599
+        second = (25.9 + sum(v * 60 for v in values[:-1]) + 25.9 * 59) / 3600
         assert hours == [
-            Interval(T0, T0 + 3600, "room.a", 60, 20.0, 25.9, pytest.approx(22.95), None),
-            Interval(T0 + 3600, T0 + 7200, "room.a", 60, 20.0, 25.9, pytest.approx(22.95), None),
+            Interval(T0, T0 + 3600, "room.a", 60, 20.0, 25.9, pytest.approx(first), None),
+            Interval(T0 + 3600, T0 + 7200, "room.a", 60, 20.0, 25.9, pytest.approx(second),
+                     None),
         ]
+        assert first != pytest.approx(sum(values) / 60)  # not the mean of the samples
         days = temp.query(level="day")
+        # The last values are held 90 s into the third day: rows without samples (count 0).
+        assert [(d.point, d.count, d.min, d.max) for d in days[4:]] == [
+            ("room.a", 0, 25.9, 25.9), ("room.b", 0, 10.0, 10.0)]
+        assert days[4].avg == pytest.approx(25.9) and days[5].avg == 10.0
+        days = days[:4]
         assert [(d.time, d.end, d.point, d.count) for d in days] == [
             (T0, T0 + DAY, "room.a", 1440), (T0, T0 + DAY, "room.b", 1440),
             (T0 + DAY, T0 + 2 * DAY, "room.a", 1440), (T0 + DAY, T0 + 2 * DAY, "room.b", 1440),
@@ -143,7 +158,7 @@ async def test_query_levels_points_and_time_bounds(make_host: Callable[..., iopl
         assert len(await temp.aquery(T0, T0 + 600)) == 20
         assert len(temp.query(level="month")) == 2
         energy_days = energy.query(level="day")
-        assert [d.delta for d in energy_days] == [1439 * 0.5, 1440 * 0.5]
+        assert [d.delta for d in energy_days] == [1439 * 0.5, 1440 * 0.5, 0.0]  # quiet day 3
         with pytest.raises(ValueError, match="does not keep level 'minute'; it keeps raw, hour"):
             energy.query(level="minute")
         with pytest.raises(ValueError, match="naive datetime"):
@@ -159,7 +174,7 @@ async def test_retention_at_every_level_in_bounded_chunks(
 ) -> None:
     retention = {"raw": "1d", "minute": "2d", "hour": "10d", "day": "40d", "month": "100d"}
     host = make_host({"loggers": {"t": {
-        "levels": ["minute", "hour", "day", "month"], "retention": retention,
+        "levels": ["minute", "hour", "day", "month"], "retention": retention, "hold": "1s",
     }}})
     host.loggers.expire_chunk = 50
     now = T0 + 150 * DAY
@@ -187,7 +202,7 @@ async def test_retention_at_every_level_in_bounded_chunks(
 async def test_seq_only_grows_across_retention_and_restart(
     make_host: Callable[..., ioplex.Host],
 ) -> None:
-    config = {"loggers": {"t": {"levels": ["hour"], "retention": {"raw": "1h"}}}}
+    config = {"loggers": {"t": {"levels": ["hour"], "retention": {"raw": "1h"}, "hold": "1s"}}}
     host = make_host(config)
     async with host:
         for i in range(10):
@@ -287,8 +302,10 @@ async def test_cli_reads_while_the_host_runs(tmp_path: Path, builtins_only: iopl
 async def test_counter_consolidation_resumes_across_chunks_and_restarts(
     make_host: Callable[..., ioplex.Host],
 ) -> None:
-    config = {"loggers": {"energy": {"kind": "counter", "levels": ["hour"], "wrap": 1000}}}
-    readings = [10, 20, 35, 990, 5, 15, 3, 8]  # a wrap (990 -> 5: +15), a reset (15 -> 3: +3)
+    config = {"loggers": {"energy": {"kind": "counter", "levels": ["hour"], "wrap": 1000,
+                                     "hold": "1min"}}}
+    # A wrap (990 -> 5: +15), a reset (15 -> 3: +3, confirmed by 8 after it).
+    readings = [10, 20, 35, 990, 5, 15, 3, 8]
     host = make_host(config)
     host.loggers.consolidate_chunk = 3
     async with host:

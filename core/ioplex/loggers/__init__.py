@@ -29,9 +29,9 @@ __all__ = [
     "Interval",
     "LoggerSettings",
     "Reader",
+    "ReplicatedRows",
     "ReplicationError",
     "Sample",
     "UnknownLoggerError",
-    "ReplicatedRows",
     "parse_duration",
 ]

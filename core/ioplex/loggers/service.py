@@ -24,12 +24,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ..errors import IoplexError
-from ..points import printable
+from ..points import PointEvent, printable
 from ..serving.ratelog import RateLimitedLog
 from .logger import EVENT_FIELDS, DataLogger
 from .reader import Reader
 from .replication import Feed
-from .settings import LoggerSettings, parse
+from .settings import LoggerSettings, parse, unmatched_patterns
 from .store import DATABASE, Store
 
 if TYPE_CHECKING:
@@ -104,6 +104,9 @@ class DataLoggers(Mapping[str, DataLogger]):
         self._set_aside_log = RateLimitedLog(log, interval=60.0)
         self.health = "ok"
         """``ok``, or why the last write failed (shown as ``system.loggers``)."""
+        self._flushed_until: float | None = None
+        """Every sample stamped before this time is committed (or set aside): where local
+        loggers' held values are credited up to."""
         for logger in self._loggers.values():
             s = logger.settings
             if s.source is not None:
@@ -114,11 +117,14 @@ class DataLoggers(Mapping[str, DataLogger]):
         """The loggers of `host`'s configuration (already validated), in its data directory,
         timed by its clock."""
         settings: dict[str, LoggerSettings] = {}
+        zone = host.config.host.timezone
         for id, table in host.config.loggers.items():
-            parsed, problems = parse(id, table)
+            parsed, problems = parse(id, table, default_timezone=zone)
             if parsed is None:  # config.load reports these; a hand-made Config may not have
                 raise IoplexError("; ".join(str(p) for p in problems))
             settings[id] = parsed
+            for warning in unmatched_patterns(parsed, host.config.ioservers):
+                log.warning("%s", warning)
         return cls(settings, data_dir=host.data_dir, clock=host.clock.time, host=host)
 
     @property
@@ -255,7 +261,9 @@ class DataLoggers(Mapping[str, DataLogger]):
         await self._write(self._store.open)
         try:
             for logger in self._loggers.values():
-                logger._state = await self._write(self._store.register, logger.settings)
+                logger._state = await self._write(
+                    self._store.register, logger.settings, logger.settings.source is None
+                )
                 logger.recorded = 0
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -266,7 +274,11 @@ class DataLoggers(Mapping[str, DataLogger]):
         self._tg = await stack.enter_async_context(anyio.create_task_group())
         for logger in self._loggers.values():
             if logger.points and self.host is not None:
-                logger._listener = self.host.points.listen(logger._on_change, *logger.points)
+                if logger.settings.on_change:
+                    logger._listener = self.host.points.listen(logger._on_change, *logger.points)
+                if logger.settings.every is not None:
+                    self._tg.start_soon(self._sample_loop, logger,
+                                        name=f"ioplex logger {logger.id}: periodic samples")
         self._tg.start_soon(self._flush_loop, name="ioplex loggers: recording")
         self._tg.start_soon(self._maintain_loop, name="ioplex loggers: consolidation, retention")
         self._stack = stack
@@ -326,8 +338,10 @@ class DataLoggers(Mapping[str, DataLogger]):
         if self._flush_lock is None:
             raise IoplexError("the data loggers are not running")
         async with self._flush_lock:  # batches commit in the order they were taken
+            taken_at = self.clock()
             batches = [(lg, lg._take()) for lg in self._loggers.values() if lg._pending]
             if not batches:
+                self._flushed_until = taken_at
                 return 0
             try:
                 written = await self._write_batches(batches)
@@ -347,6 +361,7 @@ class DataLoggers(Mapping[str, DataLogger]):
                     lg._give_back(batch)
                 raise
             self.health = "ok"
+            self._flushed_until = taken_at
             return written
 
     async def _write_batches(self, batches: list[tuple[DataLogger, list[Any]]]) -> int:
@@ -402,20 +417,45 @@ class DataLoggers(Mapping[str, DataLogger]):
 
     async def consolidate(self) -> int:
         """Consolidate every raw sample recorded since the last pass, in chunks of
-        `consolidate_chunk` (one transaction each); return how many were taken."""
+        `consolidate_chunk` (one transaction each), then credit held values up to the
+        horizon (see docs/loggers.md, "Consolidation"); return how many samples were taken.
+
+        The horizon of a logger fed by this host's points is the time of the last flush
+        (every sample before it is written); a replicated logger's is its newest sample.
+        """
         total = 0
         for logger in self._loggers.values():
             if logger._state is None:
                 continue
+            # Not flushed yet: no time is known to be complete (0 credits nothing).
+            horizon = None if logger.feeds else (self._flushed_until or 0.0)
             while True:
-                n = await self._write(
+                n, more = await self._write(
                     self._store.consolidate, logger._state, logger.settings, logger.calendar,
-                    self.consolidate_chunk,
+                    self.consolidate_chunk, horizon,
                 )
                 total += n
-                if n < self.consolidate_chunk:
+                if n < self.consolidate_chunk and not more:
                     break
         return total
+
+    async def _sample_loop(self, logger: DataLogger) -> None:
+        """Periodic samples (``every``): each period, at multiples of it since the epoch, the
+        current value and quality of every point matching the logger's patterns, whether or
+        not it changed (openHAB's ``everyMinute`` strategy). Points declared later are
+        included from the next period on."""
+        assert self.host is not None and logger.settings.every is not None
+        period = logger.settings.every
+        patterns = logger.points
+        registry = self.host.points
+        while True:
+            now = self.clock()
+            due = (now // period + 1) * period
+            await anyio.sleep(due - now)
+            for point in registry.match(*patterns):  # stamped with the period's nominal time
+                logger._on_change(
+                    PointEvent(point.name, point.value, point.value, due, point.quality)
+                )
 
     async def expire(self, now: float | None = None) -> int:
         """Delete rows older than each level's retention, at `now` (default: the host clock),

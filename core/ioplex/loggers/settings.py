@@ -9,15 +9,18 @@ schema cannot express: point pattern syntax, retention durations, time zone name
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import math
 import re
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..config import join_path
 from ..errors import PointNameError, Problem
 from ..points import check_pattern
+from .tariffs import TariffError, Tariffs, parse_tariffs
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -90,8 +93,19 @@ class LoggerSettings:
     """The levels kept, finest first; always starts with ``raw``."""
     retention: dict[str, float | None] = field(default_factory=dict)
     """Seconds each level is kept, None for ever; one entry per level in LEVELS."""
-    timezone: str = "UTC"
+    timezone: str | None = "UTC"
+    """IANA zone of the intervals; None: the system's (`calendar.system_zone`)."""
     wrap: float | None = None
+    reset_below: float = 0.5
+    """Counters: a lower reading is a reset only below this fraction of the previous one."""
+    tariffs: Tariffs | None = None
+    """Counters: time slots with rates (see `tariffs`)."""
+    every: float | None = None
+    """Seconds between periodic samples of every matching point; None: none."""
+    on_change: bool = True
+    """Record every change (besides any periodic samples)."""
+    hold: float | None = None
+    """The longest a value is held without a new sample, in seconds; None: until the next."""
     source: str | None = None
     source_id: str | None = None
     pollinterval: float = 60.0
@@ -105,6 +119,11 @@ class LoggerSettings:
             "retention": self.retention,
             "timezone": self.timezone,
             "wrap": self.wrap,
+            "reset_below": self.reset_below,
+            "tariffs": self.tariffs.as_dict() if self.tariffs else None,
+            "every": self.every,
+            "on_change": self.on_change,
+            "hold": self.hold,
             "source": self.source,
             "source_id": self.source_id,
             "pollinterval": self.pollinterval,
@@ -118,12 +137,21 @@ DEFAULT_RETENTION: dict[str, str] = {
 """Mirrors the defaults in the host schema, for tables built without it (tests, scripts)."""
 
 
+MIN_EVERY = 1.0
+"""The shortest periodic sampling interval, in seconds."""
+
+
 def parse(
-    id: str, table: dict[str, Any], where: str | None = None
+    id: str,
+    table: dict[str, Any],
+    where: str | None = None,
+    default_timezone: str | None = "UTC",
 ) -> tuple[LoggerSettings | None, list[Problem]]:
     """Settings from one ``[loggers.<id>]`` table (defaults already filled by the schema).
 
     Returns (settings or None, problems); `where` is the table's config path.
+    `default_timezone` is the host's zone (``[host] timezone``; None: the system's), used
+    when the table names none.
     """
     where = where if where is not None else join_path("loggers", id)
     problems: list[Problem] = []
@@ -162,12 +190,13 @@ def parse(
         except DurationError as exc:
             problem(str(exc), "retention", level)
 
-    timezone = table.get("timezone", "UTC")
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        problem(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Rome' or "
-                "'UTC'", "timezone")
+    timezone = table.get("timezone") or default_timezone
+    if timezone is not None and timezone != "UTC":
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problem(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Rome' "
+                    "or 'UTC'", "timezone")
 
     wrap = table.get("wrap")
     if wrap is not None and kind != "counter":
@@ -176,6 +205,44 @@ def parse(
                              or wrap <= 0):
         problem(f"wrap must be a positive number (the counter's modulus, e.g. 65536), "
                 f"got {wrap!r}", "wrap")
+
+    reset_below = table.get("reset_below", 0.5)
+    if (isinstance(reset_below, bool) or not isinstance(reset_below, int | float)
+            or not 0 < reset_below <= 1):
+        problem(f"reset_below must be a fraction above 0 and at most 1, got {reset_below!r}",
+                "reset_below")
+    tariffs = None
+    if table.get("tariffs") is not None:
+        if kind != "counter":
+            problem(f"tariffs apply to counter loggers only; this logger's kind is {kind!r}",
+                    "tariffs")
+        else:
+            try:
+                tariffs = parse_tariffs(table["tariffs"], join_path(where, "tariffs"))
+            except TariffError as exc:
+                path, _, message = str(exc).partition(": ")
+                problems.append(Problem(path, message))
+
+    every = None
+    if table.get("every") is not None:
+        try:
+            every = parse_duration(table["every"])
+        except DurationError as exc:
+            problem(str(exc).replace("retention", "every"), "every")
+        else:
+            if every is None or every < MIN_EVERY:
+                problem(f"every must be at least {MIN_EVERY:g} s, got {table['every']!r}", "every")
+                every = None
+    on_change = table.get("on_change", True)
+    if not on_change and every is None and not problems:
+        problem("on_change = false records nothing without 'every' (e.g. every = \"1min\")",
+                "on_change")
+    hold = None
+    if table.get("hold") is not None:
+        try:
+            hold = parse_duration(table["hold"])
+        except DurationError as exc:
+            problem(str(exc).replace("retention", "hold"), "hold")
 
     source = table.get("source")
     source_id = table.get("source_id") or (id if source else None)
@@ -194,6 +261,11 @@ def parse(
         retention=retention,
         timezone=timezone,
         wrap=float(wrap) if wrap is not None else None,
+        reset_below=float(reset_below),
+        tariffs=tariffs,
+        every=every,
+        on_change=bool(on_change),
+        hold=hold,
         source=source,
         source_id=source_id,
         pollinterval=float(interval),
@@ -230,3 +302,23 @@ def format_duration(seconds: float | None) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+def unmatched_patterns(settings: LoggerSettings, instances: Iterable[str]) -> list[str]:
+    """Warnings for the logger's point patterns whose instance part (before the first dot)
+    matches no I/O server instance: such a pattern can never record anything, which is
+    almost always a typo. Not an error: an instance may be added later."""
+    known = list(instances)
+    out: list[str] = []
+    for i, pattern in enumerate(settings.points):
+        head = pattern.split(".", 1)[0]
+        if any(fnmatch.fnmatchcase(name, head) for name in known):
+            continue
+        hint = difflib.get_close_matches(head, known, n=1)
+        also = (f"did you mean {hint[0]!r}?" if hint
+                else f"configured: {', '.join(known) or 'none'}")
+        out.append(
+            f"data logger {settings.id!r}: loggers.{settings.id}.points[{i}] {pattern!r} matches "
+            f"no I/O server instance ({head!r}); it will record nothing; {also}"
+        )
+    return out

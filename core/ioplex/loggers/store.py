@@ -30,7 +30,7 @@ import sqlite_utils
 from ..errors import IoplexError
 from ..points import Quality
 from .calendar import Calendar
-from .consolidate import consolidate
+from .consolidate import Consolidator, PointState
 from .settings import LEVELS, LoggerSettings
 
 try:  # a lock file keeps a second host from writing the same database
@@ -41,7 +41,9 @@ except ImportError:  # pragma: no cover - Windows
 log = logging.getLogger("ioplex.loggers")
 
 DATABASE = "loggers.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first release. 2: time-weighted intervals (area, covered), nullable min/max, point
+holds and counter suspects, tariffs."""
 QUALITIES: tuple[Quality, ...] = (Quality.GOOD, Quality.STALE, Quality.BAD)
 """Qualities by their code in the database (``raw.quality``; the ``qualities`` table)."""
 QUALITY_CODES: dict[str, int] = {q.value: i for i, q in enumerate(QUALITIES)}
@@ -76,13 +78,35 @@ CREATE TABLE IF NOT EXISTS {level} (
     time INTEGER NOT NULL,
     count INTEGER NOT NULL,
     sum REAL NOT NULL,
-    min REAL NOT NULL,
-    max REAL NOT NULL,
+    min REAL,
+    max REAL,
     delta REAL,
-    avg REAL GENERATED ALWAYS AS (sum / count) VIRTUAL,
+    area REAL NOT NULL DEFAULT 0,
+    covered REAL NOT NULL DEFAULT 0,
+    avg REAL GENERATED ALWAYS AS (
+        CASE WHEN covered > 0 THEN area / covered WHEN count > 0 THEN sum / count END
+    ) VIRTUAL,
     PRIMARY KEY (point, time)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {level}_logger_time ON {level} (logger, time);
+"""
+TARIFFS_DDL = """
+CREATE TABLE IF NOT EXISTS tariffs (
+    logger INTEGER NOT NULL REFERENCES loggers(id),
+    level TEXT NOT NULL,
+    point INTEGER NOT NULL REFERENCES points(id),
+    time INTEGER NOT NULL,
+    tariff TEXT NOT NULL,
+    delta REAL NOT NULL,
+    cost REAL NOT NULL,
+    PRIMARY KEY (point, level, time, tariff)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tariffs_logger_level_time ON tariffs (logger, level, time);
+"""
+UPSERT_TARIFF = """
+INSERT INTO tariffs (logger, level, point, time, tariff, delta, cost) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (point, level, time, tariff) DO UPDATE SET
+    delta = delta + excluded.delta, cost = cost + excluded.cost
 """
 ISO_TIME = "strftime('%Y-%m-%dT%H:%M:%fZ', {}, 'unixepoch')"
 SAMPLES_VIEW = f"""
@@ -97,7 +121,7 @@ LEFT JOIN feeds ON feeds.id = raw.feed
 """
 INTERVAL_VIEW = """
 SELECT loggers.name AS logger, {level}.time, {iso} AS utc, points.name AS point,
-       {level}.count, {level}.min, {level}.max, {level}.avg, {level}.delta
+       {level}.count, {level}.min, {level}.max, {level}.avg, {level}.delta, {level}.covered
 FROM {level}
 JOIN loggers ON loggers.id = {level}.logger
 JOIN points ON points.id = {level}.point
@@ -116,15 +140,19 @@ INSERT_REPLICATED = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 UPSERT_INTERVAL = """
-INSERT INTO {level} (logger, point, time, count, sum, min, max, delta)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO {level} (logger, point, time, count, sum, min, max, delta, area, covered)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (point, time) DO UPDATE SET
     count = count + excluded.count,
     sum = sum + excluded.sum,
-    min = min(min, excluded.min),
-    max = max(max, excluded.max),
-    delta = delta + excluded.delta
+    min = CASE WHEN min IS NULL OR excluded.min < min THEN excluded.min ELSE min END,
+    max = CASE WHEN max IS NULL OR excluded.max > max THEN excluded.max ELSE max END,
+    delta = delta + excluded.delta,
+    area = area + excluded.area,
+    covered = covered + excluded.covered
 """
+POINT_COLUMNS = {"held": float, "held_time": float, "suspect": float, "suspect_time": float}
+"""Added to ``points`` in version 2: consolidation's memory of each point (`PointState`)."""
 
 
 ROWS_PER_INSERT = 4096
@@ -183,8 +211,15 @@ class LoggerState:
     consolidated_seq: int
     points: dict[str, int] = field(default_factory=dict)
     """Point name -> ``points.id``."""
-    last_values: dict[int, float] = field(default_factory=dict)
-    """Counters: each point's last consolidated reading (``points.last_value``)."""
+    point_states: dict[int, PointState] = field(default_factory=dict)
+    """Consolidation's memory of each point (held value, counter baseline and suspect)."""
+    carried: float = 0.0
+    """Held values are credited up to here (``loggers.carried_until``)."""
+    newest: float = 0.0
+    """The newest sample time seen: the horizon of loggers fed by replication."""
+    restart_seq: int | None = None
+    """Local loggers: the last seq before this start. Holds end once consolidation passes it:
+    the time the host was down is not averaged."""
 
 
 class Store:
@@ -234,9 +269,47 @@ class Store:
                 f"(lock {lock_path} is held); two hosts cannot share a data_dir"
             ) from None
 
+    def _migrate(self) -> None:
+        """Bring a version 1 database to version 2 in one transaction: the interval tables
+        are rebuilt with the time-weighting columns (rows already consolidated keep their
+        sample mean as their average: they have no time weighting to show)."""
+        conn = self.conn
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version != 1:
+            if version > SCHEMA_VERSION:
+                raise IoplexError(
+                    f"{self.path} has schema version {version}, newer than this ioplex knows "
+                    f"({SCHEMA_VERSION}); upgrade ioplex"
+                )
+            return
+        log.info("data loggers: upgrading %s from schema version 1 to %d", self.path,
+                 SCHEMA_VERSION)
+        try:
+            conn.execute("BEGIN")
+            for view in VIEWS.values():  # views follow renamed tables: drop, recreate after
+                conn.execute(f"DROP VIEW IF EXISTS {view}")
+            for level in INTERVAL_LEVELS:
+                conn.execute(f"DROP INDEX IF EXISTS {level}_logger_time")
+                conn.execute(f"ALTER TABLE {level} RENAME TO {level}_v1")
+                for statement in INTERVAL_DDL.format(level=level).split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    f"INSERT INTO {level} (logger, point, time, count, sum, min, max, delta) "
+                    f"SELECT logger, point, time, count, sum, min, max, delta FROM {level}_v1"
+                )
+                conn.execute(f"DROP TABLE {level}_v1")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
     def _create_schema(self) -> None:
         db = self.db
         assert db is not None
+        self._migrate()
         db["loggers"].create(
             {
                 "id": int, "name": str, "kind": str, "timezone": str, "levels": str,
@@ -277,6 +350,7 @@ class Store:
             ({"code": i, "name": q.value} for i, q in enumerate(QUALITIES)), replace=True
         )
         db.executescript(RAW_DDL)
+        db.executescript(TARIFFS_DDL)
         for level in INTERVAL_LEVELS:
             db.executescript(INTERVAL_DDL.format(level=level))
         db.create_view(VIEWS["raw"], SAMPLES_VIEW, ignore=True)
@@ -290,6 +364,12 @@ class Store:
             feeds.add_column("store", str)
         if "generation" not in feeds.columns_dict:
             feeds.add_column("generation", int, not_null_default=0)
+        points = db["points"]
+        for column, kind in POINT_COLUMNS.items():
+            if column not in points.columns_dict:
+                points.add_column(column, kind)
+        if "carried_until" not in db["loggers"].columns_dict:
+            db["loggers"].add_column("carried_until", float, not_null_default=0)
         db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
         row = db.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
         if row is None:
@@ -315,14 +395,16 @@ class Store:
         return self.db.conn
 
     # -- loggers, points, feeds ----------------------------------------------------------------
-    def register(self, settings: LoggerSettings) -> LoggerState:
-        """Find or create the logger's row, store its current settings, load its state."""
+    def register(self, settings: LoggerSettings, local: bool = True) -> LoggerState:
+        """Find or create the logger's row, store its current settings, load its state.
+        `local`: fed by this host's points only (not replication): holds end at the
+        restart."""
         assert self.db is not None
         table = self.db["loggers"]
         now = time.time()
         record = {
             "kind": settings.kind,
-            "timezone": settings.timezone,
+            "timezone": Calendar(settings.timezone).name,
             "levels": json.dumps(list(settings.levels)),
             "settings": json.dumps(settings.as_dict()),
             "updated": now,
@@ -340,27 +422,37 @@ class Store:
         else:
             lid = table.insert({"name": settings.id, "created": now, **record}).last_pk
         state = self._load(lid, settings.id)
+        if local:
+            state.restart_seq = state.last_seq
         return state
 
     def _load(self, lid: int, name: str) -> LoggerState:
         conn = self.conn
-        last_seq, consolidated = conn.execute(
-            "SELECT last_seq, consolidated_seq FROM loggers WHERE id = ?", (lid,)
+        last_seq, consolidated, carried = conn.execute(
+            "SELECT last_seq, consolidated_seq, carried_until FROM loggers WHERE id = ?", (lid,)
         ).fetchone()
-        state = LoggerState(lid, name, last_seq, consolidated)
-        for pid, pname, last_value in conn.execute(
-            "SELECT id, name, last_value FROM points WHERE logger = ?", (lid,)
+        state = LoggerState(lid, name, last_seq, consolidated, carried=carried or 0.0)
+        (newest,) = conn.execute("SELECT max(time) FROM raw WHERE logger = ?", (lid,)).fetchone()
+        state.newest = newest or 0.0
+        for pid, pname, base, held, held_time, suspect, suspect_time in conn.execute(
+            "SELECT id, name, last_value, held, held_time, suspect, suspect_time FROM points "
+            "WHERE logger = ?", (lid,)
         ):
             state.points[pname] = pid
-            if last_value is not None:
-                state.last_values[pid] = last_value
+            if base is not None or held is not None or suspect is not None:
+                state.point_states[pid] = PointState(
+                    held, held_time or 0.0, base, suspect, suspect_time or 0.0
+                )
         return state
 
     def reload(self, state: LoggerState) -> None:
         """Reset `state` from the database, after a failed transaction left it ahead."""
+        if self.conn.execute("SELECT 1 FROM loggers WHERE id = ?", (state.id,)).fetchone() is None:
+            return  # not a row of ours (a damaged state): nothing to reset it from
         fresh = self._load(state.id, state.name)
         state.last_seq, state.consolidated_seq = fresh.last_seq, fresh.consolidated_seq
-        state.points, state.last_values = fresh.points, fresh.last_values
+        state.points, state.point_states = fresh.points, fresh.point_states
+        state.carried, state.newest = fresh.carried, fresh.newest
 
     def _point_id(self, state: LoggerState, name: str) -> int:
         pid = state.points.get(name)
@@ -528,10 +620,20 @@ class Store:
 
     # -- consolidation ---------------------------------------------------------------------------
     def consolidate(
-        self, state: LoggerState, settings: LoggerSettings, calendar: Calendar, limit: int
-    ) -> int:
+        self,
+        state: LoggerState,
+        settings: LoggerSettings,
+        calendar: Calendar,
+        limit: int,
+        horizon: float | None = None,
+    ) -> tuple[int, bool]:
         """Consolidate the next `limit` raw samples after the logger's consolidation mark, in
-        one transaction that also moves the mark; return how many were taken (0: caught up)."""
+        one transaction that also moves the mark. Once caught up, credit held values up to
+        `horizon` (None: the newest sample's time, for replicated loggers), at most about
+        `limit` interval rows per pass.
+
+        Returns (raw samples taken, whether more holds remain to be credited).
+        """
         conn = self.conn
         levels = [level for level in settings.levels if level != "raw"]
         if not levels:  # nothing to consolidate; the mark still guards retention
@@ -542,39 +644,107 @@ class Store:
                 )
                 conn.commit()
                 state.consolidated_seq = state.last_seq
-            return 0
+            return 0, False
+        if state.restart_seq is not None and state.consolidated_seq >= state.restart_seq:
+            self._end_holds(state)
+        upper = state.last_seq if state.restart_seq is None else state.restart_seq
         rows = conn.execute(
-            "SELECT seq, point, time, value FROM raw WHERE logger = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (state.id, state.consolidated_seq, limit),
+            "SELECT seq, point, time, value, quality FROM raw WHERE logger = ? AND seq > ? "
+            "AND seq <= ? ORDER BY seq LIMIT ?",
+            (state.id, state.consolidated_seq, upper, limit),
         ).fetchall()
-        if not rows:
-            return 0
-        counter = settings.kind == "counter"
-        last = dict(state.last_values) if counter else None
-        out = consolidate(rows, settings.kind, levels, calendar.floor, last, settings.wrap)
-        lid = state.id
+        restart_done = (
+            state.restart_seq is not None and bool(rows) and rows[-1][0] >= state.restart_seq
+        )
         try:
-            conn.execute("BEGIN")
-            for level, buckets in out.items():
-                conn.executemany(
-                    UPSERT_INTERVAL.format(level=level),
-                    [(lid, point, start, *agg) for (point, start), agg in buckets.items()],
-                )
-            if last is not None:
-                changed = [(v, p) for p, v in last.items() if state.last_values.get(p) != v]
-                conn.executemany("UPDATE points SET last_value = ? WHERE id = ?", changed)
-            conn.execute(
-                "UPDATE loggers SET consolidated_seq = ? WHERE id = ?", (rows[-1][0], lid)
+            c = Consolidator(
+                settings.kind, levels, calendar, state.point_states, carried=state.carried,
+                wrap=settings.wrap, reset_below=settings.reset_below, hold=settings.hold,
+                tariffs=settings.tariffs,
             )
-            conn.execute("COMMIT")
+            c.add(rows)
+            if rows:
+                newest = max(row[2] for row in rows)
+                state.newest = max(state.newest, newest)
+            more = False
+            carried = state.carried
+            if restart_done:
+                # The host was down after the last sample: nothing is held across that time.
+                for ps in state.point_states.values():
+                    ps.held = None
+                c.dirty.update(state.point_states)
+            elif len(rows) < limit and state.restart_seq is None:
+                edge = state.newest if horizon is None else horizon
+                until = c.carry_bound(edge, limit)
+                if until is not None:
+                    c.carry(until)
+                    carried = c.carried
+                    more = c.floor(edge) > until
+            if not rows and not c.buckets and not c.dirty:
+                if carried != state.carried:
+                    conn.execute("UPDATE loggers SET carried_until = ? WHERE id = ?",
+                                 (carried, state.id))
+                    conn.commit()
+                    state.carried = carried
+                return 0, more
+            self._write_consolidated(state, settings, c, rows, carried)
         except BaseException:
             self._rollback([state])
             raise
-        state.consolidated_seq = rows[-1][0]
-        if last is not None:
-            state.last_values = last
-        return len(rows)
+        if rows:
+            state.consolidated_seq = rows[-1][0]
+        state.carried = carried
+        if restart_done:
+            state.restart_seq = None
+        return len(rows), more or restart_done
+
+    def _end_holds(self, state: LoggerState) -> None:
+        """The samples from before this start are consolidated: the time the host was down
+        is not averaged, so no value is held across it."""
+        conn = self.conn
+        conn.execute("UPDATE points SET held = NULL WHERE logger = ?", (state.id,))
+        conn.commit()
+        for ps in state.point_states.values():
+            ps.held = None
+        state.restart_seq = None
+
+    def _write_consolidated(
+        self,
+        state: LoggerState,
+        settings: LoggerSettings,
+        c: Consolidator,
+        rows: list[Any],
+        carried: float,
+    ) -> None:
+        conn = self.conn
+        lid = state.id
+        conn.execute("BEGIN")
+        for level, buckets in c.result().items():
+            conn.executemany(
+                UPSERT_INTERVAL.format(level=level),
+                [(lid, point, start, *agg) for (point, start), agg in buckets.items()],
+            )
+        if settings.tariffs is not None:
+            tariffs = settings.tariffs.tariffs
+            for level, slots in c.tariff_result().items():
+                conn.executemany(UPSERT_TARIFF, [
+                    (lid, level, point, start, tariffs[slot].name, delta,
+                     delta * tariffs[slot].rate)
+                    for (point, start, slot), (delta,) in slots.items()
+                ])
+        states = state.point_states
+        conn.executemany(
+            "UPDATE points SET last_value = ?, held = ?, held_time = ?, suspect = ?, "
+            "suspect_time = ? WHERE id = ?",
+            [(ps.base, ps.held, ps.held_time, ps.suspect, ps.suspect_time, pid)
+             for pid in c.dirty if (ps := states.get(pid)) is not None],
+        )
+        mark = rows[-1][0] if rows else state.consolidated_seq
+        conn.execute(
+            "UPDATE loggers SET consolidated_seq = ?, carried_until = ? WHERE id = ?",
+            (mark, carried, lid),
+        )
+        conn.execute("COMMIT")
 
     # -- retention -------------------------------------------------------------------------------
     def expire(self, state: LoggerState, level: str, cutoff: float, limit: int) -> int:
@@ -594,6 +764,14 @@ class Store:
                 "WHERE logger = ? AND time < ? LIMIT ?)",
                 (state.id, cutoff, limit),
             )
+            deleted = cursor.rowcount
+            conn.execute(
+                "DELETE FROM tariffs WHERE (point, level, time, tariff) IN (SELECT point, level, "
+                "time, tariff FROM tariffs WHERE logger = ? AND level = ? AND time < ? LIMIT ?)",
+                (state.id, level, cutoff, limit),
+            )
+            conn.commit()
+            return deleted
         else:
             raise ValueError(f"unknown level {level!r}")
         conn.commit()
