@@ -137,7 +137,8 @@ class SSHDriver:
 
         declare = ioserver.declare
         result = {"follows_connection": False}
-        self.connection = declare("connection", "offline", writable=True)
+        self.connection = ioserver.connection  # the kernel's; ssh also takes ``close``
+        self.connection.writable = True
         self.exec_point = declare("exec", None, writable=True, sensitive=True, **result)
         self.out_point = declare("out", None, type=str, **result)
         self.err_point = declare("err", None, type=str, **result)
