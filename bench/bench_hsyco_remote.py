@@ -19,8 +19,19 @@ was set (a system-wide clock on Linux, so B can compute the latency on arrival).
    (tracemalloc, second run), against the baseline of declaring the same points in a local
    registry (no network) measured in the same run. Goal: alignment <= 5 s.
 
+4. rioget mirroring of an HSYCO server: the fake HSYCO of the tests (written from HSYCO's
+   documentation: string values, long poll) runs in a child process and changes its 1,000
+   points at --rioget-rate changes/s (then as fast as it can) for --seconds; B mirrors it
+   with ``protocol = "rioget"`` and converts the values (A's monotonic time) to floats.
+   Reported: changes/s delivered as events on B, latency change->event p50/p99 (goal p99
+   <= 100 ms), against the baseline of one HTTPS round trip to the same server on a kept-alive
+   connection, measured in the same run (a delta costs one round trip plus the server's
+   wake-up: the ratio shows what the long poll's turnaround adds).
+
 Baseline for 1: the same generator feeding a local subscriber in A's own registry (no
 network), measured in the same child process, for the latency floor of the event loop.
+
+    python bench/bench_hsyco_remote.py --rioget-only     # section 4 alone, ~15 s
 """
 
 from __future__ import annotations
@@ -38,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
 import ioplex
 from ioplex_hsyco_remote.wire import PAGE_SIZE
 
@@ -294,14 +304,166 @@ async def main(args: argparse.Namespace) -> None:
         child.close()
 
 
+# --- 4. rioget: a fake HSYCO in a child process ---------------------------------------------------
+
+RIOGET_POINTS = 1000
+FAKE_HSYCO = Path(__file__).parents[1] / "plugins" / "hsyco_remote" / "tests" / "fake_hsyco.py"
+
+
+def _fake_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_fake_hsyco", FAKE_HSYCO)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def serve_hsyco(data_dir: str) -> None:
+    """The child of section 4: a fake HSYCO; obeys "load <rate> <seconds>" on stdin."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(Path(data_dir) / "ca.pem"))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    points = {f"load.p{i}": "0" for i in range(RIOGET_POINTS)}
+    fake = _fake_module().FakeHsyco(points, PASSWORD, context)
+    async with anyio.create_task_group() as tg:
+        await fake.start(tg)
+        print(json.dumps({"port": fake.port, "cafile": str(Path(data_dir) / "ca.pem")}),
+              flush=True)
+        stdin = anyio.wrap_file(sys.stdin)
+        async for line in stdin:
+            command, *args = line.split()
+            if command == "load":
+                rate, seconds = float(args[0]), float(args[1])
+                made, started, i = 0, time.monotonic(), 0
+                names = list(points)
+                while (now := time.monotonic()) - started < seconds:
+                    due = int((now - started) * rate) - made if rate else 200
+                    for _ in range(max(due, 0)):
+                        fake.set(names[i], repr(time.monotonic()))
+                        i = (i + 1) % RIOGET_POINTS
+                        made += 1
+                    await anyio.sleep(0.001 if rate else 0)
+                last = {n: fake.values[n] for n in names}
+                print(json.dumps({"made": made, "elapsed": time.monotonic() - started,
+                                  "last": last}), flush=True)
+            elif command == "quit":
+                break
+        tg.cancel_scope.cancel()
+
+
+class HsycoChild(Child):
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="bench-fake-hsyco-")
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--hsyco-child", self.dir],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.info = json.loads(self.process.stdout.readline())  # type: ignore[union-attr]
+
+
+async def rioget_run(child: HsycoChild, rate: float, seconds: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as data_dir:
+        config = {
+            "host": {"name": "b", "data_dir": data_dir},
+            "ioservers": {"hsyco": {
+                "plugin": "hsyco_remote", "address": "127.0.0.1", "port": child.info["port"],
+                "password": PASSWORD, "options": {"protocol": "rioget",
+                                                  "cafile": child.info["cafile"],
+                                                  "convert": {"load.*": "float"}}}},
+        }
+        async with ioplex.Host.from_config(config) as host:
+            await host.wait_online("hsyco", timeout=60)
+            latencies: list[float] = []
+            now = time.monotonic
+
+            good = ioplex.Quality.GOOD
+
+            def on_change(event: Any) -> None:
+                # value changes only (not the quality turning bad as the host stops)
+                if event.quality is good and event.value != event.old_value:
+                    latencies.append(now() - event.value)
+
+            host.points.listen(on_change, "hsyco.load.*")
+            result = await anyio.to_thread.run_sync(child.ask, f"load {rate} {seconds}")
+            last = {f"hsyco.{n}": float(v) for n, v in result["last"].items()}
+            with anyio.move_on_after(15):
+                while any(host.points[n].value != v for n, v in last.items()):
+                    await anyio.sleep(0.01)
+            final_ok = all(host.points[n].value == v for n, v in last.items())
+            rtt = await https_round_trips(child.info, 200)
+            arrived = sorted(latencies)  # before the host stops (its points turn bad)
+    count = len(arrived) or 1
+    return {"made": result["made"], "made_rate": result["made"] / result["elapsed"],
+            "delivered": len(arrived), "delivered_rate": len(arrived) / result["elapsed"],
+            "p50": arrived[count // 2] if arrived else float("nan"),
+            "p99": arrived[int(count * 0.99)] if arrived else float("nan"),
+            "final_ok": final_ok, "rtt_p50": rtt[len(rtt) // 2],
+            "rtt_p99": rtt[int(len(rtt) * 0.99)]}
+
+
+async def https_round_trips(info: dict[str, Any], count: int) -> list[float]:
+    """One HTTPS request/answer on a kept-alive connection to the fake (its 404 path)."""
+    import ssl
+
+    import httpx
+
+    context = ssl.create_default_context(cafile=info["cafile"])
+    times = []
+    async with httpx.AsyncClient(verify=context) as client:
+        url = f"https://127.0.0.1:{info['port']}/api/v1/info"
+        await client.get(url)
+        for _ in range(count):
+            started = time.monotonic()
+            await client.get(url)
+            times.append(time.monotonic() - started)
+    return sorted(times)
+
+
+async def rioget_section(args: argparse.Namespace) -> None:
+    print(f"\n4. rioget mirroring of a fake HSYCO ({RIOGET_POINTS:,} string points, child "
+          f"process), {args.rioget_rate:,.0f} changes/s for {args.seconds:g} s, then saturation")
+    child = HsycoChild()
+    try:
+        run = await rioget_run(child, args.rioget_rate, args.seconds)
+        sat = await rioget_run(child, 0, args.seconds)
+    finally:
+        child.close()
+    for label, r in (("sustained", run), ("saturation", sat)):
+        print(f"   {label + ':':<12} made {r['made_rate']:>8,.0f}/s; events on B "
+              f"{r['delivered_rate']:>8,.0f}/s ({r['delivered'] / max(r['made'], 1):.1%} as "
+              f"separate events, the rest coalesced per point); latency change->event p50 "
+              f"{ms(r['p50'])}, p99 {ms(r['p99'])}; final values "
+              f"{'all current' if r['final_ok'] else 'SOME STALE'}")
+    print(f"   baseline:    one HTTPS round trip to the same server, kept-alive: p50 "
+          f"{ms(run['rtt_p50'])}, p99 {ms(run['rtt_p99'])}")
+    print(f"   ratio:       p99 latency / p99 round trip = {run['p99'] / run['rtt_p99']:.1f}; "
+          f"p99 {ms(run['p99'])} = {0.1 / max(run['p99'], 1e-9):.1f} x under the 100 ms goal")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=20_000)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--rioget-rate", type=float, default=2_000)
+    parser.add_argument("--rioget-only", action="store_true",
+                        help="run section 4 (rioget mirroring) alone")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--hsyco-child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         anyio.run(serve_a, arguments.child, arguments.points)
+    elif arguments.hsyco_child:
+        anyio.run(serve_hsyco, arguments.hsyco_child)
+    elif arguments.rioget_only:
+        anyio.run(rioget_section, arguments)
     else:
         anyio.run(main, arguments)
+        anyio.run(rioget_section, arguments)
