@@ -337,3 +337,35 @@ async def test_online_with_the_link_closed(make_host, builtins_only) -> None:
         assert host.points["o.connection"].value == "offline"
         assert host.points["o.value"].quality is Quality.STALE  # usable, not yet confirmed
         assert host.ioservers["o"].state is State.ONLINE
+
+
+class PortHog:
+    """A plugin whose service listens on a port another socket already holds."""
+
+    attempts = 0
+    port = 0
+
+    @ioplex.hookimpl
+    async def serve(self, host, settings):
+        PortHog.attempts += 1
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=self.port)
+        await listener.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_taken_listen_port_is_reported_once_and_retried_slowly(make_host, builtins_only,
+                                                                       caplog) -> None:
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        PortHog.port = holder.getsockname()[1]
+        builtins_only.register(PortHog(), "porthog")
+        host = make_host({"host": {"restart_delay": 0.01, "restart_max_delay": 0.2}},
+                         builtins_only)
+        async with host:
+            await anyio.sleep(1.0)
+    assert 3 <= PortHog.attempts <= 8  # every 0.2 s (restart_max_delay), not every 0.01 s
+    lines = [r for r in caplog.records if "is another program using it?" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "ERROR"

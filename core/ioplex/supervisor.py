@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ from enum import StrEnum
 import anyio
 
 from .errors import FatalError
+from .serving.ratelog import RateLimitedLog
 
 
 class State(StrEnum):
@@ -52,6 +54,23 @@ def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, FatalError)
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def is_address_in_use(exc: BaseException) -> bool:
+    """Whether `exc` says a listen address is taken (another process, or the port is
+    privileged): waiting seconds will not help, so it is retried slowly."""
+    leaf = _leaf(exc)
+    return isinstance(leaf, OSError) and leaf.errno in (errno.EADDRINUSE, errno.EACCES)
+
+
+REPEAT_LOG_INTERVAL = 600.0
+"""The same failure, again and again, is logged once per this many seconds (with a count)."""
+
+
 def describe(exc: BaseException) -> str:
     """One line for a log: the innermost meaningful message of a (possibly grouped) error."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -75,9 +94,11 @@ async def supervise(
     report. Cancellation passes straight through.
     """
     attempt = 0
+    repeats = RateLimitedLog(log, REPEAT_LOG_INTERVAL)
     while True:
         started = anyio.current_time()
         on_state(State.CONNECTING, None)
+        slow = False
         try:
             await run()
             detail = "ended"
@@ -88,12 +109,18 @@ async def supervise(
                 on_state(State.FAILED, describe(exc))
                 return
             detail = describe(exc)
+            slow = is_address_in_use(exc)
         else:
             on_down()
         if anyio.current_time() - started >= backoff.reset_after:
             attempt = 0
-        delay = backoff.delay(attempt)
         attempt += 1
-        log.warning("%s: %s; retry %d in %.1f s", what, detail, attempt, delay)
+        if slow:
+            delay = backoff.maximum
+            repeats.error(detail, "%s: %s; is another program using it? Retrying every %.0f s",
+                          what, detail, delay)
+        else:
+            delay = backoff.delay(attempt - 1)
+            repeats.warning(detail, "%s: %s; retry %d in %.1f s", what, detail, attempt, delay)
         on_state(State.RETRYING, detail)
         await anyio.sleep(delay)
