@@ -492,3 +492,43 @@ def test_bad_arguments_are_refused_when_the_driver_is_built() -> None:
         ioplex.Poller(None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="interval must be positive"):
         ioplex.Poller(None, read=lambda a: a, interval=0)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_points_the_driver_keeps_itself_are_stale_after_a_reconnect(
+    make_host, builtins_only
+) -> None:
+    """A driver mixing polled and pushed points: after a reconnect the polled ones are read
+    afresh (good), the pushed one is stale until the driver sets it, as the kernel does."""
+    connects = 0
+
+    class Mixed:
+        def __init__(self, io):
+            self.poller = ioplex.Poller(io, read=self.get, interval=10)
+            self.poller.point("polled", type=int)
+            io.declare("pushed", 0, type=int)
+
+        @ioplex.hookimpl
+        async def connect(self, ioserver):
+            nonlocal connects
+            connects += 1
+            if connects == 1:
+                ioserver.set("pushed", 5)
+            with anyio.move_on_after(0.2 if connects == 1 else math.inf):
+                await self.poller.run()
+            raise ConnectionError("dropped")  # the first connection drops after 0.2 s
+
+        async def get(self, address):
+            return connects
+
+    plugin = type("mixed", (), {"register_ioserver_types": staticmethod(ioplex.hookimpl(
+        lambda register: register("mixed", Mixed, NO_OPTIONS)))})
+    builtins_only.register(plugin, "mixed")
+    host = make_host({"ioservers": {"m": {"plugin": "mixed"}}}, builtins_only)
+    async with host:
+        await host.wait_online("m")
+        with anyio.fail_after(3):
+            while connects < 2 or not host.ioservers["m"].online:
+                await anyio.sleep(0.01)
+        assert (host.points["m.polled"].value, host.points["m.polled"].quality) == (2, Quality.GOOD)
+        assert (host.points["m.pushed"].value, host.points["m.pushed"].quality) == (5, Quality.STALE)

@@ -227,6 +227,7 @@ class Poller:
                 self._online = True
                 self.io.set_online(restore_quality=False)
                 self._store(good, bad)
+                self._restore_unpolled()
                 while True:
                     await self._sleep_until_due()
                     self._store(*await self._poll_due())
@@ -240,6 +241,17 @@ class Poller:
         if isinstance(failure, ConnectionError | FatalError):
             raise failure
         raise ConnectionError(f"I/O server {self.io.name!r}: {describe(failure)}") from failure
+
+    def _restore_unpolled(self) -> None:
+        """Points the driver keeps itself (pushed, not polled) get what the kernel gives them
+        after a reconnect: ``stale`` until the driver sets them."""
+        polled = {p.point for p in self._polled.values()}
+        self.io.host.points.set_quality(
+            [p for p in self.io.points()
+             if p.quality is Quality.BAD and p.follows_connection
+             and p is not self.io.connection and p not in polled],
+            Quality.STALE,
+        )
 
     async def _sleep_until_due(self) -> None:
         while True:
@@ -386,7 +398,7 @@ class Poller:
         Raises DeviceError when offline or when the device refuses; a lost link also ends
         `run`.
         """
-        polled = self._polled.get(point.name.partition(".")[2])
+        polled = self._polled.get(point.id)
         if polled is None or polled.point is not point:
             raise DeviceError(f"{point.name}: not a point this I/O server polls")
         if not self._online:
@@ -409,7 +421,7 @@ class Poller:
         other failure becomes a WriteError and ends `run` (the link is lost). Once written,
         the point is read back (unless declared without `read_after_write`) and stored.
         """
-        polled = self._polled.get(point.name.partition(".")[2])
+        polled = self._polled.get(point.id)
         shown = describe_value(value)
         where = f"I/O server {self.io.name!r} ({self.io.plugin})"
         if polled is None or polled.point is not point or self._write is None:
