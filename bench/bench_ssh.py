@@ -9,10 +9,14 @@
    `scp` runs as a new process and pays its own connection setup, which the persistent
    plugin connection does not; the "transfer only" figure subtracts that setup, measured as
    the time of `ssh ... true` with the same options.
+3. Polled-command throughput: 100 configured commands (`options.commands`, `echo 1`,
+   parse int) every 1 s through one instance's sequential queue, in commands completed per
+   second, against raw asyncssh running `echo 1` back to back on one connection (the most a
+   sequential queue can do).
 
 Needs root (a private sshd and a throwaway user, as in the tests):
 
-    .venv/bin/python bench/bench_ssh.py [--runs 200] [--size-mb 100]
+    .venv/bin/python bench/bench_ssh.py [--runs 200] [--size-mb 100] [--poll-seconds 5]
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ async def transfer(host: ioplex.Host, point: str, value: str) -> float:
         event = await events.__anext__()
         elapsed = time.perf_counter() - start
     if not isinstance(event.value, int):
-        raise RuntimeError(f"{point} = {value!r} gave {event.value!r}")
+        raise TypeError(f"{point} = {value!r} gave {event.value!r}")
     return elapsed
 
 
@@ -118,20 +122,57 @@ def openssh_times(server: PrivateSSHD, user: SSHUser, known: Path, local: Path, 
     return setup, times
 
 
-async def main(runs: int, size_mb: int) -> None:
+async def raw_throughput(conn: asyncssh.SSHClientConnection, seconds: float) -> float:
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        result = await conn.run("echo 1")
+        assert result.exit_status == 0
+        done += 1
+    return done / (time.perf_counter() - start)
+
+
+async def bench_polled(config: dict, server: PrivateSSHD, user: SSHUser, known: Path,
+                       seconds: float) -> None:
+    """100 polled commands at 1 s: how many complete per second, against raw asyncssh."""
+    commands = [{"id": f"p{i}", "command": "echo 1", "interval": 1, "parse": "int"}
+                for i in range(100)]
+    polled = {**config, "ioservers": {"ssh": {**config["ioservers"]["ssh"], "options": {
+        **config["ioservers"]["ssh"]["options"], "commands": commands, "queue": 200}}}}
+    environ = {**os.environ, "IOPLEX_LOAD_PLUGINS": "ssh"}
+    async with ioplex.Host.from_config(polled, environ=environ) as host:
+        await host.wait_online("ssh")
+        driver = host.ioservers["ssh"].driver
+        await anyio.sleep(1.5)  # the first round, queued at once, settles
+        count, start = driver.polls_done, time.perf_counter()
+        await anyio.sleep(seconds)
+        ours = (driver.polls_done - count) / (time.perf_counter() - start)
+        dropped = driver.dropped_polls
+    async with asyncssh.connect(
+        "127.0.0.1", server.port, username=user.name, client_keys=[user.key],
+        known_hosts=str(known), encryption_algs=ENCRYPTION_ALGS, agent_path=None,
+    ) as conn:
+        raw = await raw_throughput(conn, min(seconds, 3))
+    print(f"\npolled commands: 100 at 1 s for {seconds:g} s")
+    print(f"  ioplex completed   {ours:7.1f} commands/s (offered 100/s; {dropped} polls "
+          "dropped)")
+    print(f"  raw asyncssh       {raw:7.1f} commands/s back to back on one connection")
+    print(f"  ratio ioplex / min(offered, raw): {ours / min(100.0, raw):.2f}")
+
+
+async def main(runs: int, size_mb: int, poll_seconds: float) -> None:
     logging.basicConfig(level=logging.ERROR)
     work = Path(tempfile.mkdtemp(prefix="bench-ssh-"))
     try:
         with private_sshd(work / "sshd") as (server, user):
             data = work / "data"
             (data / "ssh").mkdir(parents=True)
+            (data / "files").mkdir()
             known = data / "ssh" / "known_hosts"
             known.write_text(server.known_hosts())
             shutil.copy(user.key_path, data / "id")
             size = size_mb * 1_000_000
-            with open(data / "big.bin", "wb") as file:
-                for _ in range(size_mb):
-                    file.write(os.urandom(1_000_000))
+            with open(data / "files" / "big.bin", "wb") as file:  # noqa: ASYNC230
+                file.writelines(os.urandom(1_000_000) for _ in range(size_mb))
             config = {
                 "host": {"data_dir": str(data)},
                 "ioservers": {"ssh": {
@@ -148,9 +189,10 @@ async def main(runs: int, size_mb: int) -> None:
                              for _ in range(3)])
                 get_s = min([await transfer(host, "ssh.get", f"{remote} back.bin")
                              for _ in range(3)])
-            assert (data / "back.bin").stat().st_size == size
-            setup, baselines = openssh_times(server, user, known, data / "big.bin", remote,
-                                             work / "scp_back.bin")
+            assert (data / "files" / "back.bin").stat().st_size == size
+            await bench_polled(config, server, user, known, poll_seconds)
+            setup, baselines = openssh_times(server, user, known, data / "files" / "big.bin",
+                                             remote, work / "scp_back.bin")
         mb = size / 1e6
         print(f"\nSCP of a {size_mb} MB file (best of 3; MB/s)")
         print(f"  ioplex     put {mb / put_s:7.1f}   get {mb / get_s:7.1f}")
@@ -170,5 +212,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="exec round trips per side")
     parser.add_argument("--size-mb", type=int, default=100, help="SCP file size in MB")
+    parser.add_argument("--poll-seconds", type=float, default=5,
+                        help="seconds of polled-command throughput measured")
     args = parser.parse_args()
-    anyio.run(main, args.runs, args.size_mb)
+    anyio.run(main, args.runs, args.size_mb, args.poll_seconds)

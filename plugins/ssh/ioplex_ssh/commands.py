@@ -26,8 +26,7 @@ Status = int | str
 
 def join_lines(text: str) -> str:
     """Lines joined by ``<br>``: ``"a\\nb\\n"`` gives ``"a<br>b"``; CR before LF is dropped."""
-    if text.endswith("\n"):
-        text = text[:-1]
+    text = text.removesuffix("\n")
     if not text:
         return ""
     return LINE_BREAK.join(line.removesuffix("\r") for line in text.split("\n"))

@@ -134,6 +134,8 @@ class SSHDriver:
         """Whether the remote of a connection (by id) has scp; else transfers use SFTP."""
         self.dropped_polls = 0
         """Polls not queued because the queue was full."""
+        self.polls_done = 0
+        """Polls that gave their point a value."""
 
         declare = ioserver.declare
         result = {"follows_connection": False}
@@ -657,6 +659,7 @@ class SSHDriver:
         point = self.spec_points[spec.id]
         try:
             self.io.set(point, value)
+            self.polls_done += 1
         except (TypeError, ValueError) as exc:  # PointTypeError and the value contract
             self._fail(job, f"{spec.where}: {exc}")
 

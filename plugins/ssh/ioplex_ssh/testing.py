@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import asyncssh
 
@@ -72,7 +73,7 @@ def ensure_sshd() -> Path:
              "--no-install-recommends", "openssh-server"],
         ):
             try:
-                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+                done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=900)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise RuntimeError(
                     f"cannot install openssh-server: `{' '.join(command)}`: {exc}") from None
@@ -91,7 +92,7 @@ def ensure_sshd() -> Path:
 
 
 def _run(*command: str, input: str | None = None) -> None:
-    done = subprocess.run(command, input=input, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(command, check=False, input=input, capture_output=True, text=True, timeout=60)
     if done.returncode != 0:
         raise RuntimeError(f"`{command[0]}` failed ({done.returncode}): {done.stderr.strip()}")
 
@@ -288,7 +289,7 @@ class PrivateSSHD:
         (PAM_DIR / self.pam_service).write_text(PAM_STACK)
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         sshd = self.program
-        check = subprocess.run([str(sshd), "-t", "-f", str(self.config_path)],
+        check = subprocess.run([str(sshd), "-t", "-f", str(self.config_path)], check=False,
                                capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise RuntimeError(f"sshd rejects {self.config_path}: {check.stderr.strip()}")
@@ -343,7 +344,7 @@ class PrivateSSHD:
         """The log's current length, to read only what a test caused (`log(offset)`)."""
         return self.log_path.stat().st_size if self.log_path.exists() else 0
 
-    def __enter__(self) -> PrivateSSHD:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

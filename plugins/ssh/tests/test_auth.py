@@ -9,7 +9,6 @@ import logging
 import shutil
 
 import anyio
-
 import ioplex
 import pytest
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ioplex
 import pytest
-
 from ioplex_ssh.driver import SSHDriver
 
 ONLY_SSH = {"IOPLEX_LOAD_PLUGINS": "ssh"}

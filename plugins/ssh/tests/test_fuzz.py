@@ -3,6 +3,7 @@ transfer area, and command output under every parse rule. Only documented errors
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -77,6 +78,6 @@ def test_parse_output_gives_a_storable_value_or_parse_error(output, parse, key):
         return
     assert value is None or isinstance(value, (bool, int, float, str))
     if isinstance(value, float):
-        assert value == value and value not in (float("inf"), float("-inf"))
+        assert math.isfinite(value)
     if isinstance(value, int) and not isinstance(value, bool):
         assert -(2**63) <= value < 2**63

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from ioplex_ssh.paths import PathRefused, Sandbox, split_transfer
 
 

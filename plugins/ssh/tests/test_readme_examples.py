@@ -19,10 +19,10 @@ README = Path(__file__).parents[1] / "README.md"
 def example(name: str) -> dict[str, Any]:
     """The namespace of the README's `<!-- example: name -->` block, executed (not as main)."""
     text = README.read_text()
-    found = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)```", text, re.S)
+    found = re.search(rf"<!-- example: {name} -->\n```python\n(.*?)```", text, re.DOTALL)
     assert found, f"README.md has no example {name!r}"
     namespace: dict[str, Any] = {"__name__": f"readme_{name}"}
-    exec(compile(found.group(1), f"README.md example {name}", "exec"), namespace)
+    exec(compile(found.group(1), f"README.md example {name}", "exec"), namespace)  # noqa: S102
     return namespace
 
 
@@ -64,15 +64,14 @@ async def test_backup(config, start, files, remote):
 
 async def test_console(config, start):
     console = example("console")["console"]
-    async with start(config()) as host:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(console, host)
-            await anyio.sleep(0.05)
-            with host.ui.subscribe("exitcode.text") as shown:
-                await host.ui.write("exec", "echo hello; echo oops >&2; exit 2")
-                with anyio.fail_after(10):
-                    await shown.__anext__()
-            assert host.ui["stdout.text"].value == "hello"
-            assert host.ui["stderr.text"].value == "oops"
-            assert host.ui["exitcode.text"].value == "2"
-            tg.cancel_scope.cancel()
+    async with start(config()) as host, anyio.create_task_group() as tg:
+        tg.start_soon(console, host)
+        await anyio.sleep(0.05)
+        with host.ui.subscribe("exitcode.text") as shown:
+            await host.ui.write("exec", "echo hello; echo oops >&2; exit 2")
+            with anyio.fail_after(10):
+                await shown.__anext__()
+        assert host.ui["stdout.text"].value == "hello"
+        assert host.ui["stderr.text"].value == "oops"
+        assert host.ui["exitcode.text"].value == "2"
+        tg.cancel_scope.cancel()
