@@ -13,7 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import ioplex
@@ -190,7 +190,7 @@ class Wire:
     async def aclose(self) -> None:
         await self.stream.aclose()
 
-    async def __aenter__(self) -> Wire:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -228,6 +228,7 @@ def node_vscp_tcp() -> Path:
     if not marker.exists():
         result = subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR)],
+            check=False,
             capture_output=True,
             text=True,
             timeout=300,

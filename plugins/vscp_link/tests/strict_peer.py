@@ -39,7 +39,7 @@ def _number(text: str) -> int:
     if not text:
         return 0
     if text.startswith("0x"):
-        return int(text[2:], 16)
+        return int(text, 0)
     return int(text)
 
 

@@ -63,82 +63,81 @@ async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
 
 
 async def test_both_directions_measurements_and_no_echo(tmp_path: Any, tools: Any) -> None:
-    async with linked(tmp_path, tools) as p:
-        async with await tools.Wire.open(p.server_a.address) as client:
-            await client.login()
-            # remote → this host: the bus, vscp.event, a measurement point
-            assert await client.reply(f"SEND {TEMPERATURE}") == OK
-            got = await p.recorder_b.wait_for(1)
-            assert got[0].data == bytes([0x88, 0x81, 0x00, 0xEB])
-            assert p.recorder_b.events[0][0] == "vscp"
-            guid = (await client.reply("GGID")).split(b"\r\n")[0].decode()
-            name = f"vscp.{guid}.temperature.0"
-            await wait_until(lambda: name in p.host_b.points)
-            point = p.host_b.points[name]
-            assert (
-                point.value == 23.5 and point.meta["unit"] == "°C" and point.meta["unit_code"] == 1
-            )
-            event_line = p.host_b.points["vscp.event"].value
-            assert event_line.startswith("0,10,6,") and event_line.endswith(",0x88,0x81,0x00,0xEB")
-            assert sorted(await p.host_b.discover("vscp")) == sorted(
-                ["event", f"{guid}.temperature.0", *(f"stats.{n}" for n in vscp.link.STAT_POINTS)]
-            )
-            # this host → remote: with the link's send channel as obid, not echoed back
-            p.host_b.publish(vscp.Event(20, 3, b"\x00\x01\x23"), source="test")
-            with anyio.fail_after(5):
-                while (await client.reply("CDTA")) == b"0\r\n" + OK:
-                    await anyio.sleep(0.01)
-            line = (await client.reply("RETR")).split(b"\r\n")[0]
-            assert line.split(b",")[:4] == [b"0", b"20", b"3", str(p.link.tx_channel).encode()]
-            await wait_until(lambda: p.link.stats["suppressed"] == 1)
-            assert [s for s, e in p.recorder_b.events if e.vscp_class == 20] == ["test"]
-            assert [s for s, e in p.recorder_a.events] == ["plugin:vscp_link", "plugin:vscp_link"]
-            # a measurement changes the point
-            assert await client.reply("SEND 0,10,6,0,,,-,0x88,0x82,0xFD,0xF3") == OK
-            await wait_until(lambda: point.value == -5.25)
+    async with linked(tmp_path, tools) as p, await tools.Wire.open(p.server_a.address) as client:
+        await client.login()
+        # remote → this host: the bus, vscp.event, a measurement point
+        assert await client.reply(f"SEND {TEMPERATURE}") == OK
+        got = await p.recorder_b.wait_for(1)
+        assert got[0].data == bytes([0x88, 0x81, 0x00, 0xEB])
+        assert p.recorder_b.events[0][0] == "vscp"
+        guid = (await client.reply("GGID")).split(b"\r\n")[0].decode()
+        name = f"vscp.{guid}.temperature.0"
+        await wait_until(lambda: name in p.host_b.points)
+        point = p.host_b.points[name]
+        assert point.value == 23.5 and point.meta["unit"] == "°C" and point.meta["unit_code"] == 1
+        event_line = p.host_b.points["vscp.event"].value
+        assert event_line.startswith("0,10,6,") and event_line.endswith(",0x88,0x81,0x00,0xEB")
+        assert sorted(await p.host_b.discover("vscp")) == sorted(
+            ["event", f"{guid}.temperature.0", *(f"stats.{n}" for n in vscp.link.STAT_POINTS)]
+        )
+        # this host → remote: with the link's send channel as obid, not echoed back
+        p.host_b.publish(vscp.Event(20, 3, b"\x00\x01\x23"), source="test")
+        with anyio.fail_after(5):
+            while (await client.reply("CDTA")) == b"0\r\n" + OK:
+                await anyio.sleep(0.01)
+        line = (await client.reply("RETR")).split(b"\r\n")[0]
+        assert line.split(b",")[:4] == [b"0", b"20", b"3", str(p.link.tx_channel).encode()]
+        await wait_until(lambda: p.link.stats["suppressed"] == 1)
+        assert [s for s, e in p.recorder_b.events if e.vscp_class == 20] == ["test"]
+        assert [s for s, e in p.recorder_a.events] == ["plugin:vscp_link", "plugin:vscp_link"]
+        # a measurement changes the point
+        assert await client.reply("SEND 0,10,6,0,,,-,0x88,0x82,0xFD,0xF3") == OK
+        await wait_until(lambda: point.value == -5.25)
 
 
 async def test_in_and_out_filters(tmp_path: Any, tools: Any) -> None:
-    async with linked(
-        tmp_path,
-        tools,
-        in_filter="0,10",
-        in_mask="0,0xFFFF",
-        out_filter="0,30",
-        out_mask="0,0xFFFF",
-    ) as p:
-        async with await tools.Wire.open(p.server_a.address) as client:
-            await client.login()
-            await client.reply("SEND 0,20,1,0,,,-,1")
-            await client.reply("SEND 0,10,6,0,,,-,0x88,0x81,0x00,0xEB")
-            got = await p.recorder_b.wait_for(1)
-            await anyio.sleep(0.1)
-            assert [e.vscp_class for e in p.recorder_b.vscp()] == [10]
-            p.host_b.publish(vscp.Event(40, 1, b"\x01"), source="test")
-            p.host_b.publish(vscp.Event(30, 1, b"\x02"), source="test")
-            await p.recorder_a.wait_for(1)
-            await anyio.sleep(0.1)
-            assert [
-                e.vscp_class
-                for e in p.recorder_a.vscp()
-                if e.vscp_class != 10 and e.vscp_class != 20
-            ] == [30]
-            assert got
+    async with (
+        linked(
+            tmp_path,
+            tools,
+            in_filter="0,10",
+            in_mask="0,0xFFFF",
+            out_filter="0,30",
+            out_mask="0,0xFFFF",
+        ) as p,
+        await tools.Wire.open(p.server_a.address) as client,
+    ):
+        await client.login()
+        await client.reply("SEND 0,20,1,0,,,-,1")
+        await client.reply("SEND 0,10,6,0,,,-,0x88,0x81,0x00,0xEB")
+        got = await p.recorder_b.wait_for(1)
+        await anyio.sleep(0.1)
+        assert [e.vscp_class for e in p.recorder_b.vscp()] == [10]
+        p.host_b.publish(vscp.Event(40, 1, b"\x01"), source="test")
+        p.host_b.publish(vscp.Event(30, 1, b"\x02"), source="test")
+        await p.recorder_a.wait_for(1)
+        await anyio.sleep(0.1)
+        assert [
+            e.vscp_class for e in p.recorder_a.vscp() if e.vscp_class != 10 and e.vscp_class != 20
+        ] == [30]
+        assert got
 
 
 async def test_out_only_link_lets_nothing_in(tmp_path: Any, tools: Any) -> None:
-    async with linked(tmp_path, tools, direction="out") as p:
-        async with await tools.Wire.open(p.server_a.address) as client:
-            await client.login()
-            assert len(p.server_a.clients) == 2  # the link's send connection and this client
-            for _ in range(3):
-                assert await client.reply("SEND 0,10,6,0,,,-,0x88,0x81,0x00,0xEB") == OK
-            p.host_b.publish(vscp.Event(20, 3, b"\x00"), source="test")
-            await p.recorder_a.wait_for(4)  # B's event reached A, after A's own three
-            await anyio.sleep(0.2)
-            assert [s for s, _ in p.recorder_b.events] == ["test"]  # nothing came in
-            assert p.link.stats["received"] == 0
-            assert not [n for n in p.host_b.points if n.count(".") > 1 and ".stats." not in n]
+    async with (
+        linked(tmp_path, tools, direction="out") as p,
+        await tools.Wire.open(p.server_a.address) as client,
+    ):
+        await client.login()
+        assert len(p.server_a.clients) == 2  # the link's send connection and this client
+        for _ in range(3):
+            assert await client.reply("SEND 0,10,6,0,,,-,0x88,0x81,0x00,0xEB") == OK
+        p.host_b.publish(vscp.Event(20, 3, b"\x00"), source="test")
+        await p.recorder_a.wait_for(4)  # B's event reached A, after A's own three
+        await anyio.sleep(0.2)
+        assert [s for s, _ in p.recorder_b.events] == ["test"]  # nothing came in
+        assert p.link.stats["received"] == 0
+        assert not [n for n in p.host_b.points if n.count(".") > 1 and ".stats." not in n]
 
 
 async def test_in_only_link_sends_nothing(tmp_path: Any, tools: Any) -> None:
@@ -154,18 +153,17 @@ async def test_in_only_link_sends_nothing(tmp_path: Any, tools: Any) -> None:
 
 
 async def test_writing_vscp_event_sends_it(tmp_path: Any, tools: Any) -> None:
-    async with linked(tmp_path, tools) as p:
-        async with await tools.Wire.open(p.server_a.address) as client:
-            await client.login()
-            await p.host_b.write("vscp.event", "0,20,3,,,,-,0,1,35")
-            line = (await client.reply("RETR")).split(b"\r\n")[0]
-            assert line.startswith(b"0,20,3,") and line.endswith(b",0x00,0x01,0x23")
-            with pytest.raises(
-                ioplex.WriteError, match=r"vscp\.event: data byte 1 '0x1FF' is out of range"
-            ):
-                await p.host_b.write("vscp.event", "0,20,3,,,,-,0,0x1FF")
-            with pytest.raises(ioplex.WriteError, match="at least 7 comma-separated fields"):
-                await p.host_b.write("vscp.event", "hello")
+    async with linked(tmp_path, tools) as p, await tools.Wire.open(p.server_a.address) as client:
+        await client.login()
+        await p.host_b.write("vscp.event", "0,20,3,,,,-,0,1,35")
+        line = (await client.reply("RETR")).split(b"\r\n")[0]
+        assert line.startswith(b"0,20,3,") and line.endswith(b",0x00,0x01,0x23")
+        with pytest.raises(
+            ioplex.WriteError, match=r"vscp\.event: data byte 1 '0x1FF' is out of range"
+        ):
+            await p.host_b.write("vscp.event", "0,20,3,,,,-,0,0x1FF")
+        with pytest.raises(ioplex.WriteError, match="at least 7 comma-separated fields"):
+            await p.host_b.write("vscp.event", "hello")
 
 
 async def test_the_server_restarts_under_a_live_link(tmp_path: Any, tools: Any) -> None:
@@ -227,7 +225,7 @@ async def test_noop_keeps_the_send_side_alive(tmp_path: Any, tools: Any) -> None
 
 
 async def test_bad_credentials_stop_the_instance(tmp_path: Any, tools: Any, caplog: Any) -> None:
-    async with tools.running_server(tmp_path / "a") as (a, srv):
+    async with tools.running_server(tmp_path / "a") as (_a, srv):
         config = link_config(srv.address)
         config["ioservers"]["vscp"]["password"] = "hunter2"
         b = tools.make_host(tmp_path / "b", config)
@@ -248,7 +246,7 @@ async def test_link_config_errors_name_the_option(tmp_path: Any, tools: Any) -> 
 
 
 async def test_link_instances_are_listed_as_interfaces(tmp_path: Any, tools: Any) -> None:
-    async with tools.running_server(tmp_path / "a") as (a, srv):
+    async with tools.running_server(tmp_path / "a") as (_a, srv):
         address = srv.address
         config = {**link_config(address), **tools.server_config()}
         b = tools.make_host(tmp_path / "b", config)

@@ -80,3 +80,63 @@ def test_other_classes_carry_no_measurement() -> None:
 def test_undecodable_measurements_say_why(event: Event, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         decode(event)
+
+
+@pytest.mark.parametrize("over_level2", [False, True], ids=["level1", "level2-twin"])
+@pytest.mark.parametrize(
+    ("cls", "typ", "data", "expected"),
+    [
+        # CLASS1.DATA: a coding byte like class 10; types are data kinds
+        (15, 2, (0x60, 0x03, 0xE8), ("data.ad_value", 1000.0, 0, 0, None, None, None)),
+        (15, 4, (0x29, 0xF6), ("data.relative_strength", 246.0, 1, 1, None, None, "dB")),
+        # CLASS1.MEASUREMENT64: a bare double in the standard unit
+        (60, 6, tuple(struct.pack(">d", 296.65)), ("temperature", 296.65, 0, 0, None, None, "K")),
+        # CLASS1.MEASUREZONE: index, zone, subzone, then a coded value
+        (
+            65,
+            6,
+            (3, 5, 7, 0x88, 0x81, 0x00, 0xEB),
+            ("temperature", 23.5, 1, 3, 5, 7, "°C"),
+        ),
+        # CLASS1.MEASUREMENT32: a bare float32 in the standard unit
+        (70, 35, tuple(struct.pack(">f", 45.2)), ("humidity", 45.2, 0, 0, None, None, "%")),
+        # CLASS1.SETVALUEZONE: the layout of 65, a value to set
+        (
+            85,
+            6,
+            (1, 2, 3, 0x88, 0x81, 0x00, 0xD2),
+            ("setvalue.temperature", 21.0, 1, 1, 2, 3, "°C"),
+        ),
+    ],
+)
+def test_more_measurement_classes(
+    cls: int, typ: int, data: tuple[int, ...], expected: tuple[object, ...], over_level2: bool
+) -> None:
+    if over_level2:
+        cls, data = cls + 512, (*range(16), *data)
+    got = decode(m(cls, typ, *data))
+    assert got is not None
+    quantity, value, unit, sensor, zone, subzone, symbol = expected
+    assert got.quantity == quantity and got.value == pytest.approx(value, rel=1e-12)
+    assert (got.unit, got.sensor, got.zone, got.subzone, got.symbol) == (
+        unit,
+        sensor,
+        zone,
+        subzone,
+        symbol,
+    )
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (m(60, 6, 1, 2, 3), "MEASUREMENT64 needs an 8-byte double"),
+        (m(70, 6, 1, 2, 3, 4, 5), "MEASUREMENT32 needs a 4-byte float"),
+        (m(65, 6, 1, 2, 3, 0x88), "index,zone,subzone, a coding byte and a value"),
+        (m(597, 6, *range(10)), "Level I class 85 over Level II"),
+        (m(60, 6, *struct.pack(">d", float("inf"))), "not a finite number"),
+    ],
+)
+def test_more_classes_undecodable_say_why(event: Event, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        decode(event)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import ioplex_vscp_link as vscp
 import pytest
 
@@ -37,9 +38,7 @@ async def wait_until(predicate: Any, timeout: float = 10.0) -> None:
 
 def numbered(i: int) -> vscp.Event:
     """Event number i: distinct data, a fixed GUID and timestamp i (as a node would send)."""
-    return vscp.Event(
-        20, 3, i.to_bytes(4, "big"), vscp.parse_guid(GUID), timestamp=i + 1, obid=7
-    )
+    return vscp.Event(20, 3, i.to_bytes(4, "big"), vscp.parse_guid(GUID), timestamp=i + 1, obid=7)
 
 
 def numbers(lines: list[str]) -> list[int]:
@@ -57,7 +56,7 @@ async def test_5000_events_one_in_flight_none_lost_none_twice(tmp_path: Any, too
             for i in range(5000):
                 host.publish(numbered(i), source="test")
                 if i % 500 == 0:
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
             await wait_until(lambda: len(peer.received) >= 5000, 60)
             await anyio.sleep(0.2)
             assert numbers(peer.received) == list(range(5000))
@@ -93,7 +92,7 @@ async def test_a_broken_connection_sends_the_unanswered_again_in_order(
 async def test_pipelining_only_with_an_ioplex_remote_or_when_asked(
     tmp_path: Any, tools: Any
 ) -> None:
-    async with tools.running_server(tmp_path / "a") as (a, srv):
+    async with tools.running_server(tmp_path / "a") as (_a, srv):
         b = tools.make_host(tmp_path / "b", link_config(srv.address, direction="out"))
         async with b:
             await b.wait_online("vscp")
@@ -188,4 +187,22 @@ async def test_a_filter_refused_outright_is_applied_here(tmp_path: Any, tools: A
             await rec.wait_for(1)
             await anyio.sleep(0.1)
             assert [e.vscp_class for e in rec.vscp()] == [10]
+        tg.cancel_scope.cancel()
+
+
+async def test_zoned_and_float_measurements_become_points(tmp_path: Any, tools: Any) -> None:
+    async with anyio.create_task_group() as tg:
+        peer = await tools.start_peer(tg)
+        host = tools.make_host(tmp_path, link_config(peer.address, direction="in"))
+        async with host:
+            await host.wait_online("vscp")
+            await wait_until(lambda: any(c.in_loop for c in peer.clients.values()))
+            peer.emit(f"0,65,6,0,,1,{GUID},3,5,7,0x88,0x81,0x00,0xEB")  # zone 5, index 3
+            peer.emit(f"0,70,35,0,,2,{GUID},0x42,0x34,0xCC,0xCD")  # 45.2 %
+            zoned, humidity = f"vscp.{GUID}.temperature.3", f"vscp.{GUID}.humidity.0"
+            await wait_until(lambda: zoned in host.points and humidity in host.points)
+            point = host.points[zoned]
+            assert point.value == 23.5 and point.meta["unit"] == "°C"
+            assert (point.meta["zone"], point.meta["subzone"], point.meta["class"]) == (5, 7, 65)
+            assert host.points[humidity].value == pytest.approx(45.2)
         tg.cancel_scope.cancel()
