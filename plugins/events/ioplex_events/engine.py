@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -53,6 +54,11 @@ CAUSE_WINDOW = 2.0
 JUMP_TOLERANCE = 2.0
 """A wall clock that moved this many seconds more or less than the monotonic clock jumped."""
 MAX_PENDING_TRACES = 10_000
+WORKERS = 16
+"""Firings whose actions run at once (a slow action, such as a write to a remote that
+takes seconds, holds one worker)."""
+MAX_READY = 100_000
+"""Most firings waiting for a worker; more are skipped (logged, traced)."""
 POINT_PREFIX = "events"
 
 Trigger = tuple[Any, ...] | None
@@ -147,6 +153,11 @@ class Engine:
         self.points_ok = POINT_PREFIX not in host.ioservers
         self.runaways = 0
         self.firings = 0
+        """Firings started since the engine started."""
+        self.active = 0
+        self.ready: deque[Firing] = deque()
+        self.idle: list[anyio.Event] = []
+        """Firings whose actions are running now."""
 
     # -- loading -----------------------------------------------------------------------------
     def context(self) -> Context:
@@ -495,8 +506,15 @@ class Engine:
         c.running += 1
         c.fired += 1
         self.firings += 1
-        assert self.tg is not None, "the engine is not running"
-        self.tg.start_soon(self._run, firing)
+        self.active += 1
+        if len(self.ready) >= MAX_READY:
+            self.active -= 1
+            c.running -= 1
+            self._skip(c, firing, f"{MAX_READY} firings of all rules already wait to run")
+            return
+        self.ready.append(firing)
+        if self.idle:
+            self.idle.pop().set()
 
     def _skip(self, c: Compiled, firing: Firing, why: str) -> None:
         c.skipped += 1
@@ -542,6 +560,7 @@ class Engine:
                 status = "cancelled (restarted or stopped)"
         finally:
             c.running -= 1
+            self.active -= 1
             self._trace(c, firing, results, status)
             if c.point is not None:
                 try:
@@ -707,6 +726,8 @@ class Engine:
                 self.restore_timers()
                 await self.reload()
                 self.dispatch(("start",), ("start",))
+                for n in range(WORKERS):
+                    tg.start_soon(self._work, name=f"events worker {n}")
                 tg.start_soon(self._read, "io")
                 tg.start_soon(self._read, "ui")
                 tg.start_soon(self._clock)
@@ -722,6 +743,17 @@ class Engine:
                             self.subs[ns].close()
                             self.subs[ns] = None
                     self.store.close()
+
+    async def _work(self) -> None:
+        """Run firings from `ready`, one at a time: `WORKERS` of these run actions of
+        different rules concurrently, without a task per firing."""
+        ready = self.ready
+        while True:
+            while ready:
+                await self._run(ready.popleft())
+            wakeup = anyio.Event()
+            self.idle.append(wakeup)
+            await wakeup.wait()
 
     async def _read(self, ns: str) -> None:
         while True:
@@ -756,15 +788,21 @@ class Engine:
     async def _flush_traces(self) -> None:
         while True:
             await anyio.sleep(1.0)
-            self.flush_traces()
+            rows, self.pending_traces = self.pending_traces, []
+            if rows:  # written in a worker thread: the event loop never waits on the disk
+                await anyio.to_thread.run_sync(self._store_traces, rows)
 
     def flush_traces(self) -> None:
+        """Store the traces not stored yet, now (at stop, and for tests)."""
         rows, self.pending_traces = self.pending_traces, []
         if rows:
-            try:
-                self.store.add_traces(rows, self.trace_size)
-            except Exception as exc:
-                self.rlog.error("traces", "events: cannot store traces: %s", exc)
+            self._store_traces(rows)
+
+    def _store_traces(self, rows: list) -> None:
+        try:
+            self.store.add_traces(rows, self.trace_size)
+        except sqlite3.Error as exc:
+            self.rlog.error("traces", "events: cannot store traces: %s", exc)
 
     async def _watch(self) -> None:
         from watchfiles import awatch

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +51,15 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
+        self.traces_db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        """A connection of its own for traces, written from a worker thread."""
+        self.traces_db.execute("PRAGMA synchronous=NORMAL")
+        self.traces_db.execute("PRAGMA busy_timeout=5000")
+        self.traces_lock = threading.Lock()
 
     def close(self) -> None:
         self.db.close()
+        self.traces_db.close()
 
     # -- program timers ---------------------------------------------------------------------
     def timers(self) -> dict[str, tuple[float, float | None]]:
@@ -82,18 +89,24 @@ class Store:
     # -- traces --------------------------------------------------------------------------------
     def add_traces(self, rows: list[tuple[str, str, float, dict[str, Any]]], keep: int) -> None:
         """Append traces and keep only the last `keep` of each rule named."""
-        with self.db:  # one transaction per batch
-            self.db.execute("BEGIN")
-            self.db.executemany(
-                "INSERT INTO traces (rule, text, time, trace) VALUES (?, ?, ?, ?)",
-                [(rule, text, t, json.dumps(trace)) for rule, text, t, trace in rows],
-            )
-            for rule in {row[0] for row in rows}:
-                self.db.execute(
-                    "DELETE FROM traces WHERE rule = ? AND seq <= (SELECT seq FROM traces "
-                    "WHERE rule = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (rule, rule, keep),
+        db = self.traces_db
+        with self.traces_lock:
+            db.execute("BEGIN")
+            try:
+                db.executemany(
+                    "INSERT INTO traces (rule, text, time, trace) VALUES (?, ?, ?, ?)",
+                    [(rule, text, t, json.dumps(trace)) for rule, text, t, trace in rows],
                 )
+                for rule in {row[0] for row in rows}:
+                    db.execute(
+                        "DELETE FROM traces WHERE rule = ? AND seq <= (SELECT seq FROM traces "
+                        "WHERE rule = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                        (rule, rule, keep),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
 
 def read_traces(path: Path, rule: str | None = None) -> list[dict[str, Any]]:
