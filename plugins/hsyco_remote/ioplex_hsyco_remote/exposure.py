@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ioplex import Point, PointNameError, Registry
-
 from ioplex.points import check_pattern
 
 
