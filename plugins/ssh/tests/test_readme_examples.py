@@ -75,3 +75,18 @@ async def test_console(config, start):
         assert host.ui["stderr.text"].value == "oops"
         assert host.ui["exitcode.text"].value == "2"
         tg.cancel_scope.cancel()
+
+
+def test_the_commands_example_config_is_valid(data_dir):
+    import tomllib
+
+    import ioplex
+
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), re.DOTALL)
+    rows = next(b for b in blocks if "[[ioservers.ssh.options.commands]]" in b)
+    config = tomllib.loads(
+        '[ioservers.ssh]\nplugin = "ssh"\naddress = "127.0.0.1"\nuser = "u"\n' + rows)
+    host = ioplex.Host.from_config({"host": {"data_dir": str(data_dir)}, **config},
+                                   environ={"IOPLEX_LOAD_PLUGINS": "ssh"})
+    ids = [row["id"] for row in host.config.ioservers["ssh"].options["commands"]]
+    assert ids == ["load", "disk.free", "pump"]
