@@ -19,7 +19,9 @@ from .config import HOST_SCHEMA
 from .errors import ConfigError, IoplexError, PointNameError
 from .host import Host
 from .loggers import LEVELS, DatabaseMissing, UnknownLoggerError
+from .loggers.calendar import Calendar
 from .loggers.export import FORMATS, TimeError, parse_time, write_rows
+from .loggers.offline import loggers_from_config
 from .loggers.settings import format_duration
 from .plugins import call_impl, load_plugins
 from .points import Point, Value, check_pattern, printable
@@ -255,10 +257,28 @@ def logger() -> None:
     """Read data loggers (docs/loggers.md); works while the host runs."""
 
 
-def _when(t: float | None) -> str:
+def _load_loggers(config: Path) -> Any:
+    """The loggers of CONFIG, reading only [host] data_dir/timezone and [loggers]: no
+    secrets, plugins or I/O servers are needed (ioplex.loggers.offline)."""
+    try:
+        return loggers_from_config(config)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(EXIT_CONFIG)
+
+
+def _calendar(zone: str | None) -> Calendar:
+    try:
+        return Calendar(zone or "UTC")
+    except ValueError:  # a zone this machine does not know
+        return Calendar("UTC")
+
+
+def _when(t: float | None, calendar: Calendar) -> str:
     if t is None:
         return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + "Z"
+    return calendar.local(t).isoformat(timespec="seconds")
 
 
 @logger.command("list")
@@ -266,18 +286,22 @@ def _when(t: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def logger_list(config: Path, as_json: bool) -> None:
     """List the data loggers of CONFIG with what their database holds."""
-    host = _load(config)
-    stored = host.loggers.reader.overview()
-    host.loggers.reader.close()
+    loggers = _load_loggers(config)
+    stored = loggers.reader.overview()
+    loggers.reader.close()
     out: dict[str, Any] = {}
-    for id, lg in host.loggers.items():
-        out[id] = {"configured": True, **lg.settings.as_dict(), "stored": stored.pop(id, None)}
+    calendars: dict[str, Calendar] = {}
+    for id, lg in loggers.items():
+        out[id] = {"configured": True, **lg.settings.as_dict(), "timezone": lg.calendar.name,
+                   "stored": stored.pop(id, None)}
+        calendars[id] = lg.calendar
     for id, info in stored.items():
         out[id] = {"configured": False, "stored": info}
+        calendars[id] = _calendar(info.get("timezone"))
     if as_json:
-        click.echo(json.dumps({"database": str(host.loggers.path), "loggers": out}, indent=2))
+        click.echo(json.dumps({"database": str(loggers.path), "loggers": out}, indent=2))
         return
-    click.echo(f"database: {host.loggers.path}")
+    click.echo(f"database: {loggers.path}")
     for id, info in out.items():
         db = info["stored"]
         if not info["configured"]:
@@ -298,8 +322,8 @@ def logger_list(config: Path, as_json: bool) -> None:
             continue
         plural = "s" if db["points"] != 1 else ""
         click.echo(
-            f"  {db['points']} point{plural}; raw samples {_when(db['first'])} .. "
-            f"{_when(db['last'])}; last seq {db['last_seq']}, "
+            f"  {db['points']} point{plural}; raw samples {_when(db['first'], calendars[id])} .. "
+            f"{_when(db['last'], calendars[id])}; last seq {db['last_seq']}, "
             f"consolidated to {db['consolidated_seq']}"
         )
         for feed in db["feeds"]:
@@ -319,14 +343,16 @@ def logger_list(config: Path, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option("--point", "points", multiple=True, metavar="PATTERN",
               help="Only these points (names or glob patterns); repeatable.")
+@click.option("--tariffs", is_flag=True,
+              help="Counters with tariffs: the increase and cost per tariff of each interval.")
 def logger_export(
     config: Path, id: str, since: str | None, until: str | None, level: str, fmt: str,
-    points: tuple[str, ...],
+    points: tuple[str, ...], tariffs: bool,
 ) -> None:
     """Write the rows of data logger ID to stdout, oldest first."""
-    host = _load(config)
+    loggers = _load_loggers(config)
     try:
-        lg = host.loggers[id]
+        lg = loggers[id]
     except UnknownLoggerError as exc:
         raise click.BadParameter(str(exc), param_hint="ID") from None
     if level not in lg.levels:
@@ -334,22 +360,26 @@ def logger_export(
             f"data logger {id!r} does not keep level {level!r}; it keeps {', '.join(lg.levels)}",
             param_hint="--level",
         )
-    now = host.time()
+    if tariffs and level == "raw":
+        raise click.BadParameter("tariffs are per interval: add --level hour (or minute, day, "
+                                 "month)", param_hint="--tariffs")
+    now = time.time()
     bounds = {}
     for name, text in (("--since", since), ("--until", until)):
         try:
             bounds[name] = None if text is None else parse_time(text, lg.calendar, now)
         except TimeError as exc:
             raise click.BadParameter(str(exc), param_hint=name) from None
-    if not host.loggers.reader.exists():
-        click.echo(f"error: {DatabaseMissing(f'no data logger database at {host.loggers.path}')}",
+    if not loggers.reader.exists():
+        click.echo(f"error: {DatabaseMissing(f'no data logger database at {loggers.path}')}",
                    err=True)
         sys.exit(1)
-    rows = lg.iter_query(bounds["--since"], bounds["--until"], level, points or None)
+    query = lg.tariff_query if tariffs else lg.iter_query
+    rows = query(bounds["--since"], bounds["--until"], level, points or None)
     try:
-        write_rows(rows, sys.stdout, fmt, level, lg.calendar)
+        write_rows(rows, sys.stdout, fmt, level, lg.calendar, tariffs=tariffs)
     finally:
-        host.loggers.reader.close()
+        loggers.reader.close()
 
 
 def _add_plugin_commands() -> None:

@@ -3,7 +3,8 @@
 ``[ioservers.dummy] plugin = "dummy"`` with ``options.points = {"light.1" = 0, "temp" = 21.5}``
 gives ``dummy.light.1`` and ``dummy.temp``; ``options.ui = {"banner" = "hello"}`` the UI
 variable ``dummy.banner``. A write sets the value. With ``options.rate`` the numeric and
-boolean points change at random that many times a second.
+boolean points change at random that many times a second; the ids in ``options.meters``
+simulate cumulative meters (they only grow), to demo counter data loggers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from ..errors import FatalError
 from ..hookspecs import hookimpl
 from ..ioserver import IOServer
 from ..plugins import load_schema
@@ -28,6 +30,17 @@ class Dummy:
             ioserver.declare(id, value, writable=True)
         for id, value in ioserver.options["ui"].items():
             ioserver.declare(id, value, writable=True, ui=True)
+        points = ioserver.options["points"]
+        self.meters: set[str] = set()
+        for i, id in enumerate(ioserver.options.get("meters", [])):
+            value = points.get(id)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise FatalError(
+                    f"ioservers.{ioserver.name}.options.meters[{i}]: {id!r} is not a numeric "
+                    f"point of options.points (numeric points: "
+                    f"{', '.join(k for k, v in points.items() if _numeric(v)) or 'none'})"
+                )
+            self.meters.add(f"{ioserver.name}.{id}")
 
     @hookimpl
     async def connect(self, ioserver: IOServer) -> None:
@@ -43,12 +56,23 @@ class Dummy:
             due += rate * interval
             for _ in range(int(due)):
                 point = random.choice(points)
-                ioserver.set(point, _drift(point))
+                ioserver.set(point, _grow(point) if point.name in self.meters else _drift(point))
             due -= int(due)
 
     @hookimpl
     def write(self, ioserver: IOServer, point: Point, value: Value, namespace: str) -> None:
         ioserver.set(point, value, ui=namespace == "ui")
+
+
+def _numeric(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float)
+
+
+def _grow(point: Point) -> Any:
+    """A meter's next reading: a small increase, never a decrease."""
+    if point.type is int:
+        return (point.value or 0) + random.choice((0, 1))
+    return round((point.value or 0.0) + random.uniform(0.0, 0.1), 3)
 
 
 def _drift(point: Point) -> Any:

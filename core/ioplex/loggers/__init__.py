@@ -9,7 +9,7 @@ from .calendar import Calendar
 from .logger import DataLogger
 from .reader import DatabaseMissing, Reader
 from .replication import Feed, ReplicatedRows, ReplicationError
-from .rows import Interval, Sample
+from .rows import Interval, Sample, TariffInterval
 from .service import DataLoggers, UnknownLoggerError
 from .settings import KINDS, LEVELS, LoggerSettings, check_loggers, parse_duration
 from .store import DATABASE
@@ -32,6 +32,7 @@ __all__ = [
     "ReplicatedRows",
     "ReplicationError",
     "Sample",
+    "TariffInterval",
     "UnknownLoggerError",
     "parse_duration",
 ]

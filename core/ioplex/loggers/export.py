@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import IO, Any
 
 from .calendar import Calendar
-from .rows import Interval, Sample
+from .rows import Interval, Sample, TariffInterval
 from .settings import DurationError, parse_duration
 
 FORMATS = ("csv", "json")
@@ -58,9 +58,23 @@ def parse_time(text: str, calendar: Calendar, now: float) -> float:
 
 SAMPLE_FIELDS = ("seq", "time", "datetime", "point", "value", "quality")
 INTERVAL_FIELDS = ("time", "end", "datetime", "point", "count", "min", "max", "avg", "delta")
+TARIFF_FIELDS = ("time", "end", "datetime", "point", "tariff", "delta", "cost")
+
+Row = Sample | Interval | TariffInterval
 
 
-def as_record(row: Sample | Interval, calendar: Calendar) -> dict[str, Any]:
+def csv_text(value: Any) -> str:
+    """A CSV cell: floats in their shortest form that reads back as the same double
+    (``repr``: 0.1, not 0.1000000000000000055; 1e+16), never rounded to fewer digits,
+    never locale-formatted; None as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    return str(value)
+
+
+def as_record(row: Row, calendar: Calendar) -> dict[str, Any]:
     """A row as a flat dict with a readable local ``datetime`` beside the epoch ``time``."""
     record = row._asdict()
     record["datetime"] = calendar.isoformat(row.time)
@@ -70,16 +84,19 @@ def as_record(row: Sample | Interval, calendar: Calendar) -> dict[str, Any]:
 
 
 def write_rows(
-    rows: Iterable[Sample | Interval], out: IO[str], fmt: str, level: str, calendar: Calendar
+    rows: Iterable[Row], out: IO[str], fmt: str, level: str, calendar: Calendar,
+    tariffs: bool = False,
 ) -> int:
-    """Write `rows` to `out` as CSV (with a header) or as one JSON array; return the count."""
-    fields = SAMPLE_FIELDS if level == "raw" else INTERVAL_FIELDS
+    """Write `rows` to `out` as CSV (with a header) or as one JSON array; return the count.
+    `tariffs`: the rows are `TariffInterval` rows."""
+    fields = TARIFF_FIELDS if tariffs else SAMPLE_FIELDS if level == "raw" else INTERVAL_FIELDS
     n = 0
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(fields)
         for row in rows:
-            writer.writerow(as_record(row, calendar))
+            record = as_record(row, calendar)
+            writer.writerow([csv_text(record[k]) for k in fields])
             n += 1
         return n
     if fmt != "json":

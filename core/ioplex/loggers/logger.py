@@ -11,7 +11,7 @@ import anyio
 from ..points import PointEvent, Quality, Value
 from ..registry import Listener
 from .calendar import Calendar
-from .rows import Interval, Sample
+from .rows import Interval, Sample, TariffInterval
 from .settings import LoggerSettings
 from .store import LoggerState
 
@@ -48,6 +48,7 @@ class DataLogger:
         self.settings = settings
         self.id = settings.id
         self.calendar = Calendar(settings.timezone)
+        """The logger's time zone (its own, the host's or the system's) and intervals."""
         self.feeds: list[Feed] = []
         """The replication feeds writing into this logger (config ``source`` and `add_feed`)."""
         self.recorded = 0
@@ -170,6 +171,25 @@ class DataLogger:
     ) -> list[Sample] | list[Interval]:
         """`query` in a worker thread, so the event loop never waits on the disk."""
         return await anyio.to_thread.run_sync(self.query, start, end, level, points)
+
+    def tariff_query(
+        self,
+        start: TimeArg = None,
+        end: TimeArg = None,
+        level: str = "day",
+        points: str | Iterable[str] | None = None,
+    ) -> list[TariffInterval]:
+        """A counter logger's increase and cost per tariff (time slot) and interval:
+        `TariffInterval` rows ``(time, end, point, tariff, delta, cost)``, for the levels it
+        keeps, in time order. Empty for a logger without tariffs."""
+        if level == "raw" or level not in self.levels:
+            raise ValueError(
+                f"data logger {self.id!r} has tariffs per {', '.join(self.levels[1:])}, "
+                f"not {level!r}"
+            )
+        return list(self._owner.reader.tariffs(
+            self.id, _seconds(start, "start"), _seconds(end, "end"), level, points, self.calendar
+        ))
 
     def samples_after(self, seq: int, limit: int) -> list[Sample]:
         """Committed raw samples with ``seq`` greater than `seq`, ascending, at most `limit`:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import IoplexError
 from .calendar import Calendar
-from .rows import Interval, Sample
+from .rows import Interval, Sample, TariffInterval
 from .settings import LEVELS
 from .store import QUALITIES, connect
 
@@ -95,6 +95,32 @@ class Reader:
         )
         return [Sample(s, t, p, v, QUALITIES[q]) for s, t, p, v, q in rows]
 
+    def _where(
+        self, name: str, start: float | None, end: float | None,
+        points: str | Iterable[str] | None,
+    ) -> tuple[list[str], list[Any]] | None:
+        """The WHERE terms and parameters of a query, None when nothing can match."""
+        if not self.exists():
+            return None
+        lid = self.logger_id(name)
+        if lid is None:
+            return None
+        wanted = self.point_ids(lid, points)
+        if wanted is not None and not wanted:
+            return None
+        where = ["t.logger = ?"]
+        params: list[Any] = [lid]
+        if start is not None:
+            where.append("t.time >= ?")
+            params.append(start)
+        if end is not None:
+            where.append("t.time < ?")
+            params.append(end)
+        if wanted is not None:
+            where.append(f"t.point IN ({', '.join('?' * len(wanted))})")
+            params.extend(wanted)
+        return where, params
+
     def query(
         self,
         name: str,
@@ -107,25 +133,10 @@ class Reader:
         """Rows of logger `name` at `level` with ``start <= time < end``, in time order."""
         if level not in LEVELS:
             raise ValueError(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
-        if not self.exists():
+        found = self._where(name, start, end, points)
+        if found is None:
             return iter(())
-        lid = self.logger_id(name)
-        if lid is None:
-            return iter(())
-        wanted = self.point_ids(lid, points)
-        if wanted is not None and not wanted:
-            return iter(())
-        where = ["t.logger = ?"]
-        params: list[Any] = [lid]
-        if start is not None:
-            where.append("t.time >= ?")
-            params.append(start)
-        if end is not None:
-            where.append("t.time < ?")
-            params.append(end)
-        if wanted is not None:
-            where.append(f"t.point IN ({', '.join('?' * len(wanted))})")
-            params.extend(wanted)
+        where, params = found
         condition = " AND ".join(where)
         conn = self.conn()
         if level == "raw":
@@ -147,6 +158,35 @@ class Reader:
             for t, p, c, lo, hi, avg, d in cursor
         )
 
+    def tariffs(
+        self,
+        name: str,
+        start: float | None,
+        end: float | None,
+        level: str,
+        points: str | Iterable[str] | None,
+        calendar: Calendar,
+    ) -> Iterator[TariffInterval]:
+        """Per-tariff rows of logger `name` at `level` (not raw), in time order."""
+        if level not in LEVELS[1:]:
+            raise ValueError(f"tariffs are consolidated per {', '.join(LEVELS[1:])}, "
+                             f"not {level!r}")
+        found = self._where(name, start, end, points)
+        if found is None:
+            return iter(())
+        where, params = found
+        cursor = self.conn().execute(
+            "SELECT t.time, points.name, t.tariff, t.delta, t.cost FROM tariffs AS t "
+            f"JOIN points ON points.id = t.point WHERE {' AND '.join(where)} AND t.level = ? "
+            "ORDER BY t.time, points.name, t.tariff",
+            [*params, level],
+        )
+        end_of = calendar.end
+        return (
+            TariffInterval(float(t), float(end_of(level, t)), p, tariff, d, c)
+            for t, p, tariff, d, c in cursor
+        )
+
     # -- overview --------------------------------------------------------------------------------
     def overview(self) -> dict[str, dict[str, Any]]:
         """Per logger stored: sequence marks, first and last raw sample time, point count and
@@ -155,8 +195,9 @@ class Reader:
             return {}
         conn = self.conn()
         out: dict[str, dict[str, Any]] = {}
-        for lid, name, kind, last_seq, consolidated in conn.execute(
-            "SELECT id, name, kind, last_seq, consolidated_seq FROM loggers ORDER BY name"
+        for lid, name, kind, timezone, last_seq, consolidated in conn.execute(
+            "SELECT id, name, kind, timezone, last_seq, consolidated_seq FROM loggers "
+            "ORDER BY name"
         ).fetchall():
             # Two queries, not min() and max() in one: each alone is a single index lookup.
             (first,) = conn.execute(
@@ -176,6 +217,7 @@ class Reader:
             ]
             out[name] = {
                 "kind": kind,
+                "timezone": timezone,
                 "last_seq": last_seq,
                 "consolidated_seq": consolidated,
                 "first": first,

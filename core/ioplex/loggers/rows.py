@@ -24,9 +24,11 @@ class Sample(NamedTuple):
 class Interval(NamedTuple):
     """One point's aggregate over one consolidation interval ``[time, end)``.
 
-    ``count`` numeric samples were seen; ``avg`` is ``sum / count``. ``delta`` is the
-    counter's increase over the interval for counter loggers, None for range loggers (whose
-    min/max/avg are the point's; a counter's min/max/avg are of its readings).
+    ``count`` numeric samples were seen (0 for an interval a held value spans without a
+    sample); ``avg`` is time-weighted (each value counts for as long as it was held), or the
+    samples' mean where nothing was held yet. ``min`` and ``max`` include the value held
+    into the interval. ``delta`` is the counter's increase over the interval for counter
+    loggers, None for range loggers (a counter's min/max/avg are of its readings).
     """
 
     time: float
@@ -37,3 +39,15 @@ class Interval(NamedTuple):
     max: float
     avg: float
     delta: float | None
+
+
+class TariffInterval(NamedTuple):
+    """A counter's increase and its cost over one interval ``[time, end)`` within one tariff
+    (time slot): the interval's ``delta`` split by the tariff in force at each reading."""
+
+    time: float
+    end: float
+    point: str
+    tariff: str
+    delta: float
+    cost: float
