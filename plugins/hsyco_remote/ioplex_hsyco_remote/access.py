@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import unquote
 
-from ioplex.serving import AllowList, AuthThrottle, RateLimitedLog
+from ioplex.serving import AllowList, AuthThrottle, RateLimitedLog, client_prefix
 
 log = logging.getLogger("ioplex.plugin.hsyco_remote.server")
 
@@ -62,7 +62,12 @@ class Decision:
 
 
 class Sessions:
-    """Session tokens: random, held in memory only (a restart ends every session), bounded."""
+    """Session tokens: random, held in memory only (a restart ends every session), bounded.
+
+    One live token per client prefix: a client that logs in with the password again (one that
+    ignores the header, like curl in a loop) gets the same token back, so however many
+    requests it makes it cannot push a concentrator's session out of the table.
+    """
 
     def __init__(self, ttl: float = SESSION_TTL, limit: int = MAX_SESSIONS,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -70,13 +75,28 @@ class Sessions:
         self.limit = limit
         self._clock = clock
         self._expiry: OrderedDict[str, float] = OrderedDict()
+        self._of_prefix: dict[str, str] = {}
+        self._prefix_of: dict[str, str] = {}
 
-    def create(self) -> str:
+    def create(self, client: str | None = None) -> str:
+        """The live token of `client`'s prefix, renewed, or a new one."""
+        prefix = client_prefix(client)
+        token = self._of_prefix.get(prefix)
+        if token is not None and self.renew(token):
+            return token
         token = secrets.token_urlsafe(24)
         self._expiry[token] = self._clock() + self.ttl
+        self._of_prefix[prefix] = token
+        self._prefix_of[token] = prefix
         while len(self._expiry) > self.limit:
-            self._expiry.popitem(last=False)
+            self._forget(next(iter(self._expiry)))
         return token
+
+    def _forget(self, token: str) -> None:
+        self._expiry.pop(token, None)
+        prefix = self._prefix_of.pop(token, None)
+        if prefix is not None and self._of_prefix.get(prefix) == token:
+            del self._of_prefix[prefix]
 
     def renew(self, token: str | None) -> bool:
         """Whether `token` is a live session; if so it lives another `ttl` seconds."""
@@ -87,7 +107,7 @@ class Sessions:
         if expiry is None:
             return False
         if expiry <= now:
-            del self._expiry[token]
+            self._forget(token)
             return False
         self._expiry[token] = now + self.ttl
         self._expiry.move_to_end(token)
@@ -141,7 +161,8 @@ class Gate:
             return Decision(Verdict.THROTTLED, retry_after=wait)
         if password is not None and self._matches(password):
             self.throttle.succeeded(client)
-            return Decision(Verdict.OK, session=self.sessions.create() if new_session else None)
+            return Decision(Verdict.OK,
+                            session=self.sessions.create(client) if new_session else None)
         self.throttle.failed(client)
         return Decision(Verdict.PASSWORD)
 

@@ -64,8 +64,13 @@ class Rioget:
             return self.refusal(client, decision)
         if self.authenticated is not None:
             self.authenticated(request.scope)
-        state: dict[str, Any] = await self.answer(stamp)
-        return Response(dumps({"hsycostate": state}), media_type="application/json")
+        try:
+            state: dict[str, Any] = await self.answer(stamp)
+            return Response(dumps({"hsycostate": state}), media_type="application/json")
+        except Exception as exc:  # noqa: BLE001 - a bug: contained to this request, logged
+            self._unprintable.error("handler", "rioget from %s failed: %r", client, exc)
+            log.debug("rioget failure", exc_info=True)
+            return error(500, "internal", "the server failed to answer this request")
 
     def refusal(self, client: str | None, decision: Decision) -> Response:
         """No data: an empty 403 (429 with Retry-After while throttled)."""
