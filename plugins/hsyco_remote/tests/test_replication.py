@@ -42,7 +42,9 @@ async def test_points_are_mirrored_with_type_writability_and_quality(kit, info_o
             # remote quality is mirrored: the leaf's dummy going offline shows as bad here
             leaf.ioservers["dummy"].set_offline()
             await until(lambda: top.points["remote.dummy.temp"].quality is Quality.BAD)
-            leaf.ioservers["dummy"].set_online()
+            leaf.ioservers["dummy"].set_online()  # carried-over values come back stale
+            await until(lambda: top.points["remote.dummy.temp"].quality is Quality.STALE)
+            await leaf.write("dummy.temp", 20.0)  # confirmed: good again, here too
             await until(lambda: top.points["remote.dummy.temp"].quality is Quality.GOOD)
 
 
