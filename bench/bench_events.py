@@ -29,6 +29,7 @@ import tracemalloc
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import ioplex
 from ioplex_events import Engine
 from ioplex_events.loader import Context, load_file
@@ -92,7 +93,7 @@ async def with_engine(host: ioplex.Host, engine: Engine, batches: list[list],
         points.update_many(batch)
         await anyio.lowlevel.checkpoint()
     while engine.firings - base < expected or engine.active:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     return time.perf_counter() - start
 
 
@@ -109,7 +110,7 @@ async def latency(host: ioplex.Host, engine: Engine, rules: int, step: int, n: i
             t0 = time.perf_counter()
             host.points.update(host.points[f"b.p{i * step}"], 1_000_000 + k)
             while name not in stamps:
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             out.append(stamps[name] - t0)
     finally:
         listener.close()

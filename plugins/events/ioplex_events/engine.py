@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 from ioplex import Quality, UnknownPointError
 from ioplex.serving import RateLimitedLog
@@ -547,7 +548,7 @@ class Engine:
                         try:
                             await self.perform(c, action, firing)
                             results.append([text, "ok"])
-                        except Exception as exc:  # one failed action never stops the others
+                        except Exception as exc:  # noqa: BLE001 - one failed action never stops the others
                             message = str(exc) or type(exc).__name__
                             results.append([text, f"error: {message}"])
                             self.rlog.error(
@@ -562,11 +563,8 @@ class Engine:
             c.running -= 1
             self.active -= 1
             self._trace(c, firing, results, status)
-            if c.point is not None:
-                try:
-                    self.host.points.update(c.point, firing.time)
-                except Exception:  # the point was removed by a reload meanwhile
-                    pass
+            if c.point is not None:  # (harmless if a reload removed it meanwhile)
+                self.host.points.update(c.point, firing.time)
             if c.waiting and c.disabled is None:
                 self._start(c.waiting.popleft())
 
@@ -736,13 +734,12 @@ class Engine:
                     tg.start_soon(self._watch)
                 await anyio.sleep_forever()
             finally:
-                with anyio.CancelScope(shield=True):
-                    self.flush_traces()
-                    for ns in ("io", "ui"):
-                        if self.subs[ns] is not None:
-                            self.subs[ns].close()
-                            self.subs[ns] = None
-                    self.store.close()
+                self.flush_traces()  # synchronous: runs even while cancelled
+                for ns in ("io", "ui"):
+                    if self.subs[ns] is not None:
+                        self.subs[ns].close()
+                        self.subs[ns] = None
+                self.store.close()
 
     async def _work(self) -> None:
         """Run firings from `ready`, one at a time: `WORKERS` of these run actions of
@@ -769,7 +766,7 @@ class Engine:
                                   "engine fell behind", sub.dropped)
             for event in sub.drain():
                 self.on_change(ns, event)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     async def _clock(self) -> None:
         last_wall, last_mono = self.host.time(), time.monotonic()

@@ -10,6 +10,7 @@ unknown keyword gets a did-you-mean, and a line no terminal matches says which c
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -17,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import lark
-from lark import Token
 from ioplex.points import printable
+from lark import Token
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
 
 from . import syntax as s
@@ -109,7 +110,7 @@ def _number(token: Token) -> int | float:
         value: int | float = int(text)
     except ValueError:
         value = float(text)
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise _LineError(token.start_pos + 1, f"{text} is not a finite number") from None
     if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
         raise _LineError(token.start_pos + 1, f"{text} is outside the signed 64-bit range")

@@ -67,7 +67,7 @@ async def test_vscp_events_and_send(tmp_path):
     )
     config = make_config(tmp_path, rules, ioservers={
         "vl": {"plugin": "dummy", "options": {"points": {"event": ""}}}})
-    async with running(config) as (host, engine):
+    async with running(config) as (host, _engine):
         host.publish(FakeVscpEvent(10, 6, bytes([0x88, 0x02])), source="plugin:test")
         await until(lambda: host.points["vl.event"].value == "0,10,6,0,,0,-,0x88,0x02")
         assert host.points["d.text"].value == "2"
@@ -79,11 +79,11 @@ async def test_vscp_events_and_send(tmp_path):
 
 
 async def test_day_and_night_need_the_site(tmp_path, caplog):
-    async with running(make_config(tmp_path, "DAY : LOG = 1\n")) as (host, engine):
+    async with running(make_config(tmp_path, "DAY : LOG = 1\n")) as (_host, engine):
         assert engine.files == {}
     assert "DAY needs the site's position" in caplog.text
     config = make_config(tmp_path, "DAY +0 OR NIGHT : IO d.a = 1\n",
                          host={"latitude": 45.46, "longitude": 9.19})
-    async with running(config) as (host, engine):
+    async with running(config) as (_host, engine):
         rule = next(iter(engine.files.values()))[0]
         assert rule.state is True  # it is either day or night

@@ -41,7 +41,7 @@ def sshd(tmp_path_factory):
         assert user.uid != 0
         if shutil.which("sudo"):  # never let this test reboot anything
             out = subprocess.run(["sudo", "-n", "-l", "-U", user.name], capture_output=True,
-                                 text=True)
+                                 text=True, check=False)
             assert "not allowed" in out.stdout + out.stderr
         yield server, user
 
@@ -106,7 +106,7 @@ async def test_nightly_put(tmp_path, sshd):
     if target.exists() and target.stat().st_uid != sshd[1].uid:
         shutil.rmtree(target)  # left by an earlier run's user
     try:
-        async with running(config, environ=ENVIRON, clock_at=_midnight_soon(4)) as (host, e):
+        async with running(config, environ=ENVIRON, clock_at=_midnight_soon(4)) as (host, _e):
             backup = Path(host.ioservers["ssh"].data_dir) / "files" / "data_backup"
             backup.mkdir(parents=True)  # the ssh plugin's transfer area
             (backup / "hsyco.script").write_text("CREATE TABLE t;\n")
