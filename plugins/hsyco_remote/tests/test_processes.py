@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import anyio
-import pytest
-
 import ioplex
+import pytest
 from ioplex import Quality
 
 pytestmark = pytest.mark.anyio

@@ -57,11 +57,11 @@ async def test_writes_go_to_the_remote_and_odd_values_round_trip(kit, info_of, u
             for value in ODD_VALUES:
                 await top.write("remote.dummy.text", value)
                 assert leaf.points["dummy.text"].value == value
-                await until(lambda: top.points["remote.dummy.text"].value == value)
+                await until(lambda value=value: top.points["remote.dummy.text"].value == value)
             # and in the other direction, changed on the remote
             for value in reversed(ODD_VALUES):
                 await leaf.write("dummy.text", value)
-                await until(lambda: top.points["remote.dummy.text"].value == value)
+                await until(lambda value=value: top.points["remote.dummy.text"].value == value)
             await top.write("remote.dummy.n", 2**53 + 1)
             await top.write("remote.dummy.f", 3)  # an int for a float point arrives as float
             await until(lambda: top.points["remote.dummy.f"].value == 3.0)
