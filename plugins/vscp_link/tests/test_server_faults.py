@@ -13,6 +13,8 @@ import os
 import re
 import resource
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 pytestmark = pytest.mark.anyio
@@ -206,6 +209,46 @@ async def test_a_wrong_password_flood_holds_no_slot_and_locks_out_no_session(
         assert throttle.failures + throttle.refused == 300
         lines = [r for r in caplog.records if r.name == LOGGER and r.levelno >= logging.WARNING]
         assert len(lines) <= 3, [r.getMessage() for r in lines]  # a summary, not 300 lines
+
+
+async def test_clients_vanishing_mid_command_are_debug_lines(
+    tmp_path: Any, tools: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "ioplex")
+    big = ",".join(["0x55"] * 500)
+    async with (
+        tools.running_server(tmp_path, queue_size=100) as (_host, server),
+        await tools.Wire.open(server.address) as sender,
+    ):
+        await sender.login()
+        for _ in range(100):  # a queue full of big events for every newcomer
+            await sender.send(f"SEND 0,1024,1,0,,,-,{big}")
+        for _ in range(100):
+            assert await sender.line() == OK
+
+        async def vanish(i: int) -> None:
+            stream = await anyio.connect_tcp(*server.address)
+            sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+            # Reset, not FIN, when closed: the server's next read or write fails.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await stream.send(b"USER admin\r\nPASS secret\r\n")
+            if i % 2:
+                await stream.send(b"RETR 100\r\n")  # a 270 KB answer it never reads
+            else:
+                await stream.send(b"SEND 0,1024,1,0,,,-," + big[: i * 37].encode())
+            await anyio.sleep(0.01 * (i % 5))
+            await stream.aclose()
+
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(vanish, i)
+        with anyio.fail_after(5):
+            while len(server.clients) > 1:
+                await anyio.sleep(0.01)
+        assert await sender.reply("NOOP") == OK
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not loud, [r.getMessage() for r in loud]
+    assert any("gone" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG)
 
 
 # --- out of file descriptors, in a host of its own ------------------------------------------

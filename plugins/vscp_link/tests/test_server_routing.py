@@ -46,6 +46,16 @@ async def test_an_event_goes_to_every_other_accepting_client_and_the_bus(
                 while b"1" not in (await a.reply("CDTA")).split(b"\r\n")[0]:
                     await anyio.sleep(0.01)
             assert (await b.reply("RETR")).startswith(b"0,20,4,1,")
+            # obid 0 ("unknown", e.g. from a link to a firmware daemon) is not anybody's
+            # own: it reaches every client, unchanged.
+            host.publish(vscp.Event(20, 5, b"\x00", obid=0), source="elsewhere")
+            for w in (a, b):
+                with anyio.fail_after(5):
+                    while True:
+                        got = await w.reply("RETR")
+                        if not got.startswith(b"0,20,4,"):
+                            break
+                assert got.startswith(b"0,20,5,0,"), got
             await c.reply("CLRA")
             assert await c.reply("CDTA") == b"0\r\n" + OK
 
