@@ -221,6 +221,18 @@ class IOServer:
                         registry.update(point, point.value, restored)
         self._online.set()
 
+    def set_state(self, state: State, detail: str | None = None) -> None:
+        """Report the instance's state with a reason an operator can read (shown by
+        ``system.ioservers.<name>``, logs and status pages).
+
+        For drivers that run their own reconnect loop inside `connect` instead of raising to
+        the supervisor: e.g. ``RETRYING`` with ``"wrong password; next attempt in 60 s"``
+        while waiting out an authentication refusal, or ``ONLINE`` with a note about the
+        protocol in use. `set_online` and `set_offline` remain the way to say the link is up
+        or down; this only describes it.
+        """
+        self._set_state(state, detail)
+
     def set_offline(self) -> None:
         """Say the connection is down: the connection point reads ``offline`` and every other
         point of this instance gets quality ``bad`` (values are kept)."""

@@ -173,7 +173,7 @@ class Mirror:
     def _waiting(self, detail: str, delay: float) -> None:
         """Offline, with the reason and the next attempt in the instance state."""
         self.io.set_offline()
-        self.io._set_state(State.RETRYING, f"{detail} (next attempt in {delay:.0f} s)")
+        self.io.set_state(State.RETRYING, f"{detail} (next attempt in {delay:.0f} s)")
 
     def _accepted(self) -> None:
         ended = self.refusals.accepted()

@@ -72,7 +72,7 @@ class RiogetMirror:
             quiet = not self.aligned and not m.startup_events
             self.align(answer, quiet=quiet)
             m.io.set_online(restore_quality=False)
-            m.io._set_state(State.ONLINE, DETAIL)
+            m.io.set_state(State.ONLINE, DETAIL)
             self.aligned = True
             m.io.log.info("%s: aligned with %s over rioget: %d points mirrored (read-only)",
                           m.where, client.url, len(self.table))

@@ -448,7 +448,7 @@ class SSHDriver:
         while True:
             if delay:
                 await anyio.sleep(delay)
-            self.io._set_state(State.CONNECTING, None)  # the driver's own retry loop
+            self.io.set_state(State.CONNECTING, None)  # its own retry loop
             try:
                 conn = await self.connector.open(self.credentials())
             except FatalError as exc:
@@ -475,7 +475,7 @@ class SSHDriver:
         self._last_failure = why
         self._set_linked(False)
         self.io.set_offline()
-        self.io._set_state(State.RETRYING, detail)
+        self.io.set_state(State.RETRYING, detail)
         self.complaints.warning(f"down:{why[:40]}", "%s", self._say(detail))
 
     async def _serve(self, conn: asyncssh.SSHClientConnection) -> str:
