@@ -21,7 +21,8 @@ def test_defaults_are_filled(builtins_only: ioplex.Plugins) -> None:
     host = ioplex.Host.from_config({"ioservers": {"d": {"plugin": "dummy"}}}, plugins=builtins_only)
     assert host.config.host.name == "ioplex"
     assert host.config.host.data_dir == Path.cwd() / "data"
-    assert host.config.ioservers["d"].options == {"points": {}, "rate": 0}
+    options = host.config.ioservers["d"].options
+    assert (options["points"], options["rate"], options["ui"]) == ({}, 0, {})
 
 
 def test_every_problem_is_reported_with_its_path(builtins_only: ioplex.Plugins) -> None:

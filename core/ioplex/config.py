@@ -373,7 +373,10 @@ def load(
         plugin_settings[name] = table
 
     if len(problems) == before_sections:  # the plugins' own tables are valid: check deeper
-        problems.extend(plugins.check_config(plugin_settings, ioservers, base_dir))
+        loggers = tables.get("loggers", {})
+        problems.extend(plugins.check_config(
+            plugin_settings, ioservers, base_dir, loggers if isinstance(loggers, dict) else {}
+        ))
     if outline or problems:
         raise ConfigError(problems, source_name)
 

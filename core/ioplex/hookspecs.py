@@ -79,7 +79,10 @@ def register_commands(cli: Any) -> None:
 
 @hookspec
 def check_config(
-    settings: dict[str, Any] | None, ioservers: dict[str, Any], base_dir: Path
+    settings: dict[str, Any] | None,
+    ioservers: dict[str, Any],
+    base_dir: Path,
+    loggers: dict[str, Any],
 ) -> Any:
     """Check what a JSON Schema cannot express, before anything starts.
 
@@ -96,6 +99,8 @@ def check_config(
         `ioplex.IOServerConfig` objects (``.type``, ``.settings``, ``.options``).
     :param base_dir: the directory relative paths in the configuration are resolved against
         (the config file's).
+    :param loggers: the ``[loggers]`` tables by logger id, as written, for a plugin whose
+        instances feed or read data loggers (e.g. to say which local logger is missing).
     """
 
 

@@ -234,7 +234,11 @@ class Plugins:
         return self._settings_schemas.get(plugin)
 
     def check_config(
-        self, settings: dict[str, dict[str, Any]], ioservers: dict[str, Any], base_dir: Path
+        self,
+        settings: dict[str, dict[str, Any]],
+        ioservers: dict[str, Any],
+        base_dir: Path,
+        loggers: dict[str, Any] | None = None,
     ) -> list[Problem]:
         """Run each plugin's `check_config` hook on its own tables, isolated from the others."""
         problems: list[Problem] = []
@@ -244,7 +248,8 @@ class Plugins:
             try:
                 problems.extend(
                     call_impl(
-                        impl, settings=settings.get(name), ioservers=mine, base_dir=base_dir
+                        impl, settings=settings.get(name), ioservers=mine, base_dir=base_dir,
+                        loggers=loggers or {},
                     )
                     or ()
                 )

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import ioplex
-from ioplex.config import LOGGER_VALIDATORS
 from ioplex.points import check_pattern
 
 from . import server
@@ -31,12 +30,6 @@ __all__ = ["Mirror"]
 
 PRIVATE_API_OPTIONS = ("ui", "clocksync", "dataloggers")
 """Options that need the private API (API v1 here): nothing in rioget carries them."""
-
-# `ioplex check` reports a `dataloggers` entry without its local logger table: the check
-# needs the [loggers] tables, which the kernel hands to its logger validators.
-if check_feeds not in LOGGER_VALIDATORS:
-    LOGGER_VALIDATORS.append(check_feeds)
-
 
 @ioplex.hookimpl
 def register_ioserver_types(register: Any) -> None:
@@ -55,11 +48,16 @@ def plugin_settings_schema() -> dict[str, Any]:
 
 @ioplex.hookimpl
 def check_config(
-    settings: dict[str, Any], ioservers: dict[str, ioplex.IOServerConfig], base_dir: Path
+    settings: dict[str, Any],
+    ioservers: dict[str, ioplex.IOServerConfig],
+    base_dir: Path,
+    loggers: dict[str, Any],
 ) -> list[ioplex.Problem]:
-    """The server's listen address, allow-list, certificate pair and filters, and each mirror's
-    CA file or fingerprint: what the schemas cannot check."""
+    """The server's listen address, allow-list, certificate pair and filters, each mirror's
+    CA file or fingerprint, and the local logger of each replicated one: what the schemas
+    cannot check."""
     problems = server.check_settings(settings["server"], base_dir)
+    problems += check_feeds(loggers, ioservers)
     for name, io in ioservers.items():
         where = f"ioservers.{name}.options"
         try:

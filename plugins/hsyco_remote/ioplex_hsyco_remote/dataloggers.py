@@ -17,12 +17,9 @@ again from its beginning, skipping what it already holds.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ioplex import FatalError, IoplexError, IOServer, Point, Problem
-
-if TYPE_CHECKING:
-    from ioplex.config import Config
 
 TYPE = "hsyco_remote"
 
@@ -44,11 +41,11 @@ def local_ids(name: str, options: dict[str, Any]) -> dict[str, str]:
     return {r: f"{name}.{r}" if prefix else r for r in remote_ids(options["dataloggers"])}
 
 
-def check_feeds(loggers: dict[str, Any], config: Config) -> list[Problem]:
-    """A `ioplex.config.LOGGER_VALIDATORS` check: every remote logger an hsyco_remote
-    instance replicates has its local ``[loggers.<id>]`` table."""
+def check_feeds(loggers: dict[str, Any], ioservers: dict[str, Any]) -> list[Problem]:
+    """Every remote logger an hsyco_remote instance replicates has its local
+    ``[loggers.<id>]`` table (run by the plugin's check_config)."""
     problems = []
-    for name, io in config.ioservers.items():
+    for name, io in ioservers.items():
         if io.type != TYPE:
             continue
         for remote_id, local_id in local_ids(name, io.options).items():
