@@ -5,6 +5,7 @@ oldest idle connections instead of locking out a good client."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
@@ -265,3 +266,40 @@ async def test_an_idle_flood_evicts_its_own_oldest_connections(kit, info_of, mon
         finally:
             for stream in idle:
                 await stream.aclose()
+
+
+async def test_the_login_deadline_is_absolute_and_lifted_by_a_request_let_in(kit, info_of,
+                                                                             monkeypatch):
+    """A connection that keeps sending requests with wrong passwords is closed at the login
+    deadline however busy it is; one whose request was let in stays."""
+    monkeypatch.setattr(server_module, "LOGIN_DEADLINE", 0.8)
+    async with ioplex.Host.from_config(kit.serving()) as leaf:
+        info = await info_of(leaf)
+        async with httpx.AsyncClient(verify=tls_context(info),
+                                     headers=bearer(kit.password)) as good:
+            assert (await good.get(f"{info['url']}/api/v1/info")).status_code == 200
+            stream = await anyio.connect_tcp("127.0.0.1", info["port"], tls=True,
+                                             ssl_context=tls_context(info),
+                                             tls_hostname="127.0.0.1")
+            started = time.monotonic()
+            answers = 0
+            try:
+                with anyio.fail_after(5):
+                    try:
+                        while True:  # keep-alive requests on one connection, all refused
+                            await stream.send(b"GET /x/rioget?1*1*x HTTP/1.1\r\nHost: x\r\n\r\n")
+                            answer = await stream.receive()
+                            assert answer.startswith((b"HTTP/1.1 403", b"HTTP/1.1 429"))
+                            answers += 1
+                            await anyio.sleep(0.05)
+                    except (anyio.EndOfStream, anyio.BrokenResourceError, ssl.SSLError, OSError):
+                        pass
+            finally:
+                with contextlib.suppress(ssl.SSLError, OSError, anyio.BrokenResourceError):
+                    await stream.aclose()
+            assert 0.6 < time.monotonic() - started < 3 and answers >= 5
+            await anyio.sleep(0.5)
+            # the good client's connection, let in before the deadline, was kept alive
+            connections = good._transport._pool.connections  # type: ignore[attr-defined]
+            assert len(connections) == 1 and connections[0].is_idle()
+            assert (await good.get(f"{info['url']}/api/v1/info")).status_code == 200

@@ -145,3 +145,17 @@ async def test_logger_samples_respect_io_filter_and_name_their_store(kit, info_o
     values = [s[3] for s in seen if s[3] is not None]
     assert values[-5:] == [1, 2, 3, 4, 5]
     assert all(s[2] == "dummy.shown" for s in seen)
+
+
+async def test_a_client_outside_the_allow_list_sees_no_data(kit, info_of):
+    """Not even the API document: openapi.json is behind the allow-list and the password."""
+    async with ioplex.Host.from_config(kit.serving(address=["127.0.0.5"])) as leaf:
+        info = await info_of(leaf)
+        async with httpx.AsyncClient(base_url=info["url"], verify=context(info),
+                                     headers=bearer(kit.password)) as client:
+            for path in ("/api/v1/openapi.json", "/api/v1/info", "/api/v1/state"):
+                response = await client.get(path)
+                assert response.status_code == 403, path
+                assert response.json()["error"]["code"] == "address_not_allowed"
+            rioget = await client.get(f"/x/rioget?1*1*{kit.password}")
+            assert rioget.status_code == 403 and rioget.content == b""
