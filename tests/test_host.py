@@ -369,3 +369,19 @@ async def test_a_taken_listen_port_is_reported_once_and_retried_slowly(make_host
     assert 3 <= PortHog.attempts <= 8  # every 0.2 s (restart_max_delay), not every 0.01 s
     lines = [r for r in caplog.records if "is another program using it?" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelname == "ERROR"
+
+
+@pytest.mark.anyio
+async def test_the_dummy_simulation_stays_near_its_configured_values(make_host) -> None:
+    host = make_host({"ioservers": {"d": {"plugin": "dummy", "options": {
+        "points": {"light": 0, "temp": 21.5, "door": False}, "rate": 1000}}}})
+    async with host:
+        await host.wait_online("d")
+        seen: dict[str, set] = {"d.light": set(), "d.temp": set()}
+        with host.subscribe("d.light", "d.temp") as events:
+            with anyio.fail_after(10):
+                while sum(map(len, seen.values())) < 400:
+                    event = await events.__anext__()
+                    seen[event.name].add(event.value)
+    assert seen["d.light"] <= {0, 1}
+    assert all(17.0 < t < 26.0 for t in seen["d.temp"])

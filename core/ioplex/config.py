@@ -383,7 +383,7 @@ def load(
     h = data["host"]
     host = HostSettings(
         name=h["name"],
-        data_dir=(base_dir / os.path.expanduser(h["data_dir"])),
+        data_dir=Path(os.path.normpath(base_dir / os.path.expanduser(h["data_dir"]))),
         allow_set_clock=h["allow_set_clock"],
         clock=h["clock"],
         restart_delay=float(h["restart_delay"]),

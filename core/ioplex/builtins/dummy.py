@@ -46,6 +46,7 @@ class Dummy:
     async def connect(self, ioserver: IOServer) -> None:
         ioserver.set_online(restored=Quality.GOOD)  # a simulator: its values are its own
         rate = ioserver.options["rate"]
+        start = ioserver.options["points"]
         points = [p for p in ioserver.points() if p.type in (int, float, bool)]
         if not rate or not points:
             await anyio.sleep_forever()
@@ -56,7 +57,8 @@ class Dummy:
             due += rate * interval
             for _ in range(int(due)):
                 point = random.choice(points)
-                ioserver.set(point, _grow(point) if point.name in self.meters else _drift(point))
+                ioserver.set(point, _grow(point) if point.name in self.meters
+                             else _drift(point, start.get(point.id)))
             due -= int(due)
 
     @hookimpl
@@ -75,12 +77,20 @@ def _grow(point: Point) -> Any:
     return round((point.value or 0.0) + random.uniform(0.0, 0.1), 3)
 
 
-def _drift(point: Point) -> Any:
+def _drift(point: Point, start: Any) -> Any:
+    """A simulated reading near the configured one: booleans toggle, integers stay within
+    0…1 or 0…start (a light stays 0 or 1), floats wander around their start (a room stays
+    near its temperature); ``min``/``max`` in the point's metadata bound both."""
     if point.type is bool:
         return not point.value
+    meta = point.meta or {}
     if point.type is int:
-        return (point.value or 0) + random.choice((-1, 1))
-    return round((point.value or 0.0) + random.uniform(-0.5, 0.5), 3)
+        low = meta.get("min", min(0, start or 0))
+        high = meta.get("max", max(1, start or 0))
+        return min(high, max(low, (point.value or 0) + random.choice((-1, 1))))
+    value = point.value or 0.0
+    value += random.uniform(-0.5, 0.5) - 0.2 * (value - (start or 0.0))
+    return round(min(meta.get("max", value), max(meta.get("min", value), value)), 3)
 
 
 @hookimpl
