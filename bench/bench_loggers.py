@@ -11,7 +11,13 @@
    host writes with multi-row INSERTs (see `Store._insert_raw` for why), so the same bare
    load is also timed that way: that ratio is the host's own overhead.
 2. Consolidation: `--raw` raw samples (100 points, one sample per point a minute) are
-   written straight into the raw table, then consolidated into hours, timed.
+   written straight into the raw table, then consolidated into hours, timed: time-weighted
+   (each value held until the next sample, the range default) and, for counters, with reset
+   detection. The baseline, measured in the same run, is one SQL ``INSERT ... SELECT ...
+   GROUP BY`` of plain per-hour sample means (what consolidation was before time weighting,
+   done entirely inside SQLite): the ratio says what time weighting costs.
+3. Quiet hours: the same points holding their values through `--quiet-hours` hours without
+   a sample, credited by the carry (rows for intervals without samples), timed.
 """
 
 from __future__ import annotations
@@ -89,7 +95,9 @@ def bare_insert(data_dir: Path, changes: int, batch: int, multirow: bool) -> flo
     return elapsed
 
 
-def consolidation(data_dir: Path, raw: int, kind: str) -> tuple[float, float, int]:
+def consolidation(
+    data_dir: Path, raw: int, kind: str, quiet_hours: int,
+) -> tuple[float, float, float, int, float, int]:
     store = Store(data_dir / "loggers.db")
     store.open()
     settings = LoggerSettings("bench", kind=kind, levels=("raw", "hour"))
@@ -115,17 +123,35 @@ def consolidation(data_dir: Path, raw: int, kind: str) -> tuple[float, float, in
     written = time.perf_counter() - start
     calendar = Calendar()
     start = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.execute(
+        "CREATE TEMP TABLE means AS SELECT point, CAST(time / 3600 AS INTEGER) * 3600 AS hour, "
+        "count(*), sum(value), min(value), max(value) FROM raw WHERE logger = ? "
+        "GROUP BY point, hour", (state.id,))
+    conn.execute("COMMIT")
+    baseline = time.perf_counter() - start
+    start = time.perf_counter()
     taken = 0
+    horizon = T0 + (raw // POINTS) * 60.0
     while True:
-        n = store.consolidate(state, settings, calendar, 50_000)
+        n, more = store.consolidate(state, settings, calendar, 50_000, horizon)
         taken += n
-        if n < 50_000:
+        if n < 50_000 and not more:
             break
     elapsed = time.perf_counter() - start
     (hours,) = conn.execute("SELECT count(*) FROM hour").fetchone()
-    store.close()
     assert taken == raw
-    return written, elapsed, hours
+    # Quiet hours: nothing changes for a while; the held values are credited hour by hour.
+    start = time.perf_counter()
+    while True:
+        n, more = store.consolidate(state, settings, calendar, 50_000,
+                                    horizon + quiet_hours * 3600)
+        if not more:
+            break
+    quiet = time.perf_counter() - start
+    (after,) = conn.execute("SELECT count(*) FROM hour").fetchone()
+    store.close()
+    return written, baseline, elapsed, hours, quiet, after - hours
 
 
 def main() -> None:
@@ -133,6 +159,7 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=1_000_000)
     parser.add_argument("--raw", type=int, default=10_000_000)
     parser.add_argument("--kind", choices=["range", "counter"], default="range")
+    parser.add_argument("--quiet-hours", type=int, default=24 * 30)
     args = parser.parse_args()
     batch = ioplex.DataLoggers().batch_size
     root = Path(tempfile.mkdtemp(prefix="ioplex-bench-"))
@@ -152,11 +179,18 @@ def main() -> None:
         print(f"  ratio host / bare multi-row INSERT : {host_rate / multi_rate:.2f} "
               "(the host's own overhead)")
         if args.raw:
-            written, elapsed, hours = consolidation(root / "consolidate", args.raw, args.kind)
-            print(f"consolidating {args.raw:,} raw samples ({args.kind}) into hours")
-            print(f"  writing them     : {written:.1f} s")
-            print(f"  consolidating    : {elapsed:.1f} s ({args.raw / elapsed:,.0f} samples/s, "
-                  f"{hours:,} hourly rows)")
+            written, baseline, elapsed, hours, quiet, rows = consolidation(
+                root / "consolidate", args.raw, args.kind, args.quiet_hours)
+            what = "time-weighted" if args.kind == "range" else "counter, reset detection"
+            print(f"consolidating {args.raw:,} raw samples ({what}) into hours")
+            print(f"  writing them          : {written:.1f} s")
+            print(f"  sample means in SQL   : {baseline:.2f} s "
+                  f"({args.raw / baseline:,.0f} samples/s; the baseline)")
+            print(f"  consolidating         : {elapsed:.2f} s ({args.raw / elapsed:,.0f} "
+                  f"samples/s, {hours:,} hourly rows)")
+            print(f"  ratio consolidation / SQL sample means : {baseline / elapsed:.2f}")
+            print(f"  {args.quiet_hours:,} quiet hours of {POINTS} points: {quiet:.2f} s "
+                  f"({rows / quiet:,.0f} hourly rows/s, {rows:,} rows)")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -106,3 +106,27 @@ def test_docs_options_tables_match_the_schema() -> None:
     text = (Path(__file__).parent.parent / "docs" / "loggers.md").read_text()
     section = text.split("<!-- BEGIN ioplex schema -->\n", 1)[1].split("\n<!-- END", 1)[0]
     assert section == expected
+
+
+def toml_blocks() -> list[str]:
+    text = (Path(__file__).parent.parent / "docs" / "loggers.md").read_text()
+    return [block.split("\n```", 1)[0] for block in text.split("```toml\n")[1:]]
+
+
+def test_docs_examples_are_valid_configurations(
+    make_host: Callable[..., ioplex.Host], caplog: pytest.LogCaptureFixture,
+) -> None:
+    import tomllib
+
+    example, tariffs = toml_blocks()
+    instances = {name: {"plugin": "dummy"} for name in ("knx", "meters", "remote")}
+    with caplog.at_level("WARNING", "ioplex.loggers"):
+        host = make_host({"ioservers": instances, **tomllib.loads(example)})
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    energy = host.loggers["energy"].settings
+    assert energy.tariffs is not None and energy.tariffs.as_dict() == {
+        "peak": 0.32, "offpeak": 0.21}
+    assert host.loggers["temperatures"].settings.every == 900
+    table = tomllib.loads("[loggers.energy]\nkind = 'counter'\n" + tariffs)
+    host = make_host(table)
+    assert list(host.loggers["energy"].settings.tariffs.as_dict()) == ["peak", "mid", "offpeak"]

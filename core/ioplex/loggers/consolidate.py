@@ -112,6 +112,7 @@ class Consolidator:
         self.dirty: set[int] = set()
         self._starts: dict[int, int] = {}
         self._slots: dict[int, int] = {}
+        self._ends: dict[int, int] = {}
         self._minute = self.finest == "minute"
 
     # -- interval arithmetic ---------------------------------------------------------------------
@@ -126,7 +127,13 @@ class Consolidator:
         return start
 
     def next(self, start: int) -> int:
-        return start + 60 if self._minute else self.calendar.end(self.finest, start)
+        """The end of the finest interval starting at `start` (cached)."""
+        if self._minute:
+            return start + 60
+        end = self._ends.get(start)
+        if end is None:
+            end = self._ends[start] = self.calendar.end(self.finest, start)
+        return end
 
     def _bucket(self, point: int, start: int) -> Aggregate:
         key = (point, start)
@@ -142,20 +149,39 @@ class Consolidator:
         points = self.points
         counter = self.counter
         dirty = self.dirty
+        carried = self.carried
+        hold = self.hold
+        floor = self.floor
+        next_ = self.next
+        bucket = self._bucket
         for _seq, point, t, value, quality in rows:
             ps = points.get(point)
             if ps is None:
                 ps = points[point] = PointState()
             dirty.add(point)
-            if ps.held is not None:
-                since = max(self.carried, ps.held_time)
-                until = t if self.hold is None else min(t, ps.held_time + self.hold)
+            held = ps.held
+            start = floor(t)
+            if held is not None:
+                since = ps.held_time
+                if since < carried:  # noqa: PLR1730 - the hot loop: no builtin call
+                    since = carried
+                until = t if hold is None or t < ps.held_time + hold else ps.held_time + hold
                 if until > since:
-                    self._hold(point, ps.held, since, until)
+                    if since >= start and until <= next_(start):  # within t's interval
+                        seconds = until - since
+                        agg = bucket(point, start)
+                        agg[5] += held * seconds
+                        agg[6] += seconds
+                        if agg[2] is None or held < agg[2]:
+                            agg[2] = held
+                        if agg[3] is None or held > agg[3]:
+                            agg[3] = held
+                    else:
+                        self._hold(point, held, since, until)
             if value is None or quality == BAD:
                 ps.held = None
                 continue
-            agg = self._bucket(point, self.floor(t))
+            agg = bucket(point, start)
             agg[0] += 1
             agg[1] += value
             if agg[2] is None or value < agg[2]:
@@ -238,8 +264,9 @@ class Consolidator:
     def _hold(self, point: int, value: float, since: float, until: float) -> None:
         """Credit `value` held over [since, until) to each finest interval it overlaps."""
         start = self.floor(since)
+        next_ = self.next
         while start < until:
-            end = self.next(start)
+            end = next_(start)
             seconds = (min(end, until)) - (max(start, since))
             if seconds > 0:
                 agg = self._bucket(point, start)
