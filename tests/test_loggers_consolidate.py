@@ -7,6 +7,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ioplex.loggers.calendar import Calendar, system_zone
 from ioplex.loggers.consolidate import (
@@ -261,3 +263,23 @@ def test_a_local_day_rolls_up_from_local_hours() -> None:
     out = consolidate(rows, "range", ["hour", "day"], rome)
     assert len(out["hour"]) == 23
     assert out["day"] == {(1, int(start)): [138, 138.0, 1.0, 1.0, None, 137 * 600.0, 137 * 600.0]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(
+    st.from_regex(r"[a-z]{1,6}", fullmatch=True),
+    st.fixed_dictionaries({"rate": st.one_of(st.floats(), st.integers(), st.text(max_size=3))},
+                          optional={"when": st.one_of(
+                              st.lists(st.text(alphabet="monturfiwedsahu0123456789:-, ",
+                                               max_size=24), max_size=3),
+                              st.text(max_size=5), st.integers())}),
+    max_size=4,
+))
+def test_tariff_tables_from_the_outside_raise_only_tariff_error(table: dict) -> None:
+    try:
+        tariffs = parse_tariffs(table, "loggers.e.tariffs")
+    except TariffError as exc:
+        assert str(exc).startswith("loggers.e.tariffs")
+    else:
+        assert len(tariffs.week) == 7 * 1440
+        assert all(0 <= i < len(tariffs.tariffs) for i in tariffs.week)
