@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any, NoReturn
 import anyio
 import click
 
-from . import schemadoc
+from . import schemadoc, systemd
 from .config import HOST_SCHEMA
 from .errors import ConfigError, IoplexError, PointNameError
 from .host import Host
@@ -89,6 +90,7 @@ def run(config: Path, log_level: str, watch: tuple[str, ...]) -> None:
     hostlog = logging.getLogger("ioplex")
 
     async def reload() -> None:
+        systemd.notify("RELOADING=1")
         try:
             result = await host.reload(config)
         except ConfigError as exc:
@@ -99,6 +101,8 @@ def run(config: Path, log_level: str, watch: tuple[str, ...]) -> None:
             hostlog.error("reload failed: %s", exc)
         else:
             hostlog.info("SIGHUP: %s reloaded: %s", config, result)
+        finally:
+            systemd.notify("READY=1")
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
@@ -117,9 +121,16 @@ def run(config: Path, log_level: str, watch: tuple[str, ...]) -> None:
 
                 tg.start_soon(on_signals)
                 async with host:
+                    systemd.notify(f"READY=1\nSTATUS=host {host.name} running\nMAINPID={os.getpid()}")
+                    interval = systemd.watchdog_interval()
+                    if interval:
+                        tg.start_soon(systemd.feed_watchdog, interval)
                     if watch:
                         tg.start_soon(print_changes, host, watch)
-                    await anyio.sleep_forever()
+                    try:
+                        await anyio.sleep_forever()
+                    finally:
+                        systemd.notify("STOPPING=1")
 
     try:
         anyio.run(main)
