@@ -1,0 +1,435 @@
+"""The shipping service: this host's data-logger rows into PostgreSQL, exactly once.
+
+Raw samples: per logger, the mark (the highest local seq shipped) lives in ``<prefix>marks``
+and moves in the same transaction as the rows it covers. A pass reads the mark, reads the
+samples after it from the local database, makes sure their partitions exist (a short
+transaction of its own, so DDL never holds the rows' transaction), then in one transaction
+locks the mark row, checks it has not moved (another process of the same host name), copies
+the rows in and moves the mark. A crash or an outage on either side before the commit ships
+nothing; after it, the rows are in and the mark says so. Nothing is lost as long as the local
+retention still holds the rows.
+
+Consolidated intervals change after they are first written (the current interval, late
+samples), so they are upserted: a pass re-sends the intervals from the earliest one that can
+have changed since the last pass (the one holding the earliest newly consolidated sample, or
+the one holding the local consolidation horizon) onward.
+
+Failures (PostgreSQL down, a timeout) raise out of `run`; the host's supervisor logs each
+distinct failure once (then once per 10 minutes), shows ``retrying`` at
+``system.plugins.postgres`` and restarts the service with its backoff.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import psycopg
+from ioplex.loggers import DataLogger, parse_duration
+from ioplex.loggers.calendar import Calendar
+from psycopg import sql
+
+from . import source
+from .tables import (
+    LIST_PARTITIONS,
+    Names,
+    create_partition,
+    lock_key,
+    partition_start,
+    schema_statements,
+)
+
+log = logging.getLogger("ioplex.plugin.postgres")
+QUALITY_CODES = {"good": 0, "stale": 1, "bad": 2}
+MAINTENANCE_INTERVAL = 3600.0
+"""Seconds between retention passes over the raw table's partitions."""
+
+
+class ShippingError(Exception):
+    """Shipping failed; the message names the plugin, what was being done and why (never the
+    DSN's password)."""
+
+
+class StoreMismatch(ShippingError):
+    """PostgreSQL holds marks of this host name from another local logger database."""
+
+
+def describe_dsn(dsn: str) -> str:
+    """host:port/dbname of a DSN, for logs: never its password."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "(unparsable dsn)"
+    host = info.get("host") or info.get("hostaddr") or "localhost"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
+
+
+@dataclass
+class Mark:
+    """One row of ``<prefix>marks``."""
+
+    store: str
+    seq: int
+    horizon: float
+    resume: float | None
+    walking: bool
+    rows: int
+
+
+@dataclass
+class LevelStatus:
+    """What `Shipper.status` reports for one logger and level."""
+
+    mark: int = 0
+    rows: int = 0
+    """Rows shipped (raw) or upserted (intervals) since PostgreSQL first saw this logger."""
+    behind: int = 0
+    """Raw: local samples after the mark at the last pass (0: caught up)."""
+
+
+class Shipper:
+    """Ships the loggers matching ``loggers`` to the database of ``dsn``; `run` until
+    cancelled. One connection, one transaction at a time."""
+
+    def __init__(self, host: Any, settings: dict[str, Any]) -> None:
+        self.host = host
+        self.settings = settings
+        self.name: str = settings["host"] or host.name
+        self.names = Names(settings["table_prefix"])
+        self.where = describe_dsn(settings["dsn"])
+        self.retention = parse_duration(settings["retention"])
+        self.batch: int = settings["batch_size"]
+        self.timeout: float = settings["timeout"]
+        self.state = "starting"
+        """starting, connecting, shipping (behind), idle (caught up)."""
+        self.error: str | None = None
+        """The last failure, until a pass succeeds again."""
+        self.levels: dict[tuple[str, str], LevelStatus] = {}
+        self.shipped = 0
+        """Raw rows shipped by this process."""
+        self.passes = 0
+        self.caught_up = anyio.Event()
+        """Set at the end of a pass that found nothing left to ship."""
+        self._partitions: set[datetime] = set()
+        self._series: dict[str, dict[str, int]] = {}
+        self._next_maintenance = 0.0
+        self._wake = anyio.Event()
+
+    def status(self) -> dict[str, Any]:
+        """Where shipping stands: state, last error, marks and rows per logger and level."""
+        return {
+            "state": self.state,
+            "error": self.error,
+            "host": self.name,
+            "database": self.where,
+            "shipped": self.shipped,
+            "passes": self.passes,
+            "loggers": {
+                f"{lg}/{lv}": vars(st) for (lg, lv), st in sorted(self.levels.items())
+            },
+        }
+
+    def wake(self) -> None:
+        """Start the next pass now instead of after `interval`."""
+        self._wake.set()
+
+    def loggers(self) -> list[DataLogger]:
+        patterns = self.settings["loggers"]
+        return [lg for lid, lg in self.host.loggers.items()
+                if any(fnmatch.fnmatchcase(lid, p) for p in patterns)]
+
+    # -- the loop --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.state = "connecting"
+        conn = await self._connect()
+        async with conn:
+            await self._transact(self._create_schema, conn, what="creating the tables")
+            self._partitions.clear()
+            self._series.clear()
+            log.info("postgres: shipping data loggers %s as host %r to %s",
+                     ", ".join(lg.id for lg in self.loggers()) or "(none yet)",
+                     self.name, self.where)
+            while True:
+                busy = await self.ship_once(conn)
+                self.error = None
+                if self.retention is not None and self.host.time() >= self._next_maintenance:
+                    await self._transact(self._expire, conn, what="dropping old partitions")
+                    self._next_maintenance = self.host.time() + MAINTENANCE_INTERVAL
+                if not busy:
+                    self.state = "idle"
+                    self.caught_up.set()
+                    with anyio.move_on_after(self.settings["interval"]):
+                        await self._wake.wait()
+                    self._wake = anyio.Event()
+                else:
+                    self.state = "shipping"
+                    self.caught_up = anyio.Event() if self.caught_up.is_set() else self.caught_up
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            with anyio.fail_after(self.timeout + 1):
+                return await psycopg.AsyncConnection.connect(
+                    self.settings["dsn"],
+                    connect_timeout=max(2, math.ceil(self.timeout)),
+                    application_name=f"ioplex {self.name}"[:63],
+                )
+        except TimeoutError:
+            raise self._failed("connecting", f"no answer within {self.timeout:g} s") from None
+        except psycopg.Error as exc:
+            raise self._failed("connecting", _reason(exc)) from None
+
+    def _failed(self, what: str, reason: str) -> ShippingError:
+        self.error = f"{what}: {reason}"
+        self.state = "connecting"
+        return ShippingError(f"postgres: {what} (PostgreSQL at {self.where}): {reason}")
+
+    async def _transact(self, func: Any, conn: Any, *args: Any, what: str) -> Any:
+        """`func(conn, *args)` within the timeout; psycopg errors become `ShippingError`."""
+        try:
+            with anyio.fail_after(self.timeout):
+                return await func(conn, *args)
+        except TimeoutError:
+            raise self._failed(what, f"no answer within {self.timeout:g} s") from None
+        except psycopg.Error as exc:
+            raise self._failed(what, _reason(exc)) from None
+
+    async def ship_once(self, conn: Any) -> bool:
+        """One pass over every logger and level; True when a batch was full (more waits)."""
+        store = self.host.loggers.store_id
+        if store is None:  # the loggers have not opened their database yet
+            return False
+        busy = False
+        for logger in self.loggers():
+            levels = [lv for lv in self.settings["levels"] if lv in logger.levels]
+            for level in levels:
+                if level == "raw":
+                    full = await self._transact(self._ship_raw, conn, logger, store,
+                                                what=f"shipping logger {logger.id!r}")
+                else:
+                    full = await self._transact(self._ship_level, conn, logger, level, store,
+                                                what=f"shipping logger {logger.id!r} {level}")
+                busy = busy or full
+        self.passes += 1
+        return busy
+
+    # -- marks -----------------------------------------------------------------------------------
+    async def _read_mark(self, conn: Any, logger: str, level: str, store: str,
+                         lock: bool = False) -> Mark:
+        query = sql.SQL(
+            "SELECT store, seq, horizon, resume, walking, rows FROM {} "
+            "WHERE host = %s AND logger = %s AND level = %s"
+        ).format(self.names("marks"))
+        if lock:
+            query = query + sql.SQL(" FOR UPDATE")
+        cur = await conn.execute(query, (self.name, logger, level))
+        row = await cur.fetchone()
+        if row is None:
+            await conn.execute(
+                sql.SQL("INSERT INTO {} (host, logger, level, store) VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT DO NOTHING").format(self.names("marks")),
+                (self.name, logger, level, store))
+            cur = await conn.execute(query, (self.name, logger, level))
+            row = await cur.fetchone()
+        mark = Mark(*row)
+        if mark.store != store:
+            raise StoreMismatch(
+                f"postgres: PostgreSQL at {self.where} holds history of host {self.name!r} "
+                f"logger {logger!r} shipped from another logger database (store "
+                f"{mark.store}; this host's is {store}). Either two hosts share the name "
+                f"{self.name!r} (give each its own [plugins.postgres] host), or this host's "
+                f"loggers.db was replaced: then delete its marks (DELETE FROM "
+                f"{self.names.prefix}marks WHERE host = '{self.name}') to ship it anew; the "
+                "rows already shipped stay")
+        status = self.levels.setdefault((logger, level), LevelStatus())
+        status.mark, status.rows = mark.seq, mark.rows
+        return mark
+
+    async def _move_mark(self, conn: Any, logger: str, level: str, seq: int, rows: int,
+                         horizon: float = 0.0, resume: float | None = None,
+                         walking: bool = False) -> None:
+        await conn.execute(
+            sql.SQL("UPDATE {} SET seq = %s, rows = rows + %s, horizon = %s, resume = %s, "
+                    "walking = %s, updated = now() "
+                    "WHERE host = %s AND logger = %s AND level = %s").format(self.names("marks")),
+            (seq, rows, horizon, resume, walking, self.name, logger, level))
+
+    # -- raw -------------------------------------------------------------------------------------
+    async def _ship_raw(self, conn: Any, logger: DataLogger, store: str) -> bool:
+        async with conn.transaction():
+            mark = await self._read_mark(conn, logger.id, "raw", store)
+        samples = await logger.asamples_after(mark.seq, self.batch)
+        status = self.levels[(logger.id, "raw")]
+        if not samples:
+            status.behind = 0
+            return False
+        cutoff = None if self.retention is None else self.host.time() - self.retention
+        keep = samples if cutoff is None else [s for s in samples if s.time >= cutoff]
+        unit = self.settings["partition"]
+        needed = {partition_start(s.time, unit) for s in keep} - self._partitions
+        if needed:
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)",
+                                   (lock_key(self.names.prefix),))
+                for start in sorted(needed):
+                    await conn.execute(create_partition(self.names, start, unit))
+            self._partitions |= needed
+        learned: dict[str, int] = {}
+        async with conn.transaction():
+            now = await self._read_mark(conn, logger.id, "raw", store, lock=True)
+            if now.seq != mark.seq:  # another process of this host name moved it: start over
+                return True
+            ids = await self._series_ids(conn, logger.id, {s.point for s in keep}, learned)
+            raw = self.names("raw")
+            async with conn.cursor() as cur, cur.copy(
+                sql.SQL("COPY {} (series, seq, time, value, quality) FROM STDIN "
+                        "(FORMAT BINARY)").format(raw)
+            ) as copy:
+                copy.set_types(["int8", "int8", "timestamptz", "float8", "int2"])
+                for s in keep:
+                    await copy.write_row((ids[s.point], s.seq, datetime.fromtimestamp(s.time, UTC),
+                                          s.value, QUALITY_CODES[s.quality]))
+            await self._move_mark(conn, logger.id, "raw", samples[-1].seq, len(keep))
+        self._series.setdefault(logger.id, {}).update(learned)
+        self.shipped += len(keep)
+        status.mark, status.rows = samples[-1].seq, now.rows + len(keep)
+        full = len(samples) >= self.batch
+        status.behind = len(samples) if full else 0
+        return full
+
+    async def _series_ids(self, conn: Any, logger: str, points: set[str],
+                          learned: dict[str, int]) -> dict[str, int]:
+        """Series ids of the points, creating the missing ones in the current transaction
+        (`learned` gets them; they join the cache only once it commits)."""
+        known = self._series.setdefault(logger, {})
+        missing = sorted(p for p in points if p not in known)
+        if missing:
+            series = self.names("series")
+            await conn.execute(
+                sql.SQL("INSERT INTO {} (host, logger, point) "
+                        "SELECT %s, %s, unnest(%s::text[]) ON CONFLICT DO NOTHING").format(series),
+                (self.name, logger, missing))
+            cur = await conn.execute(
+                sql.SQL("SELECT point, id FROM {} WHERE host = %s AND logger = %s "
+                        "AND point = ANY(%s)").format(series), (self.name, logger, missing))
+            learned.update({p: i for p, i in await cur.fetchall()})
+        return {**known, **learned}
+
+    # -- consolidated levels -----------------------------------------------------------------
+    async def _ship_level(self, conn: Any, logger: DataLogger, level: str, store: str) -> bool:
+        async with conn.transaction():
+            mark = await self._read_mark(conn, logger.id, level, store)
+        progress = await anyio.to_thread.run_sync(source.progress, logger)
+        if progress is None:
+            return False
+        calendar: Calendar = logger.calendar
+        if mark.resume is None:
+            start = -math.inf
+        elif (not mark.walking and progress.consolidated_seq == mark.seq
+              and progress.carried_until == mark.horizon):
+            return False
+        else:
+            start = mark.resume
+            earliest = await anyio.to_thread.run_sync(
+                source.earliest_between, logger, mark.seq, progress.consolidated_seq)
+            if earliest is not None:
+                start = min(start, calendar.floor(level, earliest))
+        rows, following = await anyio.to_thread.run_sync(
+            source.intervals_from, logger, level, None if start == -math.inf else start,
+            self.batch)
+        learned: dict[str, int] = {}
+        async with conn.transaction():
+            now = await self._read_mark(conn, logger.id, level, store, lock=True)
+            if (now.seq, now.horizon, now.resume) != (mark.seq, mark.horizon, mark.resume):
+                return True
+            if rows:
+                ids = await self._series_ids(conn, logger.id, {r.point for r in rows}, learned)
+                await self._upsert(conn, level, rows, ids)
+            if following is not None:
+                resume, walking = following, True
+            elif progress.carried_until > 0:
+                resume, walking = float(calendar.floor(level, progress.carried_until)), False
+            else:
+                resume = rows[-1].time if rows else (None if start == -math.inf else start)
+                walking = False
+            await self._move_mark(conn, logger.id, level, progress.consolidated_seq, len(rows),
+                                  progress.carried_until, resume, walking)
+        self._series.setdefault(logger.id, {}).update(learned)
+        status = self.levels[(logger.id, level)]
+        status.mark, status.rows = progress.consolidated_seq, now.rows + len(rows)
+        return following is not None
+
+    async def _upsert(self, conn: Any, level: str, rows: list[Any], ids: dict[str, int]) -> None:
+        def stamp(t: float) -> datetime:
+            return datetime.fromtimestamp(t, UTC)
+
+        columns = (
+            [ids[r.point] for r in rows], [stamp(r.time) for r in rows],
+            [stamp(r.end) for r in rows], [r.count for r in rows], [r.min for r in rows],
+            [r.max for r in rows], [r.avg for r in rows], [r.delta for r in rows],
+        )
+        await conn.execute(
+            sql.SQL(
+                'INSERT INTO {} AS t (series, time, "end", count, min, max, avg, delta) '
+                "SELECT * FROM unnest(%s::int8[], %s::timestamptz[], %s::timestamptz[], "
+                "%s::int4[], %s::float8[], %s::float8[], %s::float8[], %s::float8[]) "
+                'ON CONFLICT (series, time) DO UPDATE SET "end" = EXCLUDED."end", '
+                "count = EXCLUDED.count, min = EXCLUDED.min, max = EXCLUDED.max, "
+                "avg = EXCLUDED.avg, delta = EXCLUDED.delta "
+                "WHERE (t.count, t.min, t.max, t.avg, t.delta) IS DISTINCT FROM "
+                "(EXCLUDED.count, EXCLUDED.min, EXCLUDED.max, EXCLUDED.avg, EXCLUDED.delta)"
+            ).format(self.names(level)),
+            columns,
+        )
+
+    # -- schema and retention ----------------------------------------------------------------
+    async def _create_schema(self, conn: Any) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.names.prefix),))
+            for statement in schema_statements(self.names):
+                await conn.execute(statement)
+
+    async def _expire(self, conn: Any) -> None:
+        """Drop the raw partitions wholly older than the retention."""
+        assert self.retention is not None
+        cutoff = self.host.time() - self.retention
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(self.names.prefix),))
+            cur = await conn.execute(LIST_PARTITIONS, (self.names.prefix + "raw",))
+            for name, bound in await cur.fetchall():
+                end = _bound_end(bound)
+                if end is not None and end.timestamp() <= cutoff:
+                    await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+                    self._partitions.discard(partition_start(end.timestamp() - 1,
+                                                             self.settings["partition"]))
+                    log.info("postgres: dropped partition %s (rows before %s): older than the "
+                             "retention of %s", name, end.isoformat(), self.settings["retention"])
+
+
+_TO = re.compile(r"TO \('([^']+)'\)")
+
+
+def _bound_end(bound: str) -> datetime | None:
+    """The upper bound of a partition, from ``pg_get_expr(relpartbound)``."""
+    found = _TO.search(bound)
+    if found is None:
+        return None
+    text = found.group(1)
+    if re.search(r"[+-]\d\d$", text):
+        text += ":00"
+    try:
+        end = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return end if end.tzinfo else end.replace(tzinfo=UTC)
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """A psycopg error as one line (libpq messages never include the password)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:500]

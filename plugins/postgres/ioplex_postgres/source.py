@@ -1,0 +1,81 @@
+"""What the shipper reads from the host's own data loggers (in worker threads).
+
+Raw samples come from the public `DataLogger.samples_after`. Consolidated intervals have no
+sequence numbers, so knowing which ones changed since the last pass takes two facts of the
+local database that the public API does not expose yet, read here from its documented
+schema (docs/loggers.md, "The database") with the Reader's read-only connection:
+``loggers.consolidated_seq`` (samples up to it are in the intervals) and
+``loggers.carried_until`` (held values are credited up to it), and the earliest time among
+the samples consolidated since the last pass.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from ioplex.loggers import DatabaseMissing, DataLogger, Interval
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far one logger's consolidation has gone."""
+
+    consolidated_seq: int
+    carried_until: float
+
+
+def progress(logger: DataLogger) -> Progress | None:
+    """The logger's consolidation progress; None before its first row exists."""
+    reader = logger._owner.reader
+    try:
+        row = reader.conn().execute(
+            "SELECT consolidated_seq, carried_until FROM loggers WHERE name = ?", (logger.id,)
+        ).fetchone()
+    except DatabaseMissing:
+        return None
+    if row is None:
+        return None
+    return Progress(int(row[0] or 0), float(row[1] or 0.0))
+
+
+def earliest_between(logger: DataLogger, after: int, upto: int) -> float | None:
+    """The earliest time of the logger's raw samples with ``after < seq <= upto``: what the
+    consolidation passes since the last shipping pass can have changed (a primary-key range
+    scan)."""
+    if upto <= after:
+        return None
+    reader = logger._owner.reader
+    lid = reader.logger_id(logger.id)
+    if lid is None:
+        return None
+    (found,) = reader.conn().execute(
+        "SELECT min(time) FROM raw WHERE logger = ? AND seq > ? AND seq <= ?",
+        (lid, after, upto),
+    ).fetchone()
+    return found
+
+
+def intervals_from(logger: DataLogger, level: str, start: float,
+                   limit: int) -> tuple[list[Interval], float | None]:
+    """The logger's `level` intervals starting at or after `start`, in time order: at most
+    `limit` rows plus the rest of the last interval start (rows of one start are never split
+    between two batches), and the start of the rows that follow (None: none do)."""
+    rows: list[Interval] = []
+    following = None
+    query: Any = logger.iter_query(start=start, level=level)
+    try:
+        rows = list(itertools.islice(query, limit))
+        if len(rows) == limit:
+            last = rows[-1].time
+            for row in query:
+                if row.time != last:
+                    following = row.time
+                    break
+                rows.append(row)
+    finally:
+        close = getattr(query, "close", None)
+        if close is not None:
+            close()
+    return rows, following

@@ -1,0 +1,168 @@
+"""A private PostgreSQL server on loopback, for the tests and the benchmark.
+
+It runs Debian's PostgreSQL 15 binaries (``/usr/lib/postgresql/15/bin``; `ensure_postgres`
+installs the ``postgresql`` package with apt-get when they are missing) on a data directory of
+its own, created with ``initdb`` in a fresh temporary directory, listening on a free port of
+127.0.0.1 only (no Unix socket), with a random password (SCRAM) for the user ``ioplex``. The
+machine's own clusters are never touched. PostgreSQL refuses to run as root: as root, every
+command runs as the ``postgres`` system user the package creates (``runuser``)::
+
+    with private_postgres() as pg:
+        pg.dsn            # postgresql://ioplex:<password>@127.0.0.1:<port>/ioplex
+        pg.stop(); pg.start()
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+PG_VERSION = "15"
+BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
+SYSTEM_USER = "postgres"
+USER = "ioplex"
+DATABASE = "ioplex"
+
+
+def ensure_postgres() -> Path:
+    """The directory of the PostgreSQL server binaries, installing Debian's ``postgresql``
+    first when they are missing (root only)."""
+    if (BIN / "initdb").exists():
+        return BIN
+    if os.geteuid() != 0:
+        raise RuntimeError(f"{BIN}/initdb is missing and this process is not root: run "
+                           "`apt-get install -y postgresql` as root first")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # The package's scripts would create and start the machine's own cluster; the usual
+    # container guard (policy-rc.d exit 101) stops the start, and create_main_cluster=false
+    # in postgresql-common's config stops the creation.
+    guard = Path("/usr/sbin/policy-rc.d")
+    wrote_guard = not guard.exists()
+    if wrote_guard:
+        guard.write_text("#!/bin/sh\n# written by ioplex_postgres.testing\nexit 101\n")
+        guard.chmod(0o755)
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    try:
+        if not conf.exists():
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            conf.write_text("create_main_cluster = false\n")
+        for command in (
+            ["apt-get", "update", "-q"],
+            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300",
+             "--no-install-recommends", f"postgresql-{PG_VERSION}"],
+        ):
+            done = subprocess.run(command, check=False, env=env, capture_output=True,
+                                  text=True, timeout=900)
+            if done.returncode != 0:
+                tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
+                raise RuntimeError(f"cannot install PostgreSQL: `{' '.join(command)}` exited "
+                                   f"with {done.returncode}: " + " / ".join(tail))
+    finally:
+        if wrote_guard:
+            guard.unlink(missing_ok=True)
+    if not (BIN / "initdb").exists():
+        raise RuntimeError(f"PostgreSQL is installed but {BIN}/initdb does not exist")
+    return BIN
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivatePostgres:
+    """One PostgreSQL server in its own directory; `start`, `stop`, `kill` as the tests need."""
+
+    def __init__(self, root: Path, port: int | None = None) -> None:
+        self.bin = ensure_postgres()
+        self.root = root
+        self.data = root / "data"
+        self.logfile = root / "postgres.log"
+        self.port = port or free_port()
+        self.password = secrets.token_urlsafe(18)
+        self._as_root = os.geteuid() == 0
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def _run(self, *command: str, timeout: float = 120) -> str:
+        argv = [str(self.bin / command[0]), *command[1:]]
+        if self._as_root:
+            argv = ["runuser", "-u", SYSTEM_USER, "--", *argv]
+        done = subprocess.run(argv, check=False, capture_output=True, text=True,
+                              timeout=timeout, cwd=self.root)
+        if done.returncode != 0:
+            raise RuntimeError(f"`{command[0]}` failed ({done.returncode}): "
+                               f"{(done.stderr or done.stdout).strip()[-2000:]}")
+        return done.stdout
+
+    def init(self) -> None:
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self._as_root:
+            entry = pwd.getpwnam(SYSTEM_USER)
+            for path in (self.root, pwfile):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+        self.root.chmod(0o700)
+        self._run("initdb", "-D", str(self.data), "-U", USER, "--pwfile", str(pwfile),
+                  "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        pwfile.unlink()
+        with (self.data / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# ioplex_postgres.testing\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"port = {self.port}\n"
+                "unix_socket_directories = ''\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                "max_connections = 50\nshared_buffers = 32MB\n"
+            )
+        self.start()
+        with psycopg.connect(self.dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {DATABASE}")
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60",
+                  "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: open transactions are rolled back, clients disconnected."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def log(self) -> str:
+        try:
+            return self.logfile.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+@contextmanager
+def private_postgres(port: int | None = None) -> Iterator[PrivatePostgres]:
+    """A running private server, stopped and deleted afterwards. Its directory is a fresh one
+    under the system's temporary directory (readable by the ``postgres`` user, unlike a
+    root-owned pytest tmp_path)."""
+    root = Path(tempfile.mkdtemp(prefix="ioplex-pg-"))
+    pg = PrivatePostgres(root, port)
+    try:
+        pg.init()
+        yield pg
+    finally:
+        try:
+            if pg.running():
+                pg.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
