@@ -44,7 +44,7 @@ def parse_time(text: str, calendar: Calendar, now: float) -> float:
             dt = dt.replace(tzinfo=calendar.tz)
         return dt.timestamp()
     try:
-        ago = parse_duration(value[1:] if value.startswith("-") else value)
+        ago = parse_duration(value.removeprefix("-"))
     except DurationError:
         ago = None
     if ago is not None:

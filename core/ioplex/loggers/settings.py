@@ -318,7 +318,8 @@ def unmatched_patterns(settings: LoggerSettings, instances: Iterable[str]) -> li
         also = (f"did you mean {hint[0]!r}?" if hint
                 else f"configured: {', '.join(known) or 'none'}")
         out.append(
-            f"data logger {settings.id!r}: loggers.{settings.id}.points[{i}] {pattern!r} matches "
+            f"data logger {settings.id!r}: {join_path(join_path('loggers', settings.id), 'points')}"
+            f"[{i}] {pattern!r} matches "
             f"no I/O server instance ({head!r}); it will record nothing; {also}"
         )
     return out
