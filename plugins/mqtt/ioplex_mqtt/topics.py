@@ -1,0 +1,147 @@
+"""Topic names on the broker, and the ``subscribe`` patterns that choose what to mirror.
+
+Layout under a prefix (default ``ioplex``)::
+
+    <prefix>/<host>/$state              online | offline (retained; offline is the last will)
+    <prefix>/<host>/<point>             the point's state (retained JSON, payload.py)
+    <prefix>/<host>/<point>/set         a write request to the owning host
+    <prefix>/<host>/<point>/set/result  the owner's answer
+
+Point names never hold ``/`` (they are dot-separated); a name that holds an MQTT wildcard
+(``+``, ``#``) or starts with ``$`` cannot be a topic level and is not published (counted).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ioplex.points import check_pattern
+
+LIVENESS = "$state"
+ONLINE = b"online"
+OFFLINE = b"offline"
+_GLOB = re.compile(r"[*?\[]")
+_NOT_A_LEVEL = re.compile(r"[+#/\x00]")
+
+STATE, LIVE, SET, RESULT = "state", "live", "set", "result"
+
+
+def check_prefix(prefix: str) -> str | None:
+    """What is wrong with a topic prefix, or None."""
+    if not prefix or prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+        return "must be non-empty topic levels joined by single '/'"
+    if _NOT_A_LEVEL.sub("", prefix.replace("/", "")) != prefix.replace("/", ""):
+        return "must not contain the MQTT wildcards '+' or '#' or NUL"
+    if prefix.startswith("$"):
+        return "must not start with '$' (reserved for the broker's own topics)"
+    return None
+
+
+def is_level(text: str) -> bool:
+    """Whether `text` can be one topic level of ours (a host or point name)."""
+    return bool(text) and not text.startswith("$") and _NOT_A_LEVEL.search(text) is None
+
+
+class Topics:
+    """The topic names of one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._start = prefix + "/"
+        self._skip = len(self._start)
+
+    def state(self, host: str, name: str) -> str:
+        return f"{self._start}{host}/{name}"
+
+    def liveness(self, host: str) -> str:
+        return f"{self._start}{host}/{LIVENESS}"
+
+    def set(self, host: str, name: str) -> str:
+        return f"{self._start}{host}/{name}/set"
+
+    def result(self, host: str, name: str) -> str:
+        return f"{self._start}{host}/{name}/set/result"
+
+    def host_filter(self, host: str) -> str:
+        """Everything of `host` (``+``: every host)."""
+        return f"{self._start}{host}/#"
+
+    def requests_filter(self, host: str) -> str:
+        """Write requests to `host`'s points."""
+        return f"{self._start}{host}/+/set"
+
+    def parse(self, topic: str) -> tuple[str, str, str] | None:
+        """``(kind, host, point)`` of one of our topics, or None for anything else."""
+        if not topic.startswith(self._start):
+            return None
+        levels = topic[self._skip:].split("/")
+        n = len(levels)
+        if n < 2 or not levels[0] or not levels[1]:
+            return None
+        host, name = levels[0], levels[1]
+        if n == 2:
+            return (LIVE, host, "") if name == LIVENESS else (STATE, host, name)
+        if n == 3 and levels[2] == "set":
+            return SET, host, name
+        if n == 4 and levels[2] == "set" and levels[3] == "result":
+            return RESULT, host, name
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorRule:
+    """One ``subscribe`` entry, ``<host glob>/<point glob>``."""
+
+    host: str
+    points: str
+
+    @property
+    def host_is_glob(self) -> bool:
+        return _GLOB.search(self.host) is not None
+
+
+def parse_rules(entries: Sequence[str], where: str) -> list[MirrorRule]:
+    """The ``subscribe`` option; ValueError naming the entry when one is malformed."""
+    rules = []
+    for i, entry in enumerate(entries):
+        host, slash, points = entry.partition("/")
+        if not slash or not host or not points or "/" in points:
+            raise ValueError(f"{where}[{i}]: {entry!r} is not '<host>/<point pattern>' "
+                             "(e.g. 'site-b/*' for every point of host site-b)")
+        if not is_level(host.replace("*", "x").replace("?", "x")):
+            raise ValueError(f"{where}[{i}]: host part {host!r} cannot hold '+', '#' or "
+                             "start with '$'")
+        try:
+            check_pattern(host)
+            check_pattern(points)
+        except ValueError as exc:
+            raise ValueError(f"{where}[{i}]: {exc}") from None
+        rules.append(MirrorRule(host, points))
+    return rules
+
+
+class Mirrors:
+    """Which remote (host, point) pairs the ``subscribe`` rules select."""
+
+    def __init__(self, rules: list[MirrorRule], topics: Topics) -> None:
+        self.rules = rules
+        self._match = [
+            (re.compile(fnmatch.translate(r.host)).match,
+             re.compile(fnmatch.translate(r.points)).match)
+            for r in rules
+        ]
+        self._hosts = (re.compile("|".join(fnmatch.translate(r.host) for r in rules)).match
+                       if rules else None)
+        filters = {topics.host_filter("+" if r.host_is_glob else r.host) for r in rules}
+        if topics.host_filter("+") in filters:
+            filters = {topics.host_filter("+")}
+        self.filters = sorted(filters)
+
+    def host(self, host: str) -> bool:
+        return self._hosts is not None and self._hosts(host) is not None
+
+    def point(self, host: str, name: str) -> bool:
+        return any(h(host) and p(name) for h, p in self._match)
