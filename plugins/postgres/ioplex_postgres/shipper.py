@@ -292,8 +292,9 @@ class Shipper:
             ) as copy:
                 copy.set_types(["int8", "int8", "timestamptz", "float8", "int2"])
                 for s in keep:
+                    value = None if s.value is None else float(s.value)
                     await copy.write_row((ids[s.point], s.seq, datetime.fromtimestamp(s.time, UTC),
-                                          s.value, QUALITY_CODES[s.quality]))
+                                          value, QUALITY_CODES[s.quality]))
             await self._move_mark(conn, logger.id, "raw", samples[-1].seq, len(keep))
         self._series.setdefault(logger.id, {}).update(learned)
         self.shipped += len(keep)
@@ -368,10 +369,14 @@ class Shipper:
         def stamp(t: float) -> datetime:
             return datetime.fromtimestamp(t, UTC)
 
+        def real(values: list[Any]) -> list[float | None]:
+            return [None if v is None else float(v) for v in values]
+
         columns = (
             [ids[r.point] for r in rows], [stamp(r.time) for r in rows],
-            [stamp(r.end) for r in rows], [r.count for r in rows], [r.min for r in rows],
-            [r.max for r in rows], [r.avg for r in rows], [r.delta for r in rows],
+            [stamp(r.end) for r in rows], [int(r.count) for r in rows],
+            real([r.min for r in rows]), real([r.max for r in rows]),
+            real([r.avg for r in rows]), real([r.delta for r in rows]),
         )
         await conn.execute(
             sql.SQL(

@@ -1,0 +1,135 @@
+"""Shipping into a real PostgreSQL: rows, marks, series, intervals, partitions, retention."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import psycopg
+import pytest
+
+from .conftest import (
+    assert_same_history,
+    drain,
+    local_samples,
+    make_config,
+    pg_counts,
+    pg_samples,
+    running,
+    same_rows,
+    settle,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_raw_samples_arrive_once_with_their_values(tmp_path: Path, dsn: str) -> None:
+    config = make_config(tmp_path, dsn, batch_size=7)
+    async with running(config) as (host, shipper):
+        temps = host.loggers["temps"]
+        now = time.time()
+        for i in range(50):
+            temps.record("d.t1", 20 + i / 4, time=now - 100 + i)
+        temps.record("d.t2", "not a number", time=now - 1)
+        temps.record("d.t3", 1.5, time=now - 0.5, quality="stale")
+        await settle(host, shipper)
+        status = shipper.status()
+        assert status["state"] == "idle" and status["error"] is None
+        local = local_samples(tmp_path / "site-a", "temps")
+        remote = pg_samples(dsn, "site-a", "temps")
+    assert len(local) >= 52
+    assert same_rows(local, remote)
+    assert any(r[3] is None for r in remote) and any(r[4] == 1 for r in remote)
+    counts = pg_counts(dsn)
+    assert counts[("site-a", "temps")] == (len(local), len(local))
+    with psycopg.connect(dsn) as conn:
+        (mark, rows), = conn.execute(
+            "SELECT seq, rows FROM ioplex_marks WHERE host = 'site-a' AND logger = 'temps' "
+            "AND level = 'raw'").fetchall()
+    assert mark == local[-1][0] and rows == len(local)
+
+
+async def test_consolidated_intervals_match_the_local_ones(tmp_path: Path, dsn: str) -> None:
+    config = make_config(tmp_path, dsn, logger_levels=("minute", "hour"),
+                         levels=["raw", "minute", "hour", "day"])
+    async with running(config, manual=True) as (host, shipper):
+        temps, energy = host.loggers["temps"], host.loggers["energy"]
+        now = time.time()
+        for i in range(120):
+            temps.record("d.t1", 10 + (i % 7), time=now - 7200 + i * 60)
+            energy.record("d.t0", 100 + i * 0.5, time=now - 7200 + i * 60)
+        await settle(host, shipper)
+        # a late sample changes an interval already shipped
+        temps.record("d.t1", 99.0, time=now - 7000)
+        await settle(host, shipper)
+        expected = {
+            (lid, level): {(r.point, round(r.time), r.count, r.min, r.max, r.avg, r.delta)
+                           for r in host.loggers[lid].query(level=level)}
+            for lid, level in (("temps", "minute"), ("temps", "hour"), ("energy", "hour"),
+                               ("energy", "day"))
+        }
+        check_intervals(dsn, expected)
+
+
+def check_intervals(dsn: str, expected: dict) -> None:
+    with psycopg.connect(dsn) as conn:
+        for (lid, level), rows in expected.items():
+            view = {"minute": "minutes", "hour": "hours", "day": "days"}[level]
+            got = {
+                (p, round(t), c, lo, hi, avg, d)
+                for p, t, c, lo, hi, avg, d in conn.execute(
+                    f"SELECT point, extract(epoch FROM time)::float8, count, min, max, avg, "
+                    f"delta FROM ioplex_{view} WHERE host = 'site-a' AND logger = %s", (lid,))
+            }
+            assert rows and got == rows, (lid, level)
+        assert 99.0 in {r[0] for r in conn.execute(
+            "SELECT max FROM ioplex_minutes WHERE point = 'd.t1'")}
+        # day is not kept by temps: nothing shipped for it, no error
+        assert not conn.execute(
+            "SELECT 1 FROM ioplex_days WHERE logger = 'temps'").fetchall()
+
+
+async def test_partitions_follow_the_time_and_retention_drops_them(
+        tmp_path: Path, dsn: str) -> None:
+    config = make_config(tmp_path, dsn, partition="day", retention="10d")
+    async with running(config) as (host, shipper):
+        temps = host.loggers["temps"]
+        now = time.time()
+        for days in (30, 9, 3, 0):  # 30 days ago: older than the retention, never shipped
+            temps.record("d.t1", float(days), time=now - days * 86400)
+        await settle(host, shipper)
+    with psycopg.connect(dsn) as conn:
+        parts = [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'ioplex_raw'::regclass ORDER BY 1")]
+        values = sorted(r[0] for r in conn.execute(
+            "SELECT value FROM ioplex_samples WHERE point = 'd.t1' AND value IN (30, 9, 3, 0)"))
+    assert values == [0.0, 3.0, 9.0]
+    assert len(parts) >= 3 and all(p.startswith("ioplex_raw_") for p in parts)
+    # a partition older than the retention, made by hand, goes at the next retention pass
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TABLE ioplex_raw_old PARTITION OF ioplex_raw "
+                     "FOR VALUES FROM ('2001-01-01') TO ('2001-01-02')")
+    async with running(config) as (host, shipper):
+        await settle(host, shipper)
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT to_regclass('ioplex_raw_old')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM ioplex_samples WHERE value = 9").fetchone()[0]
+
+
+async def test_two_hosts_into_one_database(tmp_path: Path, dsn: str) -> None:
+    a = make_config(tmp_path, dsn, "site-a", rate=300)
+    b = make_config(tmp_path, dsn, "site-b", rate=300)
+    async with running(a) as (ha, sa), running(b) as (hb, sb):
+        await anyio.sleep(1.5)
+        await settle(ha, sa)
+        await settle(hb, sb)
+        assert sa.shipped > 100 and sb.shipped > 100
+    await drain(a)
+    await drain(b)
+    assert assert_same_history(tmp_path, dsn, "site-a") > 300
+    assert assert_same_history(tmp_path, dsn, "site-b") > 300
+    with psycopg.connect(dsn) as conn:
+        hosts = {r[0] for r in conn.execute("SELECT DISTINCT host FROM ioplex_series")}
+    assert hosts == {"site-a", "site-b"}
