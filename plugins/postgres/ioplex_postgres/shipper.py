@@ -31,6 +31,7 @@ from typing import Any
 
 import anyio
 import psycopg
+from ioplex import FatalError
 from ioplex.loggers import DataLogger, parse_duration
 from ioplex.loggers.calendar import Calendar
 from psycopg import sql
@@ -56,8 +57,10 @@ class ShippingError(Exception):
     DSN's password)."""
 
 
-class StoreMismatch(ShippingError):
-    """PostgreSQL holds marks of this host name from another local logger database."""
+class StoreMismatch(ShippingError, FatalError):
+    """PostgreSQL holds marks of this host name from another local logger database: two
+    hosts share a name, or the local database was replaced. Retrying cannot fix it, so the
+    service stops (reported once) until the operator decides."""
 
 
 def describe_dsn(dsn: str) -> str:

@@ -18,6 +18,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -139,6 +140,37 @@ class PrivatePostgres:
     def stop(self) -> None:
         """A fast shutdown: open transactions are rolled back, clients disconnected."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, writers)."""
+        try:
+            root = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return []
+        tree: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                tree.setdefault(parent, []).append(int(entry.name))
+        found, todo = [root], [root]
+        while todo:
+            for child in tree.get(todo.pop(), []):
+                found.append(child)
+                todo.append(child)
+        return found
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: it accepts nothing and answers nothing, like a hung
+        machine."""
+        for pid in self.processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            os.kill(pid, signal.SIGCONT)
 
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
