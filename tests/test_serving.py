@@ -18,6 +18,7 @@ from ioplex.serving import (
     OutputBudgetExceeded,
     RateLimitedLog,
     RemoteWrites,
+    accept_sockets,
     client_prefix,
     jsontext,
     parse_listen,
@@ -264,3 +265,43 @@ def test_fuzz_listen_and_allow(text: str) -> None:
         AllowList.parse([text], "x").allows(text)
     except ValueError:
         pass
+
+
+async def test_callback_driven_tickets_close_on_eviction_and_expiry() -> None:
+    admission = Admission(max_unauthenticated=1, login_deadline=60)
+    closed: list[str] = []
+    first = admission.admit("192.0.2.1", close=lambda: closed.append("first"))
+    second = admission.admit("192.0.2.1", close=lambda: closed.append("second"))
+    assert first.evicted and closed == ["first"] and not second.evicted
+    second.expire()
+    assert second.timed_out and closed == ["first", "second"] and admission.timed_out == 1
+    third = admission.admit("192.0.2.1", close=lambda: closed.append("third"))
+    third.authenticated()
+    third.expire()  # too late: it logged in
+    assert closed == ["first", "second"] and not third.timed_out
+
+
+async def test_accept_sockets_hands_over_raw_sockets() -> None:
+    import socket
+
+    got = anyio.Event()
+    seen: list[bytes] = []
+
+    async def handle(conn: socket.socket, address) -> None:
+        with conn:
+            await anyio.wait_readable(conn)
+            seen.append(conn.recv(100))
+            got.set()
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sock.setblocking(False)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: accept_sockets(sock, handle, log=logging.getLogger("t")))
+            async with await anyio.connect_tcp(*sock.getsockname()) as client:
+                await client.send(b"hello")
+                with anyio.fail_after(5):
+                    await got.wait()
+            tg.cancel_scope.cancel()
+    assert seen == [b"hello"]

@@ -9,8 +9,10 @@ plugin, a third-party one) builds on these instead of writing its own:
   holding connections and without locking out sessions that already logged in;
 - `Admission`: caps on unauthenticated and total connections, an absolute login deadline and
   a pre-login output budget;
-- `serve_tcp`: an accept loop that waits out EMFILE/ENFILE instead of dying;
-- `RateLimitedLog`: one log line per kind of refusal per interval;
+- `serve_tcp` / `accept_sockets`: accept loops (anyio streams / raw sockets) that wait out
+  EMFILE/ENFILE instead of dying or flooding the log;
+- `RateLimitedLog`, `RateLimitFilter`: one log line per kind of event per interval, for our
+  messages and for other libraries' loggers;
 - `RemoteWrites`: the ``control`` policy for remote writes, with sensitive points;
 - `jsontext`: JSON out (non-finite floats as strings) and in (nesting limit).
 
@@ -18,12 +20,12 @@ docs/serving.md describes the guarantees they give and how to use them.
 """
 
 from . import jsontext
-from .accept import serve_tcp
+from .accept import accept_sockets, serve_tcp
 from .admission import Admission, OutputBudget, OutputBudgetExceeded, Ticket
 from .allow import AllowList, client_prefix, parse_address
 from .limits import raise_open_file_limit
 from .listen import format_listen, parse_listen
-from .ratelog import RateLimitedLog
+from .ratelog import RateLimitedLog, RateLimitFilter
 from .throttle import AuthThrottle
 from .writes import RemoteWrites
 
@@ -33,9 +35,11 @@ __all__ = [
     "AuthThrottle",
     "OutputBudget",
     "OutputBudgetExceeded",
+    "RateLimitFilter",
     "RateLimitedLog",
     "RemoteWrites",
     "Ticket",
+    "accept_sockets",
     "client_prefix",
     "format_listen",
     "jsontext",

@@ -10,7 +10,9 @@ good client from the same address, which logs in well before it becomes the olde
 every slot is held by authenticated sessions is a newcomer refused.
 
 Each admitted connection runs in its ticket's cancel scope, whose deadline is the **absolute**
-login deadline (bytes received do not extend it); `Ticket.authenticated()` lifts it.
+login deadline (bytes received do not extend it); `Ticket.authenticated()` lifts it. Servers
+whose connections are protocol callbacks rather than tasks (uvicorn) pass a `close` callback
+to `admit` and call `Ticket.expire` from a timer instead.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 
@@ -53,35 +55,71 @@ class OutputBudget:
 @dataclass(eq=False)
 class Ticket:
     """One admitted connection. Use as a context manager around the connection's life and
-    run the connection inside `scope`."""
+    run the connection inside `scope` (a task-per-connection server), or give `admit` a
+    `close` callback and call `expire` at the login deadline (a server whose connections are
+    protocol callbacks, such as uvicorn's)."""
 
     admission: Admission
     client: str
     prefix: str
     budget: OutputBudget
-    scope: anyio.CancelScope
-    started: float = field(default_factory=time.monotonic)
+    deadline: float
+    """When the login deadline falls, on `Admission`'s clock."""
+    close: Callable[[], None] | None = None
+    """Called when the connection is evicted or its login deadline passes."""
     is_authenticated: bool = False
     evicted: bool = False
+    expired: bool = False
+    _scope: anyio.CancelScope | None = None
+
+    @property
+    def scope(self) -> anyio.CancelScope:
+        """A cancel scope with the login deadline, cancelled on eviction (made on first use,
+        from within the connection's task)."""
+        if self._scope is None:
+            deadline = float("inf") if self.is_authenticated else self.deadline
+            self._scope = anyio.CancelScope(deadline=deadline)
+            if self.evicted:
+                self._scope.cancel()
+        return self._scope
 
     def authenticated(self) -> None:
         """The client logged in: no login deadline, no pre-login budget, never evicted."""
         if not self.is_authenticated:
             self.is_authenticated = True
-            self.scope.deadline = float("inf")
+            if self._scope is not None:
+                self._scope.deadline = float("inf")
             self.budget.limit = 1 << 62
             self.admission._authenticated(self)
+
+    def expire(self) -> None:
+        """The login deadline passed (for servers that time it themselves): close the
+        connection unless it logged in meanwhile."""
+        if not self.is_authenticated and not self.evicted:
+            self.expired = True
+            self.admission.timed_out += 1
+            self.admission._evict(self, count=False)
+
+    def release(self) -> None:
+        """The connection ended: its slot is free (what leaving the `with` does)."""
+        self.admission._release(self)
 
     def __enter__(self) -> Ticket:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.admission._release(self)
+        self.release()
 
     @property
     def timed_out(self) -> bool:
         """Whether the login deadline closed the connection (not an eviction)."""
-        return self.scope.cancel_called and not self.evicted and not self.is_authenticated
+        if self.expired:
+            return True
+        scope = self._scope
+        return (
+            scope is not None and scope.cancel_called and not self.evicted
+            and not self.is_authenticated
+        )
 
 
 class Admission:
@@ -103,7 +141,7 @@ class Admission:
         max_unauthenticated: int = 8,
         login_deadline: float = 10.0,
         output_budget: int = 16 * 1024,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_connections = max_connections
         self.max_unauthenticated = max_unauthenticated
@@ -118,6 +156,8 @@ class Admission:
         """Connections refused because every slot was held by logged-in sessions."""
         self.evicted = 0
         """Unauthenticated connections closed to make room for newer ones."""
+        self.timed_out = 0
+        """Connections closed by `Ticket.expire` at their login deadline."""
 
     @property
     def connections(self) -> int:
@@ -127,10 +167,13 @@ class Admission:
     def unauthenticated(self) -> int:
         return len(self._waiting)
 
-    def admit(self, client: str | None) -> Ticket | None:
+    def admit(
+        self, client: str | None, close: Callable[[], None] | None = None
+    ) -> Ticket | None:
         """A ticket for a new connection from `client`, or None when it must be refused.
 
-        Must be called from within the event loop (the scope's deadline uses its clock).
+        `close`, when given, is called to close the connection if it is evicted or (through
+        `Ticket.expire`) passes its login deadline. Call from the event loop's thread.
         """
         prefix = client_prefix(client)
         same = self._by_prefix.get(prefix)
@@ -146,19 +189,26 @@ class Admission:
             client or "?",
             prefix,
             OutputBudget(self.output_budget),
-            anyio.CancelScope(deadline=self._clock() + self.login_deadline),
+            self._clock() + self.login_deadline,
+            close,
         )
         self._all.add(ticket)
         self._waiting[ticket] = None
         self._by_prefix.setdefault(prefix, OrderedDict())[ticket] = None
         return ticket
 
-    def _evict(self, ticket: Ticket) -> None:
+    def _evict(self, ticket: Ticket, count: bool = True) -> None:
+        if ticket.evicted:
+            return
         ticket.evicted = True
-        ticket.scope.cancel()
-        self.evicted += 1
+        if count:
+            self.evicted += 1
         self._all.discard(ticket)  # its slot is free now, even before its task ends
         self._forget_waiting(ticket)
+        if ticket._scope is not None:
+            ticket._scope.cancel()
+        if ticket.close is not None:
+            ticket.close()
 
     def _forget_waiting(self, ticket: Ticket) -> None:
         if self._waiting.pop(ticket, 0) is None:

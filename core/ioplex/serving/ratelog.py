@@ -64,3 +64,31 @@ class RateLimitedLog:
 
     def error(self, key: str, msg: str, *args: object) -> bool:
         return self.log(logging.ERROR, key, msg, *args)
+
+
+class RateLimitFilter(logging.Filter):
+    """A logging filter for other libraries' loggers (uvicorn's "Invalid HTTP request
+    received.", asyncio's SSL and socket errors): each distinct message at WARNING or above
+    passes once per `interval`, so a misbehaving peer cannot flood the log through code that
+    is not ours. Install it for the life of the server that provokes those messages."""
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = f"{record.name}:{str(record.msg)[:80]}"
+        now = self._clock()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self.suppressed += 1
+            return False
+        if len(self._last) >= MAX_KEYS:
+            self._last.clear()
+        self._last[key] = now
+        return True

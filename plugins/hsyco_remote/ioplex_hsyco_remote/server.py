@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import json
 import logging
 import os
 import socket
 import ssl
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,16 @@ import anyio
 import h11
 import uvicorn
 from ioplex import FatalError, Problem, load_schema
-from ioplex.serving import AllowList, RateLimitedLog, RemoteWrites, client_prefix, parse_listen
+from ioplex.serving import (
+    Admission,
+    AllowList,
+    RateLimitedLog,
+    RateLimitFilter,
+    RemoteWrites,
+    Ticket,
+    accept_sockets,
+    parse_listen,
+)
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -74,10 +80,6 @@ MAX_HEAD = 16 * 1024
 """The largest request head (request line with its query, and headers), in bytes."""
 CLOSE_GRACE = 1.0
 """Seconds a refused client has to complete TLS's closing handshake before it is cut off."""
-MAX_ACCEPT_PAUSE = 0.5
-"""The longest pause between accept attempts while out of file descriptors, in seconds."""
-RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-TRANSIENT_ERRORS = {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM}
 TOPOLOGY_CHECK = 0.5
 """Seconds between checks of the exposed point count (a length comparison when unchanged)."""
 SHUTDOWN_GRACE = 3.0
@@ -213,104 +215,53 @@ class _HostedServer(uvicorn.Server):
         yield
 
 
-@dataclass(eq=False)
-class _Slot:
-    """One admitted connection (from accept to close)."""
+class Slots:
+    """The kernel's `Admission` for uvicorn's callback-driven connections: each connection
+    gets a ticket at accept (its TLS handshake included), timed by a loop timer instead of a
+    cancel scope, and found again by its ASGI ``client`` once a request is let in."""
 
-    prefix: str
-    close: Callable[[], None]
-    authenticated: bool = False
-    timer: asyncio.TimerHandle | None = None
-
-
-class ConnectionSlots:
-    """Admission control for the HTTPS server, the kernel's `Admission` policy for a server
-    whose connections are asyncio protocols driven by callbacks (uvicorn's) rather than anyio
-    tasks: at most `max_connections` in all and `max_unauthenticated` per client prefix (an
-    IPv4 address, an IPv6 /64); a newcomer over a cap evicts the **oldest unauthenticated**
-    connection instead of being refused, so an idle flood from one address cannot lock out a
-    good client from it; and an **absolute** login deadline from accept (TLS handshake
-    included) for connections on which no request has been let in yet.
-    """
-
-    def __init__(self, max_connections: int | None = None,
-                 max_unauthenticated: int | None = None,
-                 login_deadline: float | None = None) -> None:
-        self.max_connections = max_connections or MAX_CONNECTIONS
-        self.max_unauthenticated = max_unauthenticated or MAX_UNAUTHENTICATED
-        self.login_deadline = login_deadline or LOGIN_DEADLINE
-        self._all: set[_Slot] = set()
-        self._waiting: OrderedDict[_Slot, None] = OrderedDict()
-        self._by_prefix: dict[str, OrderedDict[_Slot, None]] = {}
-        self._by_client: dict[Any, _Slot] = {}
-        self.refused = 0
-        self.evicted = 0
-        self.timed_out = 0
+    def __init__(self) -> None:
+        self.admission = Admission(
+            max_connections=MAX_CONNECTIONS,
+            max_unauthenticated=MAX_UNAUTHENTICATED,
+            login_deadline=LOGIN_DEADLINE,
+        )
+        self._by_client: dict[Any, Ticket] = {}
+        self._timers: dict[Ticket, asyncio.TimerHandle] = {}
 
     def __len__(self) -> int:
-        return len(self._all)
+        return self.admission.connections
 
-    def admit(self, client: str | None, close: Callable[[], None]) -> _Slot | None:
-        """A slot for a new connection, or None when every slot is held by sessions that
-        were let in (the caller closes the connection)."""
-        prefix = client_prefix(client)
-        same = self._by_prefix.get(prefix)
-        if same is not None and len(same) >= self.max_unauthenticated:
-            self._evict(next(iter(same)))
-        if len(self._all) >= self.max_connections:
-            if not self._waiting:
-                self.refused += 1
-                return None
-            self._evict(next(iter(self._waiting)))
-        slot = _Slot(prefix, close)
-        slot.timer = asyncio.get_running_loop().call_later(self.login_deadline, self._expire, slot)
-        self._all.add(slot)
-        self._waiting[slot] = None
-        self._by_prefix.setdefault(prefix, OrderedDict())[slot] = None
-        return slot
+    def admit(self, client: str | None, close: Callable[[], None]) -> Ticket | None:
+        ticket = self.admission.admit(client, close)
+        if ticket is not None:
+            self._timers[ticket] = asyncio.get_running_loop().call_later(
+                LOGIN_DEADLINE, ticket.expire
+            )
+        return ticket
 
-    def attach(self, slot: _Slot, client: Any, close: Callable[[], None]) -> None:
+    def attach(self, ticket: Ticket, client: Any, close: Callable[[], None]) -> None:
         """The connection's HTTP protocol took over: `client` is its ASGI ``client``."""
-        slot.close = close
-        self._by_client[client] = slot
+        ticket.close = close
+        self._by_client[client] = ticket
 
     def authenticated(self, client: Any) -> None:
         """A request on this connection was let in: no deadline, never evicted."""
-        slot = self._by_client.get(client)
-        if slot is not None and not slot.authenticated:
-            slot.authenticated = True
-            if slot.timer is not None:
-                slot.timer.cancel()
-            self._forget_waiting(slot)
+        ticket = self._by_client.get(client)
+        if ticket is not None and not ticket.is_authenticated:
+            ticket.authenticated()
+            self._cancel_timer(ticket)
 
-    def release(self, slot: _Slot, client: Any = None) -> None:
-        if slot.timer is not None:
-            slot.timer.cancel()
-        self._all.discard(slot)
-        self._forget_waiting(slot)
-        if client is not None and self._by_client.get(client) is slot:
+    def release(self, ticket: Ticket, client: Any = None) -> None:
+        self._cancel_timer(ticket)
+        ticket.release()
+        if client is not None and self._by_client.get(client) is ticket:
             del self._by_client[client]
 
-    def _expire(self, slot: _Slot) -> None:
-        if not slot.authenticated and slot in self._all:
-            self.timed_out += 1
-            self._evict(slot, count=False)
-
-    def _evict(self, slot: _Slot, count: bool = True) -> None:
-        if count:
-            self.evicted += 1
-        self._all.discard(slot)
-        self._forget_waiting(slot)
-        if slot.timer is not None:
-            slot.timer.cancel()
-        slot.close()
-
-    def _forget_waiting(self, slot: _Slot) -> None:
-        if self._waiting.pop(slot, 0) is None:
-            same = self._by_prefix[slot.prefix]
-            del same[slot]
-            if not same:
-                del self._by_prefix[slot.prefix]
+    def _cancel_timer(self, ticket: Ticket) -> None:
+        timer = self._timers.pop(ticket, None)
+        if timer is not None:
+            timer.cancel()
 
 
 class _Protocol(H11Protocol):
@@ -318,14 +269,14 @@ class _Protocol(H11Protocol):
 
     - a deadline for each request head (uvicorn has none: a client that sends nothing, or
       one byte at a time, would hold its connection for ever);
-    - a connection slot (see `ConnectionSlots`), released when the connection closes;
+    - a connection slot (see `Slots`), released when the connection closes;
     - containment: an exception while parsing what the client sent (uvicorn decodes the
       path as ASCII, for one) answers 400 and closes this connection, instead of asyncio
       logging a traceback.
     """
 
-    slots: ConnectionSlots
-    slot: _Slot | None = None
+    slots: Slots
+    slot: Ticket | None = None
     """Set by the factory before the connection is made."""
     _head_timer: asyncio.TimerHandle | None = None
     _head_bytes = 0
@@ -426,35 +377,10 @@ class _Protocol(H11Protocol):
 _faults = RateLimitedLog(log)
 
 
-class _RateLimitFilter(logging.Filter):
-    """Lets each distinct message of a noisy logger (uvicorn's "Invalid HTTP request received.",
-    asyncio's SSL and socket errors) through once a minute: a misbehaving peer cannot flood
-    the log. Installed for the life of the server."""
-
-    def __init__(self, interval: float = 60.0) -> None:
-        super().__init__()
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self.suppressed = 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        key = f"{record.name}:{str(record.msg)[:80]}"
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            self.suppressed += 1
-            return False
-        if len(self._last) > 1024:
-            self._last.clear()
-        self._last[key] = now
-        return True
-
-
 @contextlib.contextmanager
-def _quiet_loggers(*names: str) -> Iterator[_RateLimitFilter]:
-    limiter = _RateLimitFilter()
+def _quiet_loggers(*names: str) -> Iterator[RateLimitFilter]:
+    """uvicorn's and asyncio's warnings about misbehaving clients, once a minute each."""
+    limiter = RateLimitFilter()
     loggers = [logging.getLogger(name) for name in names]
     for logger in loggers:
         logger.addFilter(limiter)
@@ -467,30 +393,25 @@ def _quiet_loggers(*names: str) -> Iterator[_RateLimitFilter]:
 
 async def accept_loop(
     sock: socket.socket,
-    protocol_factory: Callable[[_Slot], asyncio.Protocol],
+    protocol_factory: Callable[[Ticket], asyncio.Protocol],
     ssl_context: ssl.SSLContext,
-    slots: ConnectionSlots,
+    slots: Slots,
     what: str,
 ) -> None:
-    """Accept connections on `sock` until cancelled; each gets a slot, then its TLS handshake
-    (at most `HANDSHAKE_TIMEOUT` s) in a task of this loop's task group, then its protocol.
-
-    Out of file descriptors (EMFILE/ENFILE), accepting pauses with a backoff and says so at
-    most once a minute; the server never stops or restarts for it. (asyncio's own accept loop
-    logs a traceback for every attempt, up to the backlog's size each time the socket is
-    readable: tens of thousands of lines a second.)
-    """
+    """Accept connections on `sock` until cancelled (the kernel's `accept_sockets`, which
+    waits out EMFILE instead of logging a traceback per attempt as asyncio's own loop does);
+    each gets a slot, then its TLS handshake (at most `HANDSHAKE_TIMEOUT` s), then its
+    protocol."""
     loop = asyncio.get_running_loop()
-    ratelog = RateLimitedLog(log)
-    pause = 0.0
+    refusals = RateLimitedLog(log)
 
-    async def handshake(conn: socket.socket, slot: _Slot, client: str | None) -> None:
+    async def handshake(conn: socket.socket, ticket: Ticket, client: str | None) -> None:
         handed_over = False
         with anyio.CancelScope() as scope:  # evicted or past the login deadline: cancelled
-            slot.close = scope.cancel
+            ticket.close = scope.cancel
             try:
                 await loop.connect_accepted_socket(
-                    functools.partial(protocol_factory, slot), conn, ssl=ssl_context,
+                    functools.partial(protocol_factory, ticket), conn, ssl=ssl_context,
                     ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
                     ssl_shutdown_timeout=SHUTDOWN_GRACE,
                 )
@@ -498,37 +419,21 @@ async def accept_loop(
             except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
                 log.debug("%s: TLS handshake with %s failed: %r", what, client, exc)
         if not handed_over:
-            slots.release(slot)
+            slots.release(ticket)
             conn.close()
 
-    async with anyio.create_task_group() as tg:
-        while True:
-            await anyio.wait_readable(sock)
-            try:
-                conn, address = sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                continue
-            except OSError as exc:
-                if exc.errno in RESOURCE_ERRORS:
-                    pause = min(MAX_ACCEPT_PAUSE, max(0.05, pause * 2))
-                    ratelog.warning("resources", "%s: cannot accept a connection (%s); pausing "
-                                    "accepts", what, exc.strerror or exc)
-                    await anyio.sleep(pause)
-                    continue
-                if exc.errno in TRANSIENT_ERRORS:
-                    continue
-                raise
-            pause = 0.0
-            conn.setblocking(False)
-            client = address[0] if isinstance(address, tuple) else None
-            slot = slots.admit(client, conn.close)
-            if slot is None:
-                ratelog.warning("full", "%s: refused a connection from %s: all %d connection "
-                                "slots are held by clients that logged in", what, client,
-                                slots.max_connections)
-                conn.close()
-                continue
-            tg.start_soon(handshake, conn, slot, client)
+    def accepted(conn: socket.socket, address: Any) -> Any:
+        client = address[0] if isinstance(address, tuple) else None
+        ticket = slots.admit(client, conn.close)
+        if ticket is None:
+            refusals.warning("full", "%s: refused a connection from %s: all %d connection "
+                             "slots are held by clients that logged in", what, client,
+                             MAX_CONNECTIONS)
+            conn.close()
+            return None
+        return handshake(conn, ticket, client)
+
+    await accept_sockets(sock, accepted, log=log, what=what)
 
 
 def build_app(api: Api, rioget: Rioget) -> Starlette:
@@ -563,7 +468,7 @@ async def run(host: Any, table: dict[str, Any]) -> None:
     sock = bind(settings.bind_host, settings.port)
     port = sock.getsockname()[1]
     changelog = ChangeLog(host.points, host.ui, settings.io_filter, settings.ui_filter)
-    slots = ConnectionSlots()
+    slots = Slots()
     with sock, changelog, _quiet_loggers("uvicorn.error", "asyncio"):
         api = Api(host, exposure, changelog, gate, settings.writes,
                   authenticated=lambda scope: slots.authenticated(scope.get("client")))
@@ -604,9 +509,9 @@ async def run(host: Any, table: dict[str, Any]) -> None:
             else "disabled",
         )
 
-        def make_protocol(slot: _Slot) -> asyncio.Protocol:
+        def make_protocol(ticket: Ticket) -> asyncio.Protocol:
             made = protocol(config=config, server_state=server.server_state, app_state={})
-            made.slot = slot
+            made.slot = ticket
             return made
 
         finished = False

@@ -55,7 +55,9 @@ LIMITED_RUN = (
 
 
 def _environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("IOPLEX_")}
+    # This plugin alone: other installed plugins' servers must not share the fd budget.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOPLEX_")}
+    return {**env, "IOPLEX_LOAD_PLUGINS": "hsyco_remote"}
 
 
 def _open_idle(port: int) -> list[socket.socket]:
@@ -119,7 +121,7 @@ async def test_fd_exhaustion_is_waited_out_quietly(tmp_path):
         lines = text.splitlines()[lines_before:]
         assert len(lines) < 100, f"{len(lines)} log lines:\n" + "\n".join(lines[:20])
         assert "Traceback" not in text
-        assert text.count("listening on") == 1  # the server never restarted
+        assert text.count("hsyco_remote server of host fd-leaf listening on") == 1  # the server never restarted
         assert "cannot accept a connection" in text  # it did run out, and said so once
         assert process.returncode is None
         print(f"recovered in {recovered:.2f} s; {len(lines)} log lines")
