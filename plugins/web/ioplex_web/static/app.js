@@ -137,8 +137,15 @@ function openWrite(name) {
   $("#write-form").onsubmit = async (event) => {
     event.preventDefault();
     let value = input.value;
-    if (p.type === "int") value = Number.parseInt(value, 10);
-    else if (p.type === "float") value = Number(value);
+    let body = null;
+    if (p.type === "int") {
+      // sent as written, so the host (not JavaScript's doubles) judges the range
+      if (!/^\s*-?\d+\s*$/.test(value)) {
+        $("#write-error").textContent = `${value} is not a whole number`;
+        return;
+      }
+      body = `{"value": ${value.trim()}}`;
+    } else if (p.type === "float") value = Number(value);
     else if (p.type === "bool") value = ["1", "true", "on", "yes"].includes(value.trim().toLowerCase());
     else if (p.type !== "str") { try { value = JSON.parse(value); } catch { /* keep the text */ } }
     if (typeof value === "number" && Number.isNaN(value)) {
@@ -147,7 +154,7 @@ function openWrite(name) {
     }
     try {
       const base = state.ui ? "/api/v1/ui/" : "/api/v1/points/";
-      await api(base + encodeURIComponent(name), { method: "PUT", body: JSON.stringify({ value }),
+      await api(base + encodeURIComponent(name), { method: "PUT", body: body ?? JSON.stringify({ value }),
                                                    headers: { "content-type": "application/json" } });
       dialog.close();
       if (dialog.returnFocus) dialog.returnFocus.focus();

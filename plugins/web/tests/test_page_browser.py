@@ -1,0 +1,88 @@
+"""The page in a real browser: headless Chromium loads a host's page, logs in, sees a live
+value change over SSE, writes a point through the dialog, and a screenshot is saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ioplex_web.testing import PASSWORDS, USERS, start_browser
+
+selenium = pytest.importorskip("selenium")
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Any:
+    driver = start_browser(tmp_path / "profile")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _row_value(driver: Any, name: str) -> str:
+    cells = driver.find_elements(By.CSS_SELECTOR, f'#points-rows [data-name="{name}"] .value')
+    return cells[0].text if cells else ""
+
+
+def _severe(driver: Any) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any,
+                                              tmp_path: Path) -> None:
+    running = make_host({"users": USERS}, rate=50)
+    browser.get(running.url + "/")
+    wait = WebDriverWait(browser, 20)
+    # log in through the form
+    form = wait.until(EC.visibility_of_element_located((By.ID, "login")))
+    form.find_element(By.NAME, "name").send_keys("alice")
+    form.find_element(By.NAME, "password").send_keys(PASSWORDS["alice"], Keys.ENTER)
+    wait.until(EC.text_to_be_present_in_element((By.ID, "stream-state"), "live"))
+    wait.until(lambda d: _row_value(d, "dummy.light.1") != "")
+    # a live value changes without reloading: the simulation changes points at 50/s
+    seen = {_row_value(browser, "dummy.temp.living")}
+    wait.until(lambda d: _row_value(d, "dummy.temp.living") not in seen)
+    # write through the dialog: filter, focus the row with the keyboard, Enter, type, submit
+    filt = browser.find_element(By.ID, "filter")
+    filt.send_keys("dummy.label")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#points-rows [data-name]")) == 1)
+    table = browser.find_element(By.ID, "points")
+    table.send_keys(Keys.ARROW_DOWN)
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    dialog = wait.until(EC.visibility_of_element_located((By.ID, "write-dialog")))
+    assert dialog.find_element(By.ID, "write-name").text == "dummy.label"
+    box = dialog.find_element(By.ID, "write-value")
+    box.clear()
+    box.send_keys("written from the page", Keys.ENTER)
+    wait.until(lambda d: _row_value(d, "dummy.label") == '"written from the page"')
+    assert running.host.points["dummy.label"].value == "written from the page"
+    # the kernel's refusal shows in the dialog
+    filt.clear()
+    filt.send_keys("dummy.light.1")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#points-rows [data-name]")) == 1)
+    row = browser.find_element(By.CSS_SELECTOR, '#points-rows [data-name="dummy.light.1"]')
+    from selenium.webdriver.common.action_chains import ActionChains
+    ActionChains(browser).double_click(row).perform()
+    box = wait.until(EC.visibility_of_element_located((By.ID, "write-value")))
+    box.clear()
+    box.send_keys("12345678901234567890123", Keys.ENTER)
+    wait.until(lambda d: d.find_element(By.ID, "write-error").text != "")
+    assert "64-bit" in browser.find_element(By.ID, "write-error").text
+    assert running.host.points["dummy.light.1"].value != 12345678901234567890123
+    browser.find_element(By.ID, "write-cancel").click()
+    filt.send_keys(Keys.CONTROL, "a")
+    filt.send_keys(Keys.BACKSPACE)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#points-rows [data-name]")) > 3)
+    # health panel shows the instance online
+    wait.until(lambda d: "online" in d.find_element(By.ID, "health").text)
+    shot = tmp_path / "page.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")
+    assert _severe(browser) == [] or all("401" in m for m in _severe(browser))
