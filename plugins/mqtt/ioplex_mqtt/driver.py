@@ -69,8 +69,8 @@ from .topics import (
     STATE,
     Mirrors,
     Topics,
-    is_level,
     parse_rules,
+    publishable,
 )
 
 SET_WORKERS = 4
@@ -132,6 +132,21 @@ def client_id(host: str, instance: str, configured: str) -> str:
     if len(name) <= 23:
         return name
     return "ioplex-" + hashlib.sha256(f"{host}/{instance}".encode()).hexdigest()[:16]
+
+
+LINK_ERRORS = (aiomqtt.MqttError, OSError, TimeoutError)
+
+
+def link_error(exc: BaseException) -> BaseException | None:
+    """The broker link's failure behind `exc` (the first one, when several tasks of the
+    session failed at once), or None when `exc` is something else (a bug: not hidden)."""
+    if isinstance(exc, LINK_ERRORS):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        found = [link_error(e) for e in exc.exceptions]
+        if all(found):
+            return found[0]
+    return None
 
 
 class _PendingWrite:
@@ -210,8 +225,11 @@ class Bridge:
             try:
                 await self._session(address, port)
                 return
-            except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
-                reason = printable(str(exc) or type(exc).__name__, 200)
+            except Exception as exc:
+                link = link_error(exc)
+                if link is None:
+                    raise
+                reason = printable(str(link) or type(link).__name__, 200)
                 failures.append(f"{address}:{port}: {reason}")
                 self.io.set_offline()
                 self._next = (index + 1) % len(self.brokers)
@@ -330,11 +348,11 @@ class Bridge:
                 point = points.get(name)
                 if point is None:
                     continue
-                if not is_level(name):
+                if not publishable(name):
                     self.stats["unpublishable"] += 1
-                    self.ratelog.warning("unpublishable", "%s: not publishing %s: a point "
-                                         "name holding '+', '#' or starting with '$' cannot be "
-                                         "an MQTT topic level", self.where, printable(name))
+                    self.ratelog.warning("unpublishable", "%s: not publishing %s: a name "
+                                         "segment holding '/', '+', '#' or starting with '$' "
+                                         "cannot be an MQTT topic level", self.where, printable(name))
                     continue
                 try:
                     await client.publish(self.topics.state(self.local, name),

@@ -91,6 +91,26 @@ def _listening(port: int) -> bool:
         return False
 
 
+def mqtt_accepts(port: int, timeout: float = 5.0) -> bool:
+    """Whether the MQTT server on `port` accepts a connection (CONNACK 0), by a bare
+    MQTT 3.1.1 CONNECT with a clean session."""
+    client = b"ioplex-probe"
+    body = b"\x00\x04MQTT\x04\x02\x00\x0a" + len(client).to_bytes(2, "big") + client
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(bytes([0x10, len(body)]) + body)
+            answer = b""
+            while len(answer) < 4:
+                chunk = sock.recv(4 - len(answer))
+                if not chunk:
+                    return False
+                answer += chunk
+            sock.sendall(b"\xe0\x00")  # DISCONNECT
+            return answer == b"\x20\x02\x00\x00"
+    except OSError:
+        return False
+
+
 class _Process:
     """A server process in the foreground, its output in a log file."""
 
@@ -240,14 +260,15 @@ class NatsCluster:
                         server.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                         start_new_session=True)
                 server._offset = offset  # type: ignore[attr-defined]
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + 2 * START_TIMEOUT
         for i in nodes:
-            while not _listening(self.mqtt_ports[i]):
+            # the listener opens before JetStream (where MQTT sessions live) has a leader
+            while not mqtt_accepts(self.mqtt_ports[i]):
                 server = self.servers[i]
                 if not server.running or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server n{i} did not start; its log:\n"
+                    raise RuntimeError(f"nats-server n{i} did not accept MQTT; its log:\n"
                                        f"{server.log()[-3000:]}")
-                time.sleep(0.05)
+                time.sleep(0.2)
 
     def kill(self, node: int) -> None:
         self.servers[node].kill()

@@ -1,14 +1,19 @@
 """Topic names on the broker, and the ``subscribe`` patterns that choose what to mirror.
 
-Layout under a prefix (default ``ioplex``)::
+Layout under a prefix (default ``ioplex``), for the point ``dummy.light.1`` of host
+``site-a``::
 
-    <prefix>/<host>/$state              online | offline (retained; offline is the last will)
-    <prefix>/<host>/<point>             the point's state (retained JSON, payload.py)
-    <prefix>/<host>/<point>/set         a write request to the owning host
-    <prefix>/<host>/<point>/set/result  the owner's answer
+    ioplex/site-a/$state                  online | offline (retained; offline is the last will)
+    ioplex/site-a/dummy/light/1           the point's state (retained JSON, payload.py)
+    ioplex/site-a/$set/dummy/light/1      a write request to the owning host
+    ioplex/site-a/$result/dummy/light/1   the owner's answer
 
-Point names never hold ``/`` (they are dot-separated); a name that holds an MQTT wildcard
-(``+``, ``#``) or starts with ``$`` cannot be a topic level and is not published (counted).
+The dots of a point name become topic levels: that is what MQTT users expect, and NATS's MQTT
+listener refuses dots in topics (they are its subject separator). Requests and answers live
+under reserved levels (``$set``, ``$result``) rather than behind the point, so a point whose
+last segment is ``set`` is not mistaken for a request. A name with a segment holding ``/``,
+an MQTT wildcard (``+``, ``#``) or starting with ``$`` cannot be written as topic levels
+and is not published (counted).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from dataclasses import dataclass
 from ioplex.points import check_pattern
 
 LIVENESS = "$state"
+REQUESTS = "$set"
+RESULTS = "$result"
 ONLINE = b"online"
 OFFLINE = b"offline"
 _GLOB = re.compile(r"[*?\[]")
@@ -41,8 +48,14 @@ def check_prefix(prefix: str) -> str | None:
 
 
 def is_level(text: str) -> bool:
-    """Whether `text` can be one topic level of ours (a host or point name)."""
-    return bool(text) and not text.startswith("$") and _NOT_A_LEVEL.search(text) is None
+    """Whether `text` can be one topic level of ours (a host name, a point name's segment)."""
+    return (bool(text) and not text.startswith("$") and "." not in text
+            and _NOT_A_LEVEL.search(text) is None)
+
+
+def publishable(name: str) -> bool:
+    """Whether a point name can be written as topic levels (see the module's docstring)."""
+    return all(is_level(segment) for segment in name.split("."))
 
 
 class Topics:
@@ -54,16 +67,16 @@ class Topics:
         self._skip = len(self._start)
 
     def state(self, host: str, name: str) -> str:
-        return f"{self._start}{host}/{name}"
+        return f"{self._start}{host}/{name.replace('.', '/')}"
 
     def liveness(self, host: str) -> str:
         return f"{self._start}{host}/{LIVENESS}"
 
     def set(self, host: str, name: str) -> str:
-        return f"{self._start}{host}/{name}/set"
+        return f"{self._start}{host}/{REQUESTS}/{name.replace('.', '/')}"
 
     def result(self, host: str, name: str) -> str:
-        return f"{self._start}{host}/{name}/set/result"
+        return f"{self._start}{host}/{RESULTS}/{name.replace('.', '/')}"
 
     def host_filter(self, host: str) -> str:
         """Everything of `host` (``+``: every host)."""
@@ -71,24 +84,26 @@ class Topics:
 
     def requests_filter(self, host: str) -> str:
         """Write requests to `host`'s points."""
-        return f"{self._start}{host}/+/set"
+        return f"{self._start}{host}/{REQUESTS}/#"
 
     def parse(self, topic: str) -> tuple[str, str, str] | None:
-        """``(kind, host, point)`` of one of our topics, or None for anything else."""
+        """``(kind, host, point name)`` of one of our topics, or None for anything else."""
         if not topic.startswith(self._start):
             return None
         levels = topic[self._skip:].split("/")
-        n = len(levels)
-        if n < 2 or not levels[0] or not levels[1]:
+        if len(levels) < 2 or not is_level(levels[0]):
             return None
-        host, name = levels[0], levels[1]
-        if n == 2:
-            return (LIVE, host, "") if name == LIVENESS else (STATE, host, name)
-        if n == 3 and levels[2] == "set":
-            return SET, host, name
-        if n == 4 and levels[2] == "set" and levels[3] == "result":
-            return RESULT, host, name
-        return None
+        host, first = levels[0], levels[1]
+        if first == LIVENESS:
+            return (LIVE, host, "") if len(levels) == 2 else None
+        kind, rest = STATE, levels[1:]
+        if first == REQUESTS:
+            kind, rest = SET, levels[2:]
+        elif first == RESULTS:
+            kind, rest = RESULT, levels[2:]
+        if not rest or not all(is_level(level) for level in rest):
+            return None
+        return kind, host, ".".join(rest)
 
 
 @dataclass(frozen=True, slots=True)
