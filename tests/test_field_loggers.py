@@ -145,3 +145,34 @@ async def test_a_replaced_remote_database_is_replicated_without_gap_or_duplicate
         await until(lambda: copy.feeds[0].hwm == 332)
         await anyio.sleep(0.2)
         assert len(copy.samples_after(0, 10_000)) == 532
+
+
+class Late:
+    """Declares a point with no value before connecting; connects after a moment."""
+
+    def __init__(self, io: ioplex.IOServer) -> None:
+        io.declare("reading", type=float)
+
+    @ioplex.hookimpl
+    async def connect(self, ioserver: ioplex.IOServer) -> None:
+        await anyio.sleep(0.1)
+        ioserver.set_online()
+        ioserver.set("reading", 3.5)
+        await anyio.sleep_forever()
+
+
+async def test_a_point_without_a_value_yet_is_not_recorded_as_bad(make_host, builtins_only):
+    class Plugin:
+        @ioplex.hookimpl
+        def register_ioserver_types(self, register: Any) -> None:
+            schema = {"type": "object", "additionalProperties": False, "properties": {}}
+            register("late", Late, schema, "connects late")
+
+    builtins_only.register(Plugin(), "late")
+    host = make_host({"ioservers": {"l": {"plugin": "late"}},
+                      "loggers": {"a": {"points": ["l.reading"]}}}, builtins_only)
+    async with host:
+        await host.wait_online("l")
+        await host.loggers.flush()
+        samples = host.loggers["a"].samples_after(0, 10)
+    assert [(s.value, s.quality) for s in samples] == [(3.5, "good")]

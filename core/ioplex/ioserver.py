@@ -216,6 +216,7 @@ class IOServer:
                     if (
                         point.quality is Quality.BAD
                         and point.follows_connection
+                        and point.value is not None  # nothing carried over: bad until read
                         and point is not self.connection
                     ):
                         registry.update(point, point.value, restored)

@@ -91,7 +91,12 @@ class DataLogger:
     # make Python's cyclic garbage collector rescan them over and over (it halved recording
     # speed in bench/bench_loggers.py). `extend` copies the fields in one C call.
     def _on_change(self, event: PointEvent) -> None:
-        """The registry listener, on the hot path: queue only; the service writes batches."""
+        """The registry listener, on the hot path: queue only; the service writes batches.
+
+        A point that has no value yet and never had one (declared while its instance is
+        offline) has nothing to record: its "bad" is not a sample."""
+        if event[1] is None and event[2] is None and event[4] is Quality.BAD:
+            return
         pending = self._pending
         pending.extend(event)
         if len(pending) >= self._threshold:
