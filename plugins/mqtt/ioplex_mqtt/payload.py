@@ -163,7 +163,7 @@ def decode_state(data: bytes, limit: int) -> State:
     """A published state; PayloadError for anything but the documented shape."""
     body = _object(data, limit)
     type_name = body.get("t")
-    if type_name is not None and type_name not in TYPES:
+    if type_name is not None and (not isinstance(type_name, str) or type_name not in TYPES):
         raise PayloadError(f"unknown type {str(type_name)[:20]!r}")
     nonfinite = body.get("nf") == 1
     q = body.get("q")

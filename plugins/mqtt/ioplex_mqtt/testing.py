@@ -181,6 +181,8 @@ class Mosquitto:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false",
                  "log_dest stdout", "log_type error", "log_type warning", "log_type notice",
                  "max_queued_messages 100000"]
+        if os.geteuid() == 0:  # run as root it would switch to user mosquitto, which cannot
+            lines.append("user root")  # enter the test's private (0700) directories
         if self.users is None:
             lines.append("allow_anonymous true")
         else:
