@@ -89,7 +89,8 @@ def check(config: Path) -> None:
 def trace(config: Path, rule: str | None, as_json: bool) -> None:
     """Print the last firings of every rule, or of RULE (file:line, or text it contains)."""
     host = _host(config)
-    for entry in read_traces(database_path(host.data_dir), rule):
+    keep = (host.config.plugins.get("events") or {}).get("trace_size", 20)
+    for entry in read_traces(database_path(host.data_dir), rule, keep):
         if as_json:
             click.echo(json.dumps(entry))
             continue

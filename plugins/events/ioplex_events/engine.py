@@ -21,6 +21,7 @@ How a rule fires (HSYCO's semantics, made precise):
 
 from __future__ import annotations
 
+import glob
 import logging
 import re
 import sqlite3
@@ -35,6 +36,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 from ioplex import Quality, UnknownPointError
+from ioplex.points import describe_value
 from ioplex.serving import RateLimitedLog
 
 from . import syntax as s
@@ -54,15 +56,55 @@ CAUSE_WINDOW = 2.0
 (for runaway detection)."""
 JUMP_TOLERANCE = 2.0
 """A wall clock that moved this many seconds more or less than the monotonic clock jumped."""
-MAX_PENDING_TRACES = 10_000
+MAX_TRACES_STORED = 5_000
+"""Most traces written to SQLite per second: rules that fired beyond it stay marked and
+are stored at the next flushes (their last `trace_size` firings, from memory), so a burst
+costs a bounded amount of disk and CPU a second and loses only firings that `trace_size`
+would have pruned anyway."""
 WORKERS = 16
 """Firings whose actions run at once (a slow action, such as a write to a remote that
 takes seconds, holds one worker)."""
 MAX_READY = 100_000
 """Most firings waiting for a worker; more are skipped (logged, traced)."""
 POINT_PREFIX = "events"
+EXACT_NAMES = 16
+"""Up to this many named points of one I/O server are subscribed to by name; more, and the
+engine subscribes to the whole server (``name.*``) and drops the changes no rule names with
+one dict lookup. The registry matches every point against a subscription's patterns one by
+one (on the point's first change after any subscription changes), so 10,000 exact names
+would cost each of the host's points ~0.2 ms there, and the rules' reload would make every
+point pay it again."""
 
 Trigger = tuple[Any, ...] | None
+
+
+def subscription_patterns(names: set[str] | list[str]) -> list[str]:
+    """The registry patterns that deliver the changes of `names`: each name exactly, or
+    ``server.*`` for a server with more than `EXACT_NAMES` of them (see there)."""
+    by_server: dict[str, list[str]] = {}
+    for name in names:
+        server, dot, _ = name.partition(".")
+        by_server.setdefault(server + dot, []).append(name)
+    patterns: list[str] = []
+    for prefix, members in sorted(by_server.items()):
+        if prefix.endswith(".") and len(members) > EXACT_NAMES:
+            patterns.append(glob.escape(prefix) + "*")
+        else:
+            patterns.extend(glob.escape(name) for name in sorted(members))
+    return patterns
+
+
+def complete_now(coro: Any) -> Any:
+    """Run a coroutine that never suspends (a registry write to a point no I/O server owns)
+    to its end, here: a firing whose actions are all such writes runs at once, without a
+    worker task and its scheduling (a tenth of the cost). Raises RuntimeError, having closed
+    it, if it does suspend."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("an action expected to complete at once suspended")
 
 
 def _sanitize(text: str) -> str:
@@ -86,13 +128,36 @@ class Compiled:
     fired: int = 0
     skipped: int = 0
     point: Any = None
+    id: str = ""
+    """``file:line`` (set by `Engine.compile`)."""
+    texts: tuple[str, ...] = ()
+    """Each action's source text, for traces and logs."""
 
-    @property
-    def id(self) -> str:
-        return self.rule.id or f"{self.rule.file}:{self.rule.line}"
+
+class Trace:
+    """One firing as traces keep it: read as a mapping (``trace["status"]``), stored as
+    JSON by `as_dict`. The trigger is described only when read, not on each firing."""
+
+    __slots__ = ("_trigger", "actions", "status")
+
+    def __init__(self, trigger: Trigger, actions: list[list[str]], status: str) -> None:
+        self._trigger = trigger
+        self.actions = actions
+        self.status = status
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "trigger":
+            return describe_trigger(self._trigger)
+        if key in ("actions", "status"):
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"trigger": describe_trigger(self._trigger), "actions": self.actions,
+                "status": self.status}
 
 
-@dataclass
+@dataclass(slots=True)
 class Firing:
     rule: Compiled
     trigger: Trigger
@@ -134,6 +199,8 @@ class Engine:
         self.sources: dict[Path, bytes] = {}
         self.errors: dict[Path, RulesError] = {}
         self.index: dict[tuple[Any, ...], list[Compiled]] = {}
+        self.named: dict[str, set[str]] = {"io": set(), "ui": set()}
+        """The point names rules name, by namespace (the keys of `index`, for a quick test)."""
         self.schedules: dict[str, Schedule] = {}
         self.sun_offsets: set[tuple[int, int]] = set()
         self.sun_state: dict[tuple[str, int], bool] = {}
@@ -144,8 +211,11 @@ class Engine:
         self.view: dict[tuple[str, str], tuple[Any, Any]] = {}
         """The values of the points rules name, as of the change being handled: a burst
         of changes is evaluated in order, not against the registry's latest values."""
-        self.pending_traces: list[tuple[str, str, float, dict[str, Any]]] = []
+        self.unstored: dict[Compiled, int] = {}
+        """Rules with traces not stored yet, and how many (oldest marked first)."""
         self.dropped_traces = 0
+        """Traces never stored: their rule fired more than `trace_size` times between two
+        stores of its traces."""
         self.subs: dict[str, Any] = {"io": None, "ui": None}
         self.tg: TaskGroup | None = None
         self.wake = anyio.Event()
@@ -157,6 +227,8 @@ class Engine:
         """Firings started since the engine started."""
         self.active = 0
         self.ready: deque[Firing] = deque()
+        self.fired_points: dict[Any, float] = {}
+        """Rules' points to set to their last firing time (`flush_fired`)."""
         self.idle: list[anyio.Event] = []
         """Firings whose actions are running now."""
 
@@ -240,6 +312,7 @@ class Engine:
                     self.on_change(ns, event)
         self.files = files
         self.index = index
+        self.named = {ns: {k[1] for k in index if k[0] == ns} for ns in ("io", "ui")}
         self.view.clear()
         self.sun_offsets = offsets
         self.sun_next = 0.0
@@ -258,13 +331,14 @@ class Engine:
         self.schedules = schedules
         self._resubscribe()
         self._declare_points(old_points)
+        self.flush_fired()
         self.wake.set()
 
     def _resubscribe(self) -> None:
         for ns, registry in (("io", self.host.points), ("ui", self.host.ui)):
-            names = sorted({k[1] for k in self.index if k[0] == ns})
+            patterns = subscription_patterns(self.named[ns])
             old = self.subs[ns]
-            self.subs[ns] = registry.subscribe(*names, maxsize=100_000) if names else None
+            self.subs[ns] = registry.subscribe(*patterns, maxsize=100_000) if patterns else None
             if old is not None:
                 old.close()
 
@@ -297,7 +371,11 @@ class Engine:
         keys: set[tuple[Any, ...]] = set()
         transient = [False]
         fn = self._compile(rule.event, keys, transient)
-        return Compiled(rule, fn, keys, transient[0], traces=deque(maxlen=self.trace_size))
+        return Compiled(
+            rule, fn, keys, transient[0], traces=deque(maxlen=self.trace_size),
+            id=rule.id or f"{rule.file}:{rule.line}",
+            texts=tuple(rule.text[a.start:a.end] for a in rule.actions),
+        )
 
     def _value_fn(self, node: s.Value, keys: set) -> Callable[[], Any]:
         """A function giving a comparison operand, raising LookupError when unknown."""
@@ -438,11 +516,11 @@ class Engine:
         """One change from a registry subscription."""
         name, value, old, _t, quality = event
         key = (ns, name)
-        self.view[key] = (value, quality)  # conditions see the values as of this change
-        rules = self.index.get(key)
         cause = self.causes.pop(key, None) if self.causes else None
-        if not rules:
+        rules = self.index.get(key)
+        if rules is None:  # a point of a server subscribed to whole (`EXACT_NAMES`)
             return
+        self.view[key] = (value, quality)  # conditions see the values as of this change
         depth, chain = 0, ()
         if cause is not None and time.monotonic() - cause[1] < CAUSE_WINDOW:
             depth, chain = cause[0], cause[2]
@@ -460,6 +538,7 @@ class Engine:
     def dispatch(self, key: tuple[Any, ...], trigger: Trigger) -> None:
         for c in self.index.get(key, ()):
             self.consider(c, trigger, 0, ())
+        self.flush_fired()
 
     def on_vscp(self, event: Any) -> None:
         rules = self.index.get(("vscp",))
@@ -467,6 +546,7 @@ class Engine:
             trigger = ("vscp", event)
             for c in rules:
                 self.consider(c, trigger, 0, ())
+            self.flush_fired()
 
     def consider(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple) -> None:
         if c.disabled is not None:
@@ -481,7 +561,7 @@ class Engine:
     # -- firing ------------------------------------------------------------------------------
     def fire(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple) -> None:
         depth += 1
-        chain = (*chain[-(self.runaway_depth + 1):], c.id)
+        chain = (*chain[-(self.runaway_depth + 1):], c.id) if chain else (c.id,)
         if depth > self.runaway_depth:
             self._runaway(c, chain)
             return
@@ -504,9 +584,12 @@ class Engine:
 
     def _start(self, firing: Firing) -> None:
         c = firing.rule
-        c.running += 1
         c.fired += 1
         self.firings += 1
+        if not c.running and self._runs_now(c):
+            self._run_now(firing)
+            return
+        c.running += 1
         self.active += 1
         if len(self.ready) >= MAX_READY:
             self.active -= 1
@@ -534,6 +617,46 @@ class Engine:
             scope.cancel()
         log.error("events: %s: %s", c.rule.where(), c.disabled)
         self._trace(c, Firing(c, None, 0, self.host.time()), [], c.disabled)
+
+    def _runs_now(self, c: Compiled) -> bool:
+        """Whether every action of `c` completes without waiting (writes to points no I/O
+        server owns, UI variables that exist, timers, logs): then it runs at once."""
+        for action in c.rule.actions:
+            if isinstance(action, s.WriteAction):
+                registry = self.host.points if action.namespace == "io" else self.host.ui
+                for name in action.names:
+                    point = registry.get(name)
+                    if point is None or point.owner is not None:
+                        return False
+            elif isinstance(action, s.VscpAction):
+                return False
+        return True
+
+    def _run_now(self, firing: Firing) -> None:
+        """`_run` for a firing `_runs_now` accepted: no await, so nothing can cancel it."""
+        c = firing.rule
+        results: list[list[str]] = []
+        for action, text in zip(c.rule.actions, c.texts, strict=True):
+            try:
+                self.perform_now(c, action, firing)
+                results.append([text, "ok"])
+            except Exception as exc:  # noqa: BLE001 - one failed action never stops the others
+                message = str(exc) or type(exc).__name__
+                results.append([text, f"error: {message}"])
+                self.rlog.error(
+                    f"action {c.id}:{action.start}",
+                    "events: %s: %s failed: %s", c.rule.where(action), text, message,
+                )
+        self._trace(c, firing, results, "done")
+        if c.point is not None:
+            self.fired_points[c.point] = firing.time
+
+    def flush_fired(self) -> None:
+        """Set the ``events.<file>.<line>`` points of the rules fired since the last call,
+        as one batch (one registry call, not one per firing)."""
+        if self.fired_points:
+            fired, self.fired_points = self.fired_points, {}
+            self.host.points.update_many(fired.items())
 
     async def _run(self, firing: Firing) -> None:
         c = firing.rule
@@ -564,40 +687,55 @@ class Engine:
             self.active -= 1
             self._trace(c, firing, results, status)
             if c.point is not None:  # (harmless if a reload removed it meanwhile)
-                self.host.points.update(c.point, firing.time)
+                self.fired_points[c.point] = firing.time
+                self.flush_fired()
             if c.waiting and c.disabled is None:
                 self._start(c.waiting.popleft())
 
     def _trace(self, c: Compiled, firing: Firing, results: list, status: str) -> None:
-        trace = {"trigger": describe_trigger(firing.trigger), "actions": results,
-                 "status": status}
-        c.traces.append((firing.time, trace))
-        if len(self.pending_traces) < MAX_PENDING_TRACES:
-            self.pending_traces.append((c.id, c.rule.text, firing.time, trace))
-        else:
-            self.dropped_traces += 1
+        c.traces.append((firing.time, Trace(firing.trigger, results, status)))
+        self.unstored[c] = self.unstored.get(c, 0) + 1
 
     async def perform(self, c: Compiled, action: s.Action, firing: Firing) -> None:
         if isinstance(action, s.WriteAction):
             value = self.value(action.value, firing)
             for name in action.names:
                 await self.write(action.namespace, name, value, firing)
+        elif isinstance(action, s.VscpAction):
+            line = self.value(action.value, firing)
+            await self.write("io", f"{action.instance}.event", str(line), firing)
+        else:
+            self.perform_now(c, action, firing)
+
+    def perform_now(self, c: Compiled, action: s.Action, firing: Firing) -> None:
+        """`perform` for an action that completes at once (see `_runs_now`)."""
+        if isinstance(action, s.WriteAction):
+            value = self.value(action.value, firing)
+            for name in action.names:
+                registry, converted = self._before_write(action.namespace, name, value, firing)
+                complete_now(registry.write(name, converted))
         elif isinstance(action, s.TimerAction):
             self.set_timer(action.name, action.op, action.seconds)
         elif isinstance(action, s.LogAction):
             log.info("events: %s: %s", c.id, self.value(action.value, firing))
-        elif isinstance(action, s.VscpAction):
-            line = self.value(action.value, firing)
-            await self.write("io", f"{action.instance}.event", str(line), firing)
+        else:
+            raise TypeError(f"{action!r} does not complete at once")
 
     async def write(self, ns: str, name: str, value: Any, firing: Firing) -> None:
+        registry, value = self._before_write(ns, name, value, firing)
+        await registry.write(name, value)
+
+    def _before_write(self, ns: str, name: str, value: Any, firing: Firing) -> tuple[Any, Any]:
+        """The registry to write `name` in and the value converted to the point's type;
+        remembers the firing as the cause of the change, if a rule names the point."""
         registry = self.host.points if ns == "io" else self.host.ui
         point = registry.get(name)
         if point is None and ns == "ui" and registry.declare_on_write(name) is None:
             point = registry.declare(name, None, writable=True, quiet=True)
         value = convert(name, value, point.type if point is not None else None)
-        self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.chain)
-        await registry.write(name, value)
+        if (ns, name) in self.index:
+            self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.chain)
+        return registry, value
 
     def value(self, node: s.Value, firing: Firing) -> Any:
         if isinstance(node, s.Literal):
@@ -734,6 +872,7 @@ class Engine:
                     tg.start_soon(self._watch)
                 await anyio.sleep_forever()
             finally:
+                self.flush_fired()
                 self.flush_traces()  # synchronous: runs even while cancelled
                 for ns in ("io", "ui"):
                     if self.subs[ns] is not None:
@@ -764,8 +903,11 @@ class Engine:
             if sub.dropped:
                 self.rlog.warning(f"dropped {ns}", "events: %d changes dropped so far: the "
                                   "engine fell behind", sub.dropped)
+            named = self.named[ns]  # (a server subscribed to whole brings other points too)
             for event in sub.drain():
-                self.on_change(ns, event)
+                if event[0] in named:
+                    self.on_change(ns, event)
+            self.flush_fired()
             await anyio.lowlevel.checkpoint()
 
     async def _clock(self) -> None:
@@ -785,13 +927,33 @@ class Engine:
     async def _flush_traces(self) -> None:
         while True:
             await anyio.sleep(1.0)
-            rows, self.pending_traces = self.pending_traces, []
+            dropped = self.dropped_traces
+            rows = self._unstored_rows(MAX_TRACES_STORED)
+            if self.dropped_traces > dropped:
+                self.rlog.warning("traces dropped", "events: %d traces not stored so far (rules "
+                                  "fired more than trace_size times a second)",
+                                  self.dropped_traces)
             if rows:  # written in a worker thread: the event loop never waits on the disk
                 await anyio.to_thread.run_sync(self._store_traces, rows)
 
+    def _unstored_rows(self, limit: int | None) -> list[tuple[str, str, float, Trace]]:
+        """The traces to store next (about `limit`, whole rules), unmarking their rules."""
+        rows: list[tuple[str, str, float, Trace]] = []
+        unstored = self.unstored
+        while unstored and (limit is None or len(rows) < limit):
+            c = next(iter(unstored))
+            count = unstored.pop(c)
+            kept = len(c.traces)
+            if count > kept:
+                self.dropped_traces += count - kept
+                count = kept
+            text = c.rule.text
+            rows.extend((c.id, text, at, trace) for at, trace in list(c.traces)[kept - count:])
+        return rows
+
     def flush_traces(self) -> None:
         """Store the traces not stored yet, now (at stop, and for tests)."""
-        rows, self.pending_traces = self.pending_traces, []
+        rows = self._unstored_rows(None)
         if rows:
             self._store_traces(rows)
 
@@ -821,8 +983,6 @@ def describe_trigger(trigger: Trigger) -> str:
         return "a condition became true"
     kind = trigger[0]
     if kind in ("io", "ui"):
-        from ioplex.points import describe_value
-
         return f"{kind.upper()} {trigger[1]} = {describe_value(trigger[2])}"
     if kind == "vscp":
         return f"VSCP {event_part(trigger[1], '', None)}"

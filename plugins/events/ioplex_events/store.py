@@ -56,6 +56,8 @@ class Store:
         self.traces_db.execute("PRAGMA synchronous=NORMAL")
         self.traces_db.execute("PRAGMA busy_timeout=5000")
         self.traces_lock = threading.Lock()
+        self.trace_counts: dict[str, int] = {}
+        """Rows stored per rule, at most (a rule not seen yet may have `keep` from before)."""
 
     def close(self) -> None:
         self.db.close()
@@ -87,17 +89,32 @@ class Store:
         )
 
     # -- traces --------------------------------------------------------------------------------
-    def add_traces(self, rows: list[tuple[str, str, float, dict[str, Any]]], keep: int) -> None:
-        """Append traces and keep only the last `keep` of each rule named."""
+    def add_traces(self, rows: list[tuple[str, str, float, Any]], keep: int) -> None:
+        """Append traces (each with ``as_dict()``) and keep the last `keep` of each rule.
+
+        Only a batch's last `keep` rows of a rule are written, and a rule's older rows are
+        deleted once it has `keep` more than it keeps: one DELETE per `keep` firings of a
+        rule, not one per rule per batch (10,000 rules firing cost 10,000 DELETEs a second
+        otherwise). Readers take the last `keep` (see `read_traces`)."""
+        by_rule: dict[str, list[tuple[str, str, float, Any]]] = {}
+        for row in rows:
+            by_rule.setdefault(row[0], []).append(row)
         db = self.traces_db
         with self.traces_lock:
             db.execute("BEGIN")
             try:
                 db.executemany(
                     "INSERT INTO traces (rule, text, time, trace) VALUES (?, ?, ?, ?)",
-                    [(rule, text, t, json.dumps(trace)) for rule, text, t, trace in rows],
+                    [(rule, text, t, json.dumps(trace.as_dict()))
+                     for group in by_rule.values() for rule, text, t, trace in group[-keep:]],
                 )
-                for rule in {row[0] for row in rows}:
+                counts = self.trace_counts
+                for rule, group in by_rule.items():
+                    n = counts.get(rule, keep) + min(len(group), keep)
+                    if n < 2 * keep:
+                        counts[rule] = n
+                        continue
+                    counts[rule] = keep
                     db.execute(
                         "DELETE FROM traces WHERE rule = ? AND seq <= (SELECT seq FROM traces "
                         "WHERE rule = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
@@ -109,9 +126,9 @@ class Store:
                 raise
 
 
-def read_traces(path: Path, rule: str | None = None) -> list[dict[str, Any]]:
-    """The stored traces, oldest first, of every rule or of those whose id or text contain
-    `rule`, read-only (for ``ioplex events trace``)."""
+def read_traces(path: Path, rule: str | None = None, keep: int = 20) -> list[dict[str, Any]]:
+    """The last `keep` stored traces of every rule, or of those whose id or text contain
+    `rule`, oldest first, read-only (for ``ioplex events trace``)."""
     if not path.exists():
         return []
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -119,8 +136,11 @@ def read_traces(path: Path, rule: str | None = None) -> list[dict[str, Any]]:
         rows = db.execute("SELECT rule, text, time, trace FROM traces ORDER BY seq").fetchall()
     finally:
         db.close()
-    out = []
-    for rid, text, t, trace in rows:
-        if rule is None or rid == rule or rule in rid or rule in text:
-            out.append({"rule": rid, "text": text, "time": t, **json.loads(trace)})
-    return out
+    wanted = [r for r in rows if rule is None or r[0] == rule or rule in r[0] or rule in r[1]]
+    newer: dict[str, int] = {}  # traces of each rule met so far, newest first
+    last = []
+    for rid, text, t, trace in reversed(wanted):
+        newer[rid] = newer.get(rid, 0) + 1
+        if newer[rid] <= keep:
+            last.append({"rule": rid, "text": text, "time": t, **json.loads(trace)})
+    return last[::-1]
