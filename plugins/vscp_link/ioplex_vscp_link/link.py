@@ -376,7 +376,7 @@ class Link:
             return
         stats["received"] += 1
         io = self.io
-        io.set(self.event_point, line, force=True)
+        io.set(self.event_point, event.line(), force=True)  # canonical: bounded, whatever came
         io.publish(event)
         if self.measurements and event.vscp_class in MEASUREMENT_CLASSES:
             self._measure(event)

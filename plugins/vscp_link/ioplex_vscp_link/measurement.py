@@ -182,11 +182,11 @@ def _level1(vscp_type: int, data: bytes) -> Measurement:
     sensor = coding_byte & 7
     body = data[1:]
     if coding in (0, 1):  # bits, byte: the bytes as one unsigned number
-        value = float(int.from_bytes(body, "big"))
+        value = _as_float(int.from_bytes(body, "big"))
     elif coding == 2:
         value = _number(body.split(b"\x00", 1)[0].decode("ascii", "replace"))
     elif coding == 3:
-        value = float(int.from_bytes(body, "big", signed=True))
+        value = _as_float(int.from_bytes(body, "big", signed=True))
     elif coding == 4:
         if len(body) < 2 or len(body) > 7:
             raise ValueError(
@@ -214,6 +214,13 @@ def _level1(vscp_type: int, data: bytes) -> Measurement:
     else:
         raise ValueError(f"coding byte 0x{coding_byte:02X}: coding {coding} is not defined")
     return Measurement(vscp_type, value, unit, sensor, CODINGS[coding])
+
+
+def _as_float(number: int) -> float:
+    try:
+        return float(number)
+    except OverflowError:  # hundreds of bytes of integer, from a remote
+        raise ValueError(f"a {number.bit_length()}-bit integer does not fit a float") from None
 
 
 def _number(text: str) -> float:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ioplex_vscp_link.event import Event
-from ioplex_vscp_link.measurement import decode
+from ioplex_vscp_link.measurement import MEASUREMENT_CLASSES, decode
 
 
 def m(cls: int, typ: int, *data: int) -> Event:
@@ -135,8 +138,32 @@ def test_more_measurement_classes(
         (m(65, 6, 1, 2, 3, 0x88), "index,zone,subzone, a coding byte and a value"),
         (m(597, 6, *range(10)), "Level I class 85 over Level II"),
         (m(60, 6, *struct.pack(">d", float("inf"))), "not a finite number"),
+        (m(10, 6, 0x00, *b"\xff" * 200), "-bit integer does not fit a float"),
+        (m(15, 6, 0x60, *b"\x7f" * 200), "-bit integer does not fit a float"),
     ],
 )
 def test_more_classes_undecodable_say_why(event: Event, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         decode(event)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    cls=st.sampled_from(sorted(MEASUREMENT_CLASSES)),
+    typ=st.integers(0, 0xFFFF),
+    data=st.binary(max_size=40)
+    | st.binary(min_size=16, max_size=512)
+    | st.tuples(
+        st.sampled_from([0x00, 0x20, 0x60, 0x7F]), st.binary(min_size=100, max_size=511)
+    ).map(lambda t: bytes([t[0]]) + t[1]),
+)
+def test_decode_takes_any_bytes(cls: int, typ: int, data: bytes) -> None:
+    """Whatever a remote sends in a measurement class: a finite number or ValueError."""
+    if 512 <= cls < 1024 and len(data) > 16:
+        data = bytes(16) + data  # reach the Level I payload behind the GUID too
+    try:
+        got = decode(Event(cls, typ, data[:512]))
+    except ValueError:
+        return
+    assert got is not None and math.isfinite(got.value)
+    assert isinstance(got.quantity, str) and (got.symbol is None or isinstance(got.symbol, str))
