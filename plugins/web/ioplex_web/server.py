@@ -161,6 +161,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                  str(getattr(exc, "detail", "")) or "bad request")
 
 
+_faults = RateLimitedLog(log)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug answers a JSON 500 and one rate-limited log line, never a traceback per request."""
+    _faults.error("internal", "web: %s %s failed: %r", request.method, request.url.path, exc)
+    log.debug("web: request failure", exc_info=exc)
+    return error(500, "internal", "the server failed to answer; see the host's log")
+
+
 def _write_info(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -210,7 +220,8 @@ async def run(host: Any, settings: WebSettings) -> None:
         api.metrics_registry = metrics_registry
     try:
         with sock:
-            app = Starlette(routes=api.routes(), exception_handlers={HTTPException: _http_error})
+            app = Starlette(routes=api.routes(), exception_handlers={HTTPException: _http_error,
+                                                                 Exception: _internal_error})
             protocol = type("Protocol", (_Protocol,), {"tickets": tickets})
             config = uvicorn.Config(
                 app, http=protocol, ws="none", log_config=None, access_log=False,
