@@ -17,7 +17,7 @@ import ioplex
 from ioplex.points import check_pattern
 from ioplex.serving import RemoteWrites
 
-from .driver import Bridge, brokers
+from .driver import Bridge, parse_server
 from .topics import check_prefix, parse_rules
 
 __all__ = ["Bridge"]
@@ -46,8 +46,12 @@ def check_config(
     for name, io in ioservers.items():
         where = f"ioservers.{name}"
         options = io.options
+        for i, entry in enumerate(options["servers"]):
+            try:
+                parse_server(entry)
+            except ValueError as exc:
+                problems.append(ioplex.Problem(f"{where}.options.servers[{i}]", str(exc)))
         checks = (
-            (brokers, where, io.settings, options["servers"]),
             (parse_rules, options["subscribe"], f"{where}.options.subscribe"),
             (RemoteWrites, options["accept_writes"], f"{where}.options.accept_writes"),
         )

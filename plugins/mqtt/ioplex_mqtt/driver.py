@@ -109,17 +109,22 @@ def tls_context(where: str, options: dict[str, Any], base_dir: Path) -> ssl.SSLC
     return context
 
 
+def parse_server(entry: str) -> tuple[str, int]:
+    """One entry of ``servers``; ValueError saying what is wrong (no path)."""
+    address, port = parse_listen(entry)
+    if port == 0:
+        raise ValueError(f"{entry!r}: port 0 is not a broker's port")
+    return address, port
+
+
 def brokers(where: str, settings: dict[str, Any], servers: list[str]) -> list[tuple[str, int]]:
     """``address``/``port`` then each of ``options.servers``; ValueError naming the entry."""
     found = [(settings["address"], settings["port"])]
     for i, entry in enumerate(servers):
         try:
-            address, port = parse_listen(entry)
-            if port == 0:
-                raise ValueError(f"{entry!r}: port 0 is not a broker's port")
+            found.append(parse_server(entry))
         except ValueError as exc:
             raise ValueError(f"{where}.options.servers[{i}]: {exc}") from None
-        found.append((address, port))
     return found
 
 
