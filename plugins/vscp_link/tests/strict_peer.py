@@ -14,6 +14,8 @@
   ``-OK - format error in mask frame``.
 - `break_at`: SEND numbers (counted over all connections, from 1) at which the connection
   is closed without handling the command: the answer is lost, the event not taken.
+- `freeze_at`: SEND numbers at which the connection freezes, as a peer stopped with
+  SIGSTOP: that command and everything after it on the connection is never answered.
 
 `received` holds every event line taken, in order, as the peer stored it.
 """
@@ -68,6 +70,7 @@ class StrictPeer:
         chid_zero: bool = False,
         refuse_wide_masks: bool = False,
         break_at: set[int] | None = None,
+        freeze_at: set[int] | None = None,
         keepalive: float = 1.0,
         banner: bytes = BANNER,
     ) -> None:
@@ -75,6 +78,9 @@ class StrictPeer:
         self.chid_zero = chid_zero
         self.refuse_wide_masks = refuse_wide_masks
         self.break_at = set(break_at or ())
+        self.freeze_at = set(freeze_at or ())
+        self.frozen = 0
+        """Connections frozen so far."""
         self.keepalive = keepalive
         self.banner = banner
         self.clients: dict[int, _Client] = {}
@@ -107,13 +113,19 @@ class StrictPeer:
                 tg.start_soon(self._writer, client)
                 await stream.send(self.banner)
                 buffer = b""
+                frozen = False
                 while True:
                     try:
                         chunk = await stream.receive()
                     except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
                         break
                     buffer += chunk
-                    if b"\n" not in buffer:
+                    if frozen or b"\n" not in buffer:
+                        continue
+                    if buffer[:5].upper() == b"SEND " and self.sends + 1 in self.freeze_at:
+                        self.sends += 1
+                        self.frozen += 1
+                        frozen = True
                         continue
                     line, buffer = buffer.split(b"\n", 1)  # ONE command per read
                     if b"\n" in buffer:

@@ -206,3 +206,23 @@ async def test_zoned_and_float_measurements_become_points(tmp_path: Any, tools: 
             assert (point.meta["zone"], point.meta["subzone"], point.meta["class"]) == (5, 7, 65)
             assert host.points[humidity].value == pytest.approx(45.2)
         tg.cancel_scope.cancel()
+
+
+async def test_a_frozen_peer_times_out_and_nothing_is_lost(tmp_path: Any, tools: Any) -> None:
+    # The peer stops answering on SEND number 300 (as if stopped with SIGSTOP): the link
+    # gives up after response_timeout, reconnects, and sends that event and the rest.
+    async with anyio.create_task_group() as tg:
+        peer = await tools.start_peer(tg, freeze_at={300})
+        host = tools.make_host(
+            tmp_path, link_config(peer.address, direction="out", response_timeout=0.5)
+        )
+        async with host:
+            await host.wait_online("vscp")
+            link = host.ioservers["vscp"].driver
+            for i in range(1000):
+                host.publish(numbered(i), source="test")
+            await wait_until(lambda: len(peer.received) >= 1000, 30)
+            await anyio.sleep(0.2)
+            assert numbers(peer.received) == list(range(1000))
+            assert peer.frozen == 1 and link.stats["sent"] == 1000 and not link.pending
+        tg.cancel_scope.cancel()
