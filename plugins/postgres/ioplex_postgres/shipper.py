@@ -43,6 +43,7 @@ from .tables import (
     create_partition,
     lock_key,
     partition_start,
+    partitions_of,
     schema_statements,
 )
 
@@ -121,6 +122,10 @@ class Shipper:
         """Set at the end of a pass that found nothing left to ship."""
         self._partitions: set[datetime] = set()
         self._series: dict[str, dict[str, int]] = {}
+        self._known: dict[tuple[str, str], int] = {}
+        """Raw marks this connection committed: the next batch starts there without asking
+        (the transaction still checks the mark under its row lock)."""
+        self._ahead: dict[str, tuple[int, list[Any]]] = {}
         self._next_maintenance = 0.0
         self._wake = anyio.Event()
 
@@ -155,6 +160,8 @@ class Shipper:
             await self._transact(self._create_schema, conn, what="creating the tables")
             self._partitions.clear()
             self._series.clear()
+            self._known.clear()
+            self._ahead.clear()
             log.info("postgres: shipping data loggers %s as host %r to %s",
                      ", ".join(lg.id for lg in self.loggers()) or "(none yet)",
                      self.name, self.where)
@@ -188,9 +195,9 @@ class Shipper:
             raise self._failed("connecting", _reason(exc)) from None
 
     def _failed(self, what: str, reason: str) -> ShippingError:
-        self.error = f"{what}: {reason}"
+        self.error = f"{what} (PostgreSQL at {self.where}): {reason}"
         self.state = "connecting"
-        return ShippingError(f"postgres: {what} (PostgreSQL at {self.where}): {reason}")
+        return ShippingError(f"postgres: {self.error}")
 
     async def _transact(self, func: Any, conn: Any, *args: Any, what: str) -> Any:
         """`func(conn, *args)` within the timeout; psycopg errors become `ShippingError`."""
@@ -264,17 +271,24 @@ class Shipper:
 
     # -- raw -------------------------------------------------------------------------------------
     async def _ship_raw(self, conn: Any, logger: DataLogger, store: str) -> bool:
-        async with conn.transaction():
-            mark = await self._read_mark(conn, logger.id, "raw", store)
-        samples = await logger.asamples_after(mark.seq, self.batch)
-        status = self.levels[(logger.id, "raw")]
+        key = (logger.id, "raw")
+        after = self._known.get(key)
+        if after is None:  # not shipped by this connection yet: read the mark
+            async with conn.transaction():
+                after = (await self._read_mark(conn, logger.id, "raw", store)).seq
+        ahead = self._ahead.pop(logger.id, None)
+        if ahead is not None and ahead[0] == after:
+            samples = ahead[1]
+        else:
+            samples = await logger.asamples_after(after, self.batch)
+        status = self.levels[key]
         if not samples:
             status.behind = 0
             return False
         cutoff = None if self.retention is None else self.host.time() - self.retention
         keep = samples if cutoff is None else [s for s in samples if s.time >= cutoff]
         unit = self.settings["partition"]
-        needed = {partition_start(s.time, unit) for s in keep} - self._partitions
+        needed = partitions_of((s.time for s in keep), unit) - self._partitions
         if needed:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)",
@@ -282,29 +296,41 @@ class Shipper:
                 for start in sorted(needed):
                     await conn.execute(create_partition(self.names, start, unit))
             self._partitions |= needed
+        full = len(samples) >= self.batch
         learned: dict[str, int] = {}
-        async with conn.transaction():
-            now = await self._read_mark(conn, logger.id, "raw", store, lock=True)
-            if now.seq != mark.seq:  # another process of this host name moved it: start over
-                return True
-            ids = await self._series_ids(conn, logger.id, {s.point for s in keep}, learned)
-            raw = self.names("raw")
-            async with conn.cursor() as cur, cur.copy(
-                sql.SQL("COPY {} (series, seq, time, value, quality) FROM STDIN "
-                        "(FORMAT BINARY)").format(raw)
-            ) as copy:
-                copy.set_types(["int8", "int8", "timestamptz", "float8", "int2"])
-                for s in keep:
-                    value = None if s.value is None else float(s.value)
-                    await copy.write_row((ids[s.point], s.seq, datetime.fromtimestamp(s.time, UTC),
-                                          value, QUALITY_CODES[s.quality]))
-            await self._move_mark(conn, logger.id, "raw", samples[-1].seq, len(keep))
+        async with anyio.create_task_group() as tg:
+            if full:  # read the next batch from the local database while this one is copied
+                tg.start_soon(self._read_ahead, logger, samples[-1].seq)
+            async with conn.transaction():
+                now = await self._read_mark(conn, logger.id, "raw", store, lock=True)
+                if now.seq != after:  # another process of this host name moved it
+                    self._known.pop(key, None)
+                    tg.cancel_scope.cancel()
+                    return True
+                ids = await self._series_ids(conn, logger.id, {s.point for s in keep}, learned)
+                await self._copy_raw(conn, keep, ids)
+                await self._move_mark(conn, logger.id, "raw", samples[-1].seq, len(keep))
+        self._known[key] = samples[-1].seq
         self._series.setdefault(logger.id, {}).update(learned)
         self.shipped += len(keep)
         status.mark, status.rows = samples[-1].seq, now.rows + len(keep)
-        full = len(samples) >= self.batch
         status.behind = len(samples) if full else 0
         return full
+
+    async def _read_ahead(self, logger: DataLogger, after: int) -> None:
+        self._ahead[logger.id] = (after, await logger.asamples_after(after, self.batch))
+
+    async def _copy_raw(self, conn: Any, samples: list[Any], ids: dict[str, int]) -> None:
+        async with conn.cursor() as cur, cur.copy(
+            sql.SQL("COPY {} (series, seq, time, value, quality) FROM STDIN "
+                    "(FORMAT BINARY)").format(self.names("raw"))
+        ) as copy:
+            copy.set_types(["int8", "int8", "timestamptz", "float8", "int2"])
+            stamp, codes = datetime.fromtimestamp, QUALITY_CODES
+            for s in samples:
+                value = None if s.value is None else float(s.value)
+                await copy.write_row((ids[s.point], s.seq, stamp(s.time, UTC), value,
+                                      codes[s.quality]))
 
     async def _series_ids(self, conn: Any, logger: str, points: set[str],
                           learned: dict[str, int]) -> dict[str, int]:

@@ -18,6 +18,7 @@ the same partition at once, never collide.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
@@ -111,6 +112,19 @@ def partition_end(start: datetime, unit: str) -> datetime:
     if unit == "week":
         return start + timedelta(days=7)
     return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+def partitions_of(times: Iterable[float], unit: str) -> set[datetime]:
+    """The starts of the partitions holding `times`: one calendar computation per partition
+    crossed, not per time (samples come in time order, mostly)."""
+    found: set[datetime] = set()
+    low = high = 0.0
+    for t in times:
+        if not low <= t < high:
+            start = partition_start(t, unit)
+            found.add(start)
+            low, high = start.timestamp(), partition_end(start, unit).timestamp()
+    return found
 
 
 def create_partition(names: Names, start: datetime, unit: str) -> sql.Composed:
