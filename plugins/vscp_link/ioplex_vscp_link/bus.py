@@ -157,7 +157,8 @@ def route(host: Any, source: str, event: Any) -> None:
     state = _STATES.get(host)
     if state is None:
         return
-    state.loops.note(event)
+    if source != SERVER_SOURCE and source not in state.links:  # those were admitted already
+        state.loops.note(event)
     server = state.server
     if server is not None and source != SERVER_SOURCE:  # it delivered its clients' events itself
         server.deliver(event)
