@@ -155,6 +155,26 @@ def _ui(request: Request) -> bool:
     return request.url.path.startswith("/api/v1/ui")
 
 
+class _EventStream(StreamingResponse):
+    """An SSE response that holds one of `max_watchers` slots from creation until the
+    client is gone (the stream's generator is closed at once, not when collected)."""
+
+    def __init__(self, api: Api, stream: Any) -> None:
+        super().__init__(stream, media_type="text/event-stream",
+                         headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        self._api = api
+        self._stream = stream
+        api.watchers += 1
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._api.watchers -= 1
+            with anyio.CancelScope(shield=True):
+                await self._stream.aclose()
+
+
 class Api:
     """The endpoints of one web server, over one host."""
 
@@ -408,12 +428,7 @@ class Api:
                          "(plugins.web.max_watchers)", {"retry-after": "5"})
         resume = feed.parse_id(request.headers.get("last-event-id")
                                or request.query_params.get("last_event_id"))
-        self.watchers += 1
-        return StreamingResponse(
-            self._stream(feed, _matcher(patterns), resume),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
-        )
+        return _EventStream(self, self._stream(feed, _matcher(patterns), resume))
 
     def _snapshot(self, feed: ChangeFeed, match: Any) -> list[bytes]:
         registry = feed.registry
@@ -434,45 +449,48 @@ class Api:
 
     async def _stream(self, feed: ChangeFeed, match: Any, resume: int | None,
                       ) -> AsyncIterator[bytes]:
-        try:
-            yield b"retry: 2000\n\n"
-            if resume is None or feed.since(resume) is None:
+        yield b"retry: 2000\n\n"
+        quiet_since = anyio.current_time()
+        if resume is None or feed.since(resume) is None:
+            cursor = feed.seq
+            for chunk in self._snapshot(feed, match):
+                yield chunk
+        else:
+            cursor = resume
+        while not feed.closed:
+            if feed.seq <= cursor:
+                with anyio.move_on_after(PING_INTERVAL) as waited:
+                    await feed.wait(cursor)
+                if waited.cancelled_caught:
+                    yield b": ping\n\n"
+                    continue
+            changes = feed.since(cursor)
+            if changes is None:  # fell behind the ring: start over
                 cursor = feed.seq
+                yield b"event: reset\ndata: {}\n\n"
                 for chunk in self._snapshot(feed, match):
                     yield chunk
+                continue
+            if not changes:
+                continue
+            cursor = changes[-1][0]
+            if match is not None:
+                rows = [c[1:] for c in changes if match(c[1])]
             else:
-                cursor = resume
-            while not feed.closed:
-                if feed.seq <= cursor:
-                    with anyio.move_on_after(PING_INTERVAL) as waited:
-                        await feed.wait(cursor)
-                    if waited.cancelled_caught:
-                        yield b": ping\n\n"
-                        continue
-                changes = feed.since(cursor)
-                if changes is None:  # fell behind the ring: start over
-                    cursor = feed.seq
-                    yield b"event: reset\ndata: {}\n\n"
-                    for chunk in self._snapshot(feed, match):
-                        yield chunk
-                    continue
-                if not changes:
-                    continue
-                cursor = changes[-1][0]
-                if match is not None:
-                    rows = [c[1:] for c in changes if match(c[1])]
-                else:
-                    rows = [c[1:] for c in changes]
-                for i in range(0, len(rows), MAX_BATCH):
-                    data = jsontext.dumps(rows[i:i + MAX_BATCH], separators=(",", ":"))
-                    eid = feed.event_id(cursor) if i + MAX_BATCH >= len(rows) else ""
-                    yield (f"event: changes\nid: {eid}\ndata: {data}\n\n".encode() if eid
-                           else f"event: changes\ndata: {data}\n\n".encode())
-                if not rows:
-                    # keep the client's id current, so a reconnect resumes from here
-                    yield f"id: {feed.event_id(cursor)}\n\n".encode()
-        finally:
-            self.watchers -= 1
+                rows = [c[1:] for c in changes]
+            for i in range(0, len(rows), MAX_BATCH):
+                data = jsontext.dumps(rows[i:i + MAX_BATCH], separators=(",", ":"))
+                eid = feed.event_id(cursor) if i + MAX_BATCH >= len(rows) else ""
+                yield (f"event: changes\nid: {eid}\ndata: {data}\n\n".encode() if eid
+                       else f"event: changes\ndata: {data}\n\n".encode())
+            now = anyio.current_time()
+            if rows:
+                quiet_since = now
+            elif now - quiet_since > PING_INTERVAL:
+                # nothing matched for a while: move the client's id on, so a reconnect
+                # does not replay a long stretch of changes it would filter out anyway
+                quiet_since = now
+                yield f"id: {feed.event_id(cursor)}\n\n".encode()
 
     # -- health ----------------------------------------------------------------------------
     async def ioservers(self, request: Request, identity: Identity) -> Response:

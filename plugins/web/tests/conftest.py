@@ -15,7 +15,8 @@ def make_host(tmp_path: Path) -> Iterator[Any]:
     started: list[RunningHost] = []
 
     def make(web: dict[str, Any] | None = None, **kwargs: Any) -> RunningHost:
-        running = RunningHost(base_config(tmp_path, web, **kwargs)).start()
+        directory = tmp_path / f"host{len(started)}"
+        running = RunningHost(base_config(directory, web, **kwargs)).start()
         started.append(running)
         return running
 
