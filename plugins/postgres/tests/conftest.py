@@ -70,11 +70,11 @@ def make_config(tmp_path: Path, dsn: str, name: str = "site-a", *, rate: float =
 
 
 @asynccontextmanager
-async def running(config: dict[str, Any], *,
-                  manual: bool = False) -> AsyncIterator[tuple[Any, Shipper]]:
+async def running(config: dict[str, Any], *, manual: bool = False,
+                  environ: dict[str, str] | None = None) -> AsyncIterator[tuple[Any, Shipper]]:
     """A started host and its shipper, once the shipper exists. `manual`: the loggers
     flush and consolidate only when the test says so (`settle`)."""
-    host = ioplex.Host.from_config(config, environ=ONLY_POSTGRES)
+    host = ioplex.Host.from_config(config, environ=environ or ONLY_POSTGRES)
     if manual:
         host.loggers.flush_interval = host.loggers.consolidate_interval = 3600.0
     async with host:
