@@ -44,19 +44,14 @@ def ensure_postgres() -> Path:
         raise RuntimeError(f"{BIN}/initdb is missing and this process is not root: run "
                            "`apt-get install -y postgresql` as root first")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # The package's scripts would create and start the machine's own cluster; the usual
-    # container guard (policy-rc.d exit 101) stops the start, and create_main_cluster=false
-    # in postgresql-common's config stops the creation.
+    # The package's scripts would start the machine's own cluster (on every address); the
+    # usual container guard (policy-rc.d exit 101: "not allowed") stops that.
     guard = Path("/usr/sbin/policy-rc.d")
     wrote_guard = not guard.exists()
     if wrote_guard:
         guard.write_text("#!/bin/sh\n# written by ioplex_postgres.testing\nexit 101\n")
         guard.chmod(0o755)
-    conf = Path("/etc/postgresql-common/createcluster.conf")
     try:
-        if not conf.exists():
-            conf.parent.mkdir(parents=True, exist_ok=True)
-            conf.write_text("create_main_cluster = false\n")
         for command in (
             ["apt-get", "update", "-q"],
             ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300",

@@ -136,12 +136,40 @@ def local_samples(data_dir: Path, logger: str) -> list[tuple]:
         reader.close()
 
 
-async def drain(config: dict[str, Any]) -> None:
+async def drain(config: dict[str, Any], dsn: str | None = None) -> None:
     """Ship what a stopped host left unshipped: the same host and loggers without its I/O
-    servers, so nothing new is recorded meanwhile."""
+    servers, so nothing new is recorded meanwhile. With `dsn`, also check that PostgreSQL's
+    intervals equal the local ones."""
     quiet = {**config, "ioservers": {}}
     async with running(quiet, manual=True) as (host, shipper):
         await settle(host, shipper)
+        if dsn is not None:
+            assert_same_intervals(host, dsn)
+
+
+def assert_same_intervals(host: Any, dsn: str) -> int:
+    """Every interval of every level the host keeps and ships is in PostgreSQL, with the
+    same values, and nothing else of this host; returns how many were compared."""
+    levels = host.config.plugins["postgres"]["levels"]
+    views = {"minute": "minutes", "hour": "hours", "day": "days", "month": "months"}
+    total = 0
+    with psycopg.connect(dsn) as conn:
+        for lid, logger in host.loggers.items():
+            for level in logger.levels[1:]:
+                if level not in levels:
+                    continue
+                local = {(r.point, round(r.time), r.count, r.min, r.max, r.avg, r.delta)
+                         for r in logger.query(level=level)}
+                remote = {
+                    (p, round(t), c, lo, hi, avg, d)
+                    for p, t, c, lo, hi, avg, d in conn.execute(
+                        f"SELECT point, extract(epoch FROM time)::float8, count, min, max, "
+                        f"avg, delta FROM ioplex_{views[level]} WHERE host = %s "
+                        "AND logger = %s", (host.name, lid))
+                }
+                assert local == remote, (host.name, lid, level, local ^ remote)
+                total += len(local)
+    return total
 
 
 def assert_same_history(tmp_path: Path, dsn: str, name: str,

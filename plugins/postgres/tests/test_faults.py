@@ -55,8 +55,8 @@ async def test_postgres_stopped_and_restarted(tmp_path: Path, pg, dsn: str, capl
         await settle(ha, sa)
         await settle(hb, sb)
         assert sa.error is None and ha.services["postgres"] is State.ONLINE
-    await drain(a)
-    await drain(b)
+    await drain(a, dsn)
+    await drain(b, dsn)
     assert assert_same_history(tmp_path, dsn, "site-a") > 500
     assert assert_same_history(tmp_path, dsn, "site-b") > 500
     text = caplog.text
@@ -80,7 +80,7 @@ async def test_frozen_postgres_times_out_and_recovers(tmp_path: Path, pg, dsn: s
             pg.thaw()
         await until(lambda: shipper.error is None and shipper.state != "connecting", timeout=30)
         await settle(host, shipper)
-    await drain(config)
+    await drain(config, dsn)
     assert_same_history(tmp_path, dsn, "site-a")
 
 
@@ -134,7 +134,7 @@ def test_host_sigkilled_mid_shipment(tmp_path: Path, dsn: str) -> None:
     env = {**ONLY_POSTGRES, "IOPLEX_PG_DSN": dsn}
     cli = [sys.executable, "-m", "ioplex", "run", str(config)]
     rng = random.Random(16)
-    kills = 0
+    kills = mid_transaction = 0
     for _ in range(3):
         before = shipped_rows(dsn, "site-k")
         proc = subprocess.Popen(cli, env=env, stdout=subprocess.DEVNULL,
@@ -147,23 +147,25 @@ def test_host_sigkilled_mid_shipment(tmp_path: Path, dsn: str) -> None:
                 time.sleep(0.05)
             time.sleep(rng.uniform(0, 0.3))
             deadline = time.monotonic() + 20
-            while not in_transaction(dsn, "ioplex site-k") and time.monotonic() < deadline:
-                pass
+            while not (busy := in_transaction(dsn, "ioplex site-k")):
+                if time.monotonic() > deadline:
+                    break
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
+            mid_transaction += busy
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(30)
             if proc.stderr:
                 proc.stderr.close()
-    assert kills == 3
+    assert kills == 3 and mid_transaction >= 1
     data = {"host": {"name": "site-k", "data_dir": str(tmp_path / "site-k")},
             "ioservers": {}, "loggers": {
                 "temps": {"points": ["d.*"], "levels": ["minute", "hour"]},
                 "energy": {"points": ["d.t0"], "kind": "counter", "levels": ["hour", "day"]}},
             "plugins": {"postgres": {"dsn": dsn, "interval": 0.05}}}
-    anyio.run(drain, data)
+    anyio.run(drain, data, dsn)
     assert assert_same_history(tmp_path, dsn, "site-k") > 1500
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from .conftest import (
     assert_same_history,
+    assert_same_intervals,
     drain,
     local_samples,
     make_config,
@@ -50,9 +51,11 @@ async def test_raw_samples_arrive_once_with_their_values(tmp_path: Path, dsn: st
     assert mark == local[-1][0] and rows == len(local)
 
 
-async def test_consolidated_intervals_match_the_local_ones(tmp_path: Path, dsn: str) -> None:
+@pytest.mark.parametrize("batch", [10_000, 7])
+async def test_consolidated_intervals_match_the_local_ones(tmp_path: Path, dsn: str,
+                                                           batch: int) -> None:
     config = make_config(tmp_path, dsn, logger_levels=("minute", "hour"),
-                         levels=["raw", "minute", "hour", "day"])
+                         levels=["raw", "minute", "hour", "day"], batch_size=batch)
     async with running(config, manual=True) as (host, shipper):
         temps, energy = host.loggers["temps"], host.loggers["energy"]
         now = time.time()
@@ -70,6 +73,7 @@ async def test_consolidated_intervals_match_the_local_ones(tmp_path: Path, dsn: 
                                ("energy", "day"))
         }
         check_intervals(dsn, expected)
+        assert assert_same_intervals(host, dsn) > 100
 
 
 def check_intervals(dsn: str, expected: dict) -> None:
@@ -126,8 +130,8 @@ async def test_two_hosts_into_one_database(tmp_path: Path, dsn: str) -> None:
         await settle(ha, sa)
         await settle(hb, sb)
         assert sa.shipped > 100 and sb.shipped > 100
-    await drain(a)
-    await drain(b)
+    await drain(a, dsn)
+    await drain(b, dsn)
     assert assert_same_history(tmp_path, dsn, "site-a") > 300
     assert assert_same_history(tmp_path, dsn, "site-b") > 300
     with psycopg.connect(dsn) as conn:
