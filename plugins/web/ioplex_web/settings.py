@@ -39,6 +39,7 @@ class WebSettings:
     metrics_points: tuple[str, ...]
     max_connections: int
     max_watchers: int
+    https_always: bool = False
 
     @property
     def loopback(self) -> bool:
@@ -47,7 +48,7 @@ class WebSettings:
     @property
     def tls(self) -> bool:
         """HTTPS everywhere but loopback (or whenever a certificate is configured)."""
-        return not self.loopback or self.certificate is not None
+        return not self.loopback or self.certificate is not None or self.https_always
 
 
 def is_loopback(address: str) -> bool:
@@ -96,5 +97,5 @@ def parse(table: dict[str, Any], base_dir: Path) -> WebSettings:
         bind_host=bind_host, port=port, users=users, allowed=allowed, writes=writes,
         certificate=certificate, key=keyfile, metrics=table["metrics"],
         metrics_points=patterns, max_connections=table["max_connections"],
-        max_watchers=table["max_watchers"],
+        max_watchers=table["max_watchers"], https_always=table["https"] == "always",
     )
