@@ -31,7 +31,7 @@ def base_config(tmp_path: Path, web: dict[str, Any] | None = None, rate: float =
         "ioservers": {"dummy": {"plugin": "dummy", "options": {
             "points": points, "rate": rate, "ui": {"alarm.text": ""}}}},
         "loggers": {"climate": {"points": ["dummy.temp.*"], "levels": ["minute", "hour"]}},
-        "plugins": {"web": {"listen": "127.0.0.1:0", **(web or {})}},
+        "plugins": {"web": {"enabled": True, "listen": "127.0.0.1:0", **(web or {})}},
     }
 
 
