@@ -226,3 +226,26 @@ async def test_a_frozen_peer_times_out_and_nothing_is_lost(tmp_path: Any, tools:
             assert numbers(peer.received) == list(range(1000))
             assert peer.frozen == 1 and link.stats["sent"] == 1000 and not link.pending
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("sends", "error"),
+    [
+        (b"x" * 70_000, "sent a line longer than 65536 bytes"),  # no line end, ever
+        (b"Welcome.\r\n", "closed the connection"),  # and then nothing
+    ],
+)
+async def test_a_hostile_banner_is_a_link_error(sends: bytes, error: str) -> None:
+    from ioplex_vscp_link.client import LinkClient, LinkError
+
+    async def serve(stream: Any) -> None:
+        async with stream:
+            await stream.send(sends)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        with pytest.raises(LinkError, match=error):
+            await LinkClient.open("127.0.0.1", port, timeout=2.0, connect_timeout=2.0)
+        tg.cancel_scope.cancel()
