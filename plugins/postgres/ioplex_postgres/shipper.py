@@ -204,10 +204,13 @@ class Shipper:
         try:
             with anyio.fail_after(self.timeout):
                 return await func(conn, *args)
-        except TimeoutError:
-            raise self._failed(what, f"no answer within {self.timeout:g} s") from None
-        except psycopg.Error as exc:
-            raise self._failed(what, _reason(exc)) from None
+        except Exception as exc:
+            leaf = _leaf(exc)  # a task group (the read-ahead) wraps what fails within it
+            if isinstance(leaf, TimeoutError):
+                raise self._failed(what, f"no answer within {self.timeout:g} s") from None
+            if isinstance(leaf, psycopg.Error):
+                raise self._failed(what, _reason(leaf)) from None
+            raise
 
     async def ship_once(self, conn: Any) -> bool:
         """One pass over every logger and level; True when a batch was full (more waits)."""
@@ -339,15 +342,18 @@ class Shipper:
         known = self._series.setdefault(logger, {})
         missing = sorted(p for p in points if p not in known)
         if missing:
+            # PostgreSQL text cannot hold NUL, which a point name recorded by hand may carry
+            # (DataLogger.record takes any name): stored as U+FFFD, never a stalled batch.
+            stored = {p.replace("\x00", "\ufffd"): p for p in missing}
             series = self.names("series")
             await conn.execute(
                 sql.SQL("INSERT INTO {} (host, logger, point) "
                         "SELECT %s, %s, unnest(%s::text[]) ON CONFLICT DO NOTHING").format(series),
-                (self.name, logger, missing))
+                (self.name, logger, list(stored)))
             cur = await conn.execute(
                 sql.SQL("SELECT point, id FROM {} WHERE host = %s AND logger = %s "
-                        "AND point = ANY(%s)").format(series), (self.name, logger, missing))
-            learned.update({p: i for p, i in await cur.fetchall()})
+                        "AND point = ANY(%s)").format(series), (self.name, logger, list(stored)))
+            learned.update({stored[p]: i for p, i in await cur.fetchall()})
         return {**known, **learned}
 
     # -- consolidated levels -----------------------------------------------------------------
@@ -461,6 +467,12 @@ def _bound_end(bound: str) -> datetime | None:
     except ValueError:
         return None
     return end if end.tzinfo else end.replace(tzinfo=UTC)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _reason(exc: psycopg.Error) -> str:

@@ -65,6 +65,9 @@ async def test_postgres_stopped_and_restarted(tmp_path: Path, pg, dsn: str, capl
                 and "plugin postgres" in r.getMessage()]
     # one line per distinct failure and host, not one per retry
     assert 1 <= len(failures) <= 6, [r.getMessage() for r in failures]
+    # each names the plugin, what it was doing and the database
+    assert all("ShippingError: postgres: " in r.getMessage()
+               and f"PostgreSQL at 127.0.0.1:{pg.port}/" in r.getMessage() for r in failures)
 
 
 async def test_frozen_postgres_times_out_and_recovers(tmp_path: Path, pg, dsn: str) -> None:
