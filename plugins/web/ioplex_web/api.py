@@ -155,6 +155,18 @@ def _ui(request: Request) -> bool:
     return request.url.path.startswith("/api/v1/ui")
 
 
+def _change_events(feed: ChangeFeed, rows: list[Any], last: int) -> list[bytes]:
+    """``changes`` events of at most MAX_BATCH rows; the last carries the id of `last`."""
+    out = []
+    for i in range(0, len(rows), MAX_BATCH):
+        data = jsontext.dumps(rows[i:i + MAX_BATCH], separators=(",", ":"))
+        if i + MAX_BATCH >= len(rows):
+            out.append(f"event: changes\nid: {feed.event_id(last)}\ndata: {data}\n\n".encode())
+        else:
+            out.append(f"event: changes\ndata: {data}\n\n".encode())
+    return out
+
+
 class _EventStream(StreamingResponse):
     """An SSE response that holds one of `max_watchers` slots from creation until the
     client is gone (the stream's generator is closed at once, not when collected)."""
@@ -447,6 +459,12 @@ class Api:
             out.append(f"event: snapshot\nid: {eid}\ndata: {data}\n\n".encode())
         return out
 
+    @staticmethod
+    def _encode_changes(feed: ChangeFeed) -> Any:
+        def encode(changes: list[Any], last: int) -> list[bytes]:
+            return _change_events(feed, [c[1:] for c in changes], last)
+        return encode
+
     async def _stream(self, feed: ChangeFeed, match: Any, resume: int | None,
                       ) -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
@@ -464,6 +482,14 @@ class Api:
                 if waited.cancelled_caught:
                     yield b": ping\n\n"
                     continue
+            if match is None:  # everything: encoded once for all such watchers
+                shared = feed.encoded_since(cursor, self._encode_changes(feed))
+                if shared is not None:
+                    cursor, chunks = shared
+                    for chunk in chunks:
+                        yield chunk
+                    quiet_since = anyio.current_time()
+                    continue
             changes = feed.since(cursor)
             if changes is None:  # fell behind the ring: start over
                 cursor = feed.seq
@@ -474,15 +500,9 @@ class Api:
             if not changes:
                 continue
             cursor = changes[-1][0]
-            if match is not None:
-                rows = [c[1:] for c in changes if match(c[1])]
-            else:
-                rows = [c[1:] for c in changes]
-            for i in range(0, len(rows), MAX_BATCH):
-                data = jsontext.dumps(rows[i:i + MAX_BATCH], separators=(",", ":"))
-                eid = feed.event_id(cursor) if i + MAX_BATCH >= len(rows) else ""
-                yield (f"event: changes\nid: {eid}\ndata: {data}\n\n".encode() if eid
-                       else f"event: changes\ndata: {data}\n\n".encode())
+            rows = [c[1:] for c in changes if match is None or match(c[1])]
+            for chunk in _change_events(feed, rows, cursor):
+                yield chunk
             now = anyio.current_time()
             if rows:
                 quiet_since = now

@@ -31,6 +31,7 @@ class ChangeFeed:
         self.changes = 0
         self._ring: deque[tuple[int, str, Any, str, float]] = deque(maxlen=RING_SIZE)
         self._wakeup = anyio.Event()
+        self._encoded: dict[tuple[int, int], tuple[int, list[bytes]]] = {}
         self._listener = registry.listen(self._on_change, "*")
         self.closed = False
 
@@ -65,6 +66,21 @@ class ChangeFeed:
         if start == 0:
             return list(ring)
         return [ring[i] for i in range(start, len(ring))]
+
+    def encoded_since(self, after: int, encode: Any) -> tuple[int, list[bytes]] | None:
+        """`since(after)` encoded by ``encode(changes, last_seq)``, shared by every reader
+        at the same position: 100 watchers of ``*`` woken by one batch encode it once."""
+        key = (after, self.seq)
+        cached = self._encoded.get(key)
+        if cached is None:
+            changes = self.since(after)
+            if changes is None:
+                return None
+            if len(self._encoded) > 64:
+                self._encoded.clear()
+            last = changes[-1][0] if changes else after
+            cached = self._encoded[key] = (last, encode(changes, last))
+        return cached
 
     def event_id(self, seq: int) -> str:
         return f"{self.epoch}-{seq}"
