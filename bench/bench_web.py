@@ -21,7 +21,6 @@ import os
 import resource
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -29,7 +28,6 @@ import time
 from pathlib import Path
 
 import anyio
-
 import ioplex
 
 CLIENT = textwrap.dedent('''
