@@ -11,7 +11,7 @@ import difflib
 import glob
 import os
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,7 @@ def parse_file(path: Path, base_dir: Path) -> tuple[list[s.Rule], list[Diagnosti
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         return [], [Diagnostic(name, line, 1, f"not UTF-8 (byte {data[exc.start]:#04x})")]
-    rules, problems = parse_lines(text, name)
-    return [replace(rule, id=f"{name}:{rule.line}") for rule in rules], problems
+    return parse_lines(text, name)  # (each rule's id is name:line)
 
 
 @dataclass
