@@ -180,7 +180,7 @@ class Mosquitto:
     def _write(self) -> None:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false",
                  "log_dest stdout", "log_type error", "log_type warning", "log_type notice",
-                 "max_queued_messages 100000"]
+                 "max_queued_messages 100000", "set_tcp_nodelay true"]
         if os.geteuid() == 0:  # run as root it would switch to user mosquitto, which cannot
             lines.append("user root")  # enter the test's private (0700) directories
         if self.users is None:
