@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import h11
 import uvicorn
 from ioplex import FatalError
 from ioplex.serving import Admission, RateLimitedLog, Ticket, format_listen
@@ -55,6 +56,9 @@ SHUTDOWN_GRACE = 3.0
 MAX_ACCEPT_PAUSE = 0.5
 RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 TRANSIENT_ERRORS = {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM}
+
+
+_faults = RateLimitedLog(log)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -92,6 +96,42 @@ class _Protocol(H11Protocol):
         super().connection_made(transport)
         if self.ticket is not None and self.client is not None:
             self.tickets[tuple(self.client)] = self.ticket
+
+    _head_bytes = 0
+    _head_tail = b""
+
+    def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._head_too_long(data):
+            self._refuse(431, "request_header_fields_too_large",
+                         f"the request head is over {MAX_HEAD} bytes")
+            return
+        try:
+            super().data_received(data)
+        except Exception as exc:  # noqa: BLE001 - whatever a client sends, only it suffers
+            _faults.warning("parse", "web: a request from %s could not be parsed (%s)",
+                            self.client and self.client[0], type(exc).__name__)
+            self._refuse(400, "bad_request", "the request could not be parsed as HTTP/1.1")
+
+    def _head_too_long(self, data: bytes) -> bool:
+        """Whether the request head being received passes MAX_HEAD bytes (h11's own limit
+        holds only for a head that arrives in pieces)."""
+        end = (self._head_tail + data).find(b"\r\n\r\n")
+        if end >= 0:
+            size = self._head_bytes + end + 4 - len(self._head_tail)
+            self._head_bytes, self._head_tail = 0, b""
+        else:
+            size = self._head_bytes + len(data)
+            self._head_bytes = size
+            self._head_tail = (self._head_tail + data)[-3:]
+        return size > MAX_HEAD
+
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        with contextlib.suppress(Exception):
+            self.transport.write(
+                f"HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n"
+                f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.client is not None and self.tickets.get(tuple(self.client)) is self.ticket:
@@ -159,9 +199,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 400)
     return error(status, "not_found" if status == 404 else "bad_request",
                  str(getattr(exc, "detail", "")) or "bad request")
-
-
-_faults = RateLimitedLog(log)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
