@@ -94,19 +94,6 @@ def subscription_patterns(names: set[str] | list[str]) -> list[str]:
     return patterns
 
 
-def complete_now(coro: Any) -> Any:
-    """Run a coroutine that never suspends (a registry write to a point no I/O server owns)
-    to its end, here: a firing whose actions are all such writes runs at once, without a
-    worker task and its scheduling (a tenth of the cost). Raises RuntimeError, having closed
-    it, if it does suspend."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value
-    coro.close()
-    raise RuntimeError("an action expected to complete at once suspended")
-
-
 def _sanitize(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "rules"
 
@@ -619,16 +606,17 @@ class Engine:
         self._trace(c, Firing(c, None, 0, self.host.time()), [], c.disabled)
 
     def _runs_now(self, c: Compiled) -> bool:
-        """Whether every action of `c` completes without waiting (writes to points no I/O
-        server owns, UI variables that exist, timers, logs): then it runs at once."""
+        """Whether every action of `c` completes without waiting (writes to writable points
+        no I/O server owns, UI variables that exist, timers, logs): then it runs at once."""
         for action in c.rule.actions:
-            if isinstance(action, s.WriteAction):
+            cls = action.__class__
+            if cls is s.WriteAction:
                 registry = self.host.points if action.namespace == "io" else self.host.ui
-                for name in action.names:
+                for name in action.names:  # type: ignore[attr-defined]
                     point = registry.get(name)
-                    if point is None or point.owner is not None:
+                    if point is None or point.owner is not None or not point.writable:
                         return False
-            elif isinstance(action, s.VscpAction):
+            elif cls is s.VscpAction:
                 return False
         return True
 
@@ -708,12 +696,19 @@ class Engine:
             self.perform_now(c, action, firing)
 
     def perform_now(self, c: Compiled, action: s.Action, firing: Firing) -> None:
-        """`perform` for an action that completes at once (see `_runs_now`)."""
-        if isinstance(action, s.WriteAction):
-            value = self.value(action.value, firing)
-            for name in action.names:
-                registry, converted = self._before_write(action.namespace, name, value, firing)
-                complete_now(registry.write(name, converted))
+        """`perform` for an action `_runs_now` accepted. A write to a writable point no I/O
+        server owns is what `Registry.write` does for it, an `update` (whose value checks
+        raise the same PointTypeError), without a coroutine and the checks made already."""
+        if action.__class__ is s.WriteAction:
+            value = self.value(action.value, firing)  # type: ignore[attr-defined]
+            ns = action.namespace  # type: ignore[attr-defined]
+            registry = self.host.points if ns == "io" else self.host.ui
+            for name in action.names:  # type: ignore[attr-defined]
+                point = registry[name]
+                converted = convert(name, value, point.type)
+                if (ns, name) in self.index:
+                    self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.chain)
+                registry.update(point, converted)
         elif isinstance(action, s.TimerAction):
             self.set_timer(action.name, action.op, action.seconds)
         elif isinstance(action, s.LogAction):
