@@ -23,7 +23,7 @@ How it stays right:
   retried slowly for as long as it lasts (`refusals`), never a permanent stop; a throttle
   (429) is waited out with the points keeping their quality, up to ``throttlehold``.
 - **Loops**: points that originate on this host, or came through more than ``maxhops``
-  replications, are not imported (`loops`).
+  replications, are not imported (`ioplex.provenance`).
 """
 
 from __future__ import annotations
@@ -47,16 +47,16 @@ from ioplex import (
     WriteError,
     hookimpl,
 )
+from ioplex.provenance import LoopGuard
 
 from . import trust
 from .certificates import normalize_fingerprint
 from .client import RemoteClient
 from .clock import DELTA_ID, ClockWatch
 from .dataloggers import Feeds, record_aligned
-from .loops import LoopGuard
 from .refusals import NotIoplex, RefusalRetry, Refused, RemoteError, Throttled
 from .riogetmirror import RiogetMirror
-from .wire import QUALITIES, TYPES
+from .wire import QUALITIES, TYPES, row_provenance
 
 LONG_POLL = 10.0
 """Seconds the server may hold a change request when nothing changes."""
@@ -339,7 +339,8 @@ class Mirror:
             self._forget(ns, name)  # the remote point was redeclared with another type
             point = None
         ui = ns == "ui"
-        meta = self.loops.meta(row, self.remote_host or self.address)
+        via = self.remote_host or self.address
+        meta = self.loops.meta(name, *row_provenance(row, via), via)
         if meta is None:  # a loop, or too many hops
             self._forget(ns, name)
             self._skipped[ns].add(name)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from ioplex import Point, PointError, PointTypeError, Quality, State
+from ioplex.provenance import HOPS, ORIGIN
 from ioplex.serving import RateLimitedLog
 
 from .clock import DELTA_ID
 from .conversions import Conversions
 from .dataloggers import record_aligned
-from .loops import HOPS, ORIGIN
 from .riogetclient import RiogetAnswer, RiogetClient
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from ioplex import Point, Quality, Value
 from ioplex.points import NONFINITE_JSON
+from ioplex.provenance import provenance
 from ioplex.serving import jsontext
 
 API_PREFIX = "/api/v1"
@@ -61,11 +62,19 @@ def dumps(data: Any) -> bytes:
 
 def state_row(point: Point, here: str) -> list[Any]:
     """A point's state row; `here` is this host's name (the origin of its own points)."""
-    meta = point.meta
-    origin = meta.get("origin", here) if meta else here
-    hops = meta.get("hops", 0) if meta else 0
+    origin, hops = provenance(point, here)
     return [point.name, point.value, point.quality, TYPE_NAMES.get(point.type), point.writable,
             origin, hops]
+
+
+def row_provenance(row: list[Any], remote_host: str) -> tuple[str, int]:
+    """(origin, hops) of a state row; rows from servers older than the origin fields
+    originate on the remote, 0 hops away."""
+    origin, hops = remote_host, 0
+    if len(row) >= 7:
+        origin = row[5] if isinstance(row[5], str) and row[5] else remote_host
+        hops = row[6] if isinstance(row[6], int) and not isinstance(row[6], bool) else 0
+    return origin, hops
 
 
 def rioget_string(value: Value) -> str:
