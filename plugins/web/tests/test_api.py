@@ -214,7 +214,7 @@ def test_data_loggers(user_host: Any) -> None:
         assert c.get("/api/v1/loggers/nothing/data").status_code == 404
 
 
-def test_rules_from_event_points(make_host: Any, tmp_path: Any) -> None:
+def test_rules_without_the_events_plugin(make_host: Any) -> None:
     running = make_host({"users": USERS})
     with client(running, "bob") as c:
         r = c.get("/api/v1/rules").json()
@@ -248,3 +248,31 @@ def test_static_files_and_unknown_paths(open_host: Any) -> None:
             assert r.status_code == 404, path
             assert r.json()["error"]["code"] == "not_found"
         assert c.post("/api/v1/points").status_code == 405
+
+
+def test_rules_of_the_events_plugin(tmp_path: Any) -> None:
+    pytest.importorskip("ioplex_events")
+    rules = tmp_path / "rules.txt"
+    rules.write_text("IO dummy.light.1 : LOG = \"light\"\nIO dummy.door.front = true : "
+                     "LOG = \"door\"\n")
+    from ioplex_web.testing import RunningHost, base_config
+
+    config = base_config(tmp_path / "ev", {"users": USERS}, rate=0)
+    config["plugins"]["events"] = {"files": [str(rules)]}
+    running = RunningHost(config).start()
+    try:
+        with client(running, "bob") as c:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not c.get("/api/v1/rules").json()["items"]:
+                time.sleep(0.2)
+            for i in range(3):
+                running.call(running.host.ioservers["dummy"].set, "light.1", i + 1)
+                time.sleep(0.3)
+            items = {r["rule"]: r for r in c.get("/api/v1/rules").json()["items"]}
+            assert c.get("/api/v1/rules").json()["installed"]
+            light = next(r for name, r in items.items() if name.endswith(".1"))
+            assert light["fires"] >= 2 and light["last_fired"] is not None
+            metrics = c.get("/metrics").text
+            assert 'ioplex_rule_fires_total{rule="' in metrics
+    finally:
+        running.stop()

@@ -3,6 +3,7 @@ value change over SSE, writes a point through the dialog, and a screenshot is sa
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,32 @@ def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any,
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
     assert _severe(browser) == [] or all("401" in m for m in _severe(browser))
+
+
+def test_page_with_100000_points_scrolls_virtually(make_host: Any, browser: Any,
+                                                   tmp_path: Path) -> None:
+    points = {f"bulk.p{i:06d}": i for i in range(100_000)}
+    running = make_host(rate=0, extra_points=points)
+    browser.get(running.url + "/")
+    wait = WebDriverWait(browser, 120)
+    wait.until(EC.text_to_be_present_in_element((By.ID, "points-count"), "of 100006"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#points-rows [data-name]")
+    assert 0 < len(rows) < 100  # only what is in view exists
+    started = time.monotonic()
+    browser.execute_script("const v = document.getElementById('points'); "
+                           "v.scrollTop = v.scrollHeight;")
+    wait.until(lambda d: d.find_elements(
+        By.CSS_SELECTOR, '#points-rows [data-name="dummy.temp.living"]'))
+    scrolled = time.monotonic() - started
+    # a live change deep in the table shows
+    browser.execute_script("const v = document.getElementById('points'); "
+                           "v.scrollTop = 50000 * 28;")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
+                                         '#points-rows [data-name="dummy.bulk.p050000"]'))
+    running.call(running.host.ioservers["dummy"].set, "bulk.p050000", -1)
+    wait.until(lambda d: _row_value(d, "dummy.bulk.p050000") == "-1")
+    filt = browser.find_element(By.ID, "filter")
+    filt.send_keys("*p09999?")
+    wait.until(EC.text_to_be_present_in_element((By.ID, "points-count"), "(10 of 100006)"))
+    browser.save_screenshot(str(tmp_path / "bulk.png"))
+    assert scrolled < 10

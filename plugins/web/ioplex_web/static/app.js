@@ -53,7 +53,7 @@ async function start() {
   $("#who").textContent = state.me.open ? "read-only (no users configured)"
     : `${state.me.name} (${state.me.role})`;
   state.table = new VirtualTable($("#points"), $("#points-spacer"), $("#points-rows"), {
-    onActivate: openWrite,
+    onActivate: openWrite, canWrite: state.me.role === "write",
   });
   connect();
   refreshHealth();

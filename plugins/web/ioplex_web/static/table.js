@@ -7,8 +7,9 @@ const ROW = 28;
 const OVERSCAN = 10;
 
 export class VirtualTable {
-  constructor(viewport, spacer, rows, { onActivate }) {
+  constructor(viewport, spacer, rows, { onActivate, canWrite }) {
     this.viewport = viewport; this.spacer = spacer; this.rows = rows;
+    this.canWrite = Boolean(canWrite);
     this.onActivate = onActivate;
     this.names = []; this.points = new Map(); this.first = 0; this.focused = null;
     this.pending = null;
@@ -73,7 +74,7 @@ export class VirtualTable {
       cName.textContent = name;
       cName.title = p.description || name;
     }
-    row.classList.toggle("writable", Boolean(p.writable));
+    row.classList.toggle("writable", this.canWrite && Boolean(p.writable));
     row.tabIndex = -1;
     const value = formatValue(p);
     if (cValue.textContent !== value) cValue.textContent = value;
