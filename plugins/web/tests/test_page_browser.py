@@ -80,6 +80,19 @@ def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any,
     filt.send_keys(Keys.CONTROL, "a")
     filt.send_keys(Keys.BACKSPACE)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#points-rows [data-name]")) > 3)
+    # the history chart of the data logger's raw samples
+    from selenium.webdriver.support.ui import Select
+    wait.until(lambda d: len(Select(d.find_element(By.ID, "chart-point")).options) > 0)
+    Select(browser.find_element(By.ID, "level")).select_by_value("raw")
+    Select(browser.find_element(By.ID, "chart-point")).select_by_value("dummy.temp.living")
+    time.sleep(1.5)  # the logger commits about once a second
+    browser.find_element(By.ID, "chart-load").click()
+    wait.until(lambda d: "samples" in d.find_element(By.ID, "chart-note").text)
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas")
+    assert not browser.find_element(By.ID, "chart-note").text.startswith("0 ")
+    browser.execute_script("document.getElementById('chart-title').scrollIntoView()")
+    browser.save_screenshot(str(tmp_path / "chart.png"))
+    browser.execute_script("window.scrollTo(0, 0)")
     # health panel shows the instance online
     wait.until(lambda d: "online" in d.find_element(By.ID, "health").text)
     shot = tmp_path / "page.png"

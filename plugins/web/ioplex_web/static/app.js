@@ -50,6 +50,7 @@ async function start() {
   $("#login").hidden = true;
   $("#main").hidden = false;
   $("#host-name").textContent = state.me.host;
+  $("#write-hint").hidden = state.me.role !== "write";
   $("#who").textContent = state.me.open ? "read-only (no users configured)"
     : `${state.me.name} (${state.me.role})`;
   state.table = new VirtualTable($("#points"), $("#points-spacer"), $("#points-rows"), {
@@ -93,7 +94,7 @@ function connect() {
   source.addEventListener("snapshot", (event) => {
     const data = JSON.parse(event.data);
     for (const p of data.points) state.points.set(p.name, p);
-    if (data.done) applyFilter();
+    if (data.done) { applyFilter(); fillLogger(); }
   });
   source.addEventListener("reset", () => { state.points = new Map(); });
   source.addEventListener("changes", (event) => {
@@ -212,11 +213,13 @@ async function loadLoggers() {
 }
 
 function fillLogger() {
+  if (!loggers.length) return;
   const logger = loggers.find((l) => l.id === $("#logger").value);
   if (!logger) return;
+  const previous = $("#level").value;
   $("#level").replaceChildren(...logger.levels.map((l) => new Option(l, l)));
-  const level = logger.levels.includes("hour") ? "hour" : logger.levels[0];
-  $("#level").value = level;
+  $("#level").value = logger.levels.includes(previous) ? previous
+    : logger.levels.includes("hour") ? "hour" : logger.levels[0];
   const names = [...state.points.keys()].filter((n) => logger.points.some((p) => globToRegExp(p).test(n))).sort();
   $("#chart-point").replaceChildren(...names.slice(0, 2000).map((n) => new Option(n, n)));
 }
