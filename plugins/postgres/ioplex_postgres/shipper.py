@@ -48,7 +48,6 @@ from .tables import (
 )
 
 log = logging.getLogger("ioplex.plugin.postgres")
-QUALITY_CODES = {"good": 0, "stale": 1, "bad": 2}
 MAINTENANCE_INTERVAL = 3600.0
 """Seconds between retention passes over the raw table's partitions."""
 
@@ -126,6 +125,8 @@ class Shipper:
         """Raw marks this connection committed: the next batch starts there without asking
         (the transaction still checks the mark under its row lock)."""
         self._ahead: dict[str, tuple[int, list[Any]]] = {}
+        self._names: dict[str, dict[int, str]] = {}
+        self._names_key = 0
         self._next_maintenance = 0.0
         self._wake = anyio.Event()
 
@@ -283,7 +284,8 @@ class Shipper:
         if ahead is not None and ahead[0] == after:
             samples = ahead[1]
         else:
-            samples = await logger.asamples_after(after, self.batch)
+            samples = await anyio.to_thread.run_sync(
+                source.raw_after, logger, after, self.batch, self._local_names(logger))
         status = self.levels[key]
         if not samples:
             status.behind = 0
@@ -321,19 +323,27 @@ class Shipper:
         return full
 
     async def _read_ahead(self, logger: DataLogger, after: int) -> None:
-        self._ahead[logger.id] = (after, await logger.asamples_after(after, self.batch))
+        self._ahead[logger.id] = (after, await anyio.to_thread.run_sync(
+            source.raw_after, logger, after, self.batch, self._local_names(logger)))
 
-    async def _copy_raw(self, conn: Any, samples: list[Any], ids: dict[str, int]) -> None:
+    def _local_names(self, logger: DataLogger) -> dict[int, str]:
+        """The local database's point ids and names of one logger (filled by the reads),
+        kept while the host's loggers and their database stay the same."""
+        key = (id(self.host.loggers), logger.id)
+        if self._names_key != key[0]:
+            self._names.clear()
+            self._names_key = key[0]
+        return self._names.setdefault(logger.id, {})
+
+    async def _copy_raw(self, conn: Any, rows: list[source.RawRow],
+                        ids: dict[str, int]) -> None:
         async with conn.cursor() as cur, cur.copy(
             sql.SQL("COPY {} (series, seq, time, value, quality) FROM STDIN "
                     "(FORMAT BINARY)").format(self.names("raw"))
         ) as copy:
             copy.set_types(["int8", "int8", "timestamptz", "float8", "int2"])
-            stamp, codes = datetime.fromtimestamp, QUALITY_CODES
-            for s in samples:
-                value = None if s.value is None else float(s.value)
-                await copy.write_row((ids[s.point], s.seq, stamp(s.time, UTC), value,
-                                      codes[s.quality]))
+            for point, seq, stamp, value, quality, _ in rows:
+                await copy.write_row((ids[point], seq, stamp, value, quality))
 
     async def _series_ids(self, conn: Any, logger: str, points: set[str],
                           learned: dict[str, int]) -> dict[str, int]:

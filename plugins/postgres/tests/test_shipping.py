@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from ioplex_postgres import source
 
 from .conftest import (
     assert_same_history,
@@ -28,7 +29,11 @@ from .conftest import (
 pytestmark = pytest.mark.anyio
 
 
-async def test_raw_samples_arrive_once_with_their_values(tmp_path: Path, dsn: str) -> None:
+@pytest.mark.parametrize("read", ["raw table", "samples_after"])
+async def test_raw_samples_arrive_once_with_their_values(tmp_path: Path, dsn: str, read: str,
+                                                         monkeypatch) -> None:
+    if read == "samples_after":  # a local schema version the direct read does not know
+        monkeypatch.setattr(source, "KNOWN_SCHEMA", -1)
     config = make_config(tmp_path, dsn, batch_size=7)
     async with running(config) as (host, shipper):
         temps = host.loggers["temps"]
