@@ -141,7 +141,7 @@ async def throughput(workdir: Path, port: int, count: int) -> None:
         payload = encode_state(1.0, ioplex.Quality.GOOD, time.time(), "bench-pub", 0, float)
         topics = [driver.topics.state("bench-bare", p.name) for p in points]
     # the baseline: a bare client, same topics, payload size, QoS, retain and concurrency
-    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=256, timeout=30,
+    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=32, timeout=30,
                               socket_options=NO_DELAY,
                               logger=logging.getLogger("bench.bare")) as client:
         client.pending_calls_threshold = 1_000
@@ -154,7 +154,7 @@ async def throughput(workdir: Path, port: int, count: int) -> None:
 
         with anyio.fail_after(PHASE_DEADLINE):
             async with anyio.create_task_group() as tg:
-                for _ in range(256):
+                for _ in range(32):
                     tg.start_soon(worker)
         bare = rounds * len(topics) / (time.perf_counter() - start)
     print(f"1. publish throughput, {len(points):,} points x {rounds} rounds, QoS 1 retained:")

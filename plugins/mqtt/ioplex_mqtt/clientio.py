@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiomqtt
+import anyio
 
 READ_BURST = 1000
 """Packets read per readiness event at most, so one busy link cannot starve the loop."""
@@ -86,3 +87,44 @@ def abandon(client: aiomqtt.Client) -> None:
     disconnected = getattr(client, "_disconnected", None)
     if disconnected is not None and not disconnected.done():
         disconnected.set_result(None)
+
+
+class _Acks:
+    """Stands for the confirmation of many QoS 1 publications in aiomqtt's table of pending
+    ones (it calls ``.set()`` per PUBACK): done when all arrived."""
+
+    __slots__ = ("done", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.done = asyncio.Event()
+
+    def set(self) -> None:
+        self.waiting -= 1
+        if self.waiting <= 0:
+            self.done.set()
+
+
+async def publish_many(client: aiomqtt.Client, messages: list[tuple[str, bytes]], qos: int,
+                       retain: bool, timeout: float) -> None:
+    """Publish `messages` (topic, payload) and return once the broker acknowledged them all
+    (QoS 1) or they were written (QoS 0); aiomqtt.MqttError when the link refuses, TimeoutError
+    after `timeout`. One wait for the batch instead of one per message (aiomqtt's `publish`
+    starts a timer task for each), which is most of the cost of a small message."""
+    paho = client._client
+    pending = getattr(client, "_pending_publishes", None)
+    if pending is None:  # an aiomqtt without the table: one by one
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+        return
+    acks = _Acks()
+    for topic, payload in messages:
+        info = paho.publish(topic, payload, qos, retain)
+        if info.rc != 0:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        if not info.is_published():
+            pending[info.mid] = acks
+            acks.waiting += 1
+    if acks.waiting:
+        with anyio.fail_after(timeout):
+            await acks.done.wait()

@@ -50,7 +50,7 @@ from ioplex import (
 from ioplex.points import describe_value, printable
 from ioplex.serving import RateLimitedLog, RemoteWrites, parse_listen
 
-from .clientio import abandon, messages, read_in_bursts
+from .clientio import abandon, messages, publish_many, read_in_bursts
 from .loops import HOPS, ORIGIN, LoopGuard
 from .outbox import Outbox
 from .payload import (
@@ -82,7 +82,8 @@ SET_QUEUE = 256
 gets its timeout)."""
 MAX_PENDING_WRITES = 1024
 """Writes to mirrored points waiting for their answer at once, per instance."""
-PUBLISH_BATCH = 64
+PUBLISHERS = 2
+"""Batches of publications in flight at once (one is filled while the other is confirmed)."""
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 """Small messages go out at once: with Nagle's algorithm and the broker's delayed ACKs a
 window of QoS 1 publications waits ~40 ms per round trip (30 times slower on loopback)."""
@@ -314,7 +315,7 @@ class Bridge:
                 send, receive = anyio.create_memory_object_stream[tuple[str, str, bytes, bool]](
                     SET_QUEUE)
                 async with anyio.create_task_group() as tg, send, receive:
-                    for _ in range(self.max_inflight):
+                    for _ in range(PUBLISHERS):
                         tg.start_soon(self._publisher, client)
                     for _ in range(SET_WORKERS if self.accept.enabled else 0):
                         tg.start_soon(self._apply_sets, client, receive.clone())
@@ -363,10 +364,14 @@ class Bridge:
                             point.type, point.nonfinite, point.sensitive)
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
+        """Send what the outbox holds, up to `max_inflight` states at a time; a batch leaves
+        the outbox only once the broker acknowledged all of it."""
         points = self.host.points
         while True:
             await self.outbox.wait()
-            for name in self.outbox.take(PUBLISH_BATCH):
+            names = self.outbox.take(max(1, self.max_inflight // PUBLISHERS))
+            batch = []
+            for name in names:
                 point = points.get(name)
                 if point is None:
                     continue
@@ -374,15 +379,17 @@ class Bridge:
                     self.stats["unpublishable"] += 1
                     self.ratelog.warning("unpublishable", "%s: not publishing %s: a name "
                                          "segment holding '/', '+', '#' or starting with '$' "
-                                         "cannot be an MQTT topic level", self.where, printable(name))
+                                         "cannot be an MQTT topic level", self.where,
+                                         printable(name))
                     continue
-                try:
-                    await client.publish(self.topics.state(self.local, name),
-                                         self.state_payload(point), qos=self.qos, retain=True)
-                except BaseException:
-                    self.outbox.add(name)  # not acknowledged: sent again after reconnecting
-                    raise
-                self.stats["published"] += 1
+                batch.append((self.topics.state(self.local, name), self.state_payload(point)))
+            try:
+                await publish_many(client, batch, self.qos, True, self.timeout)
+            except BaseException:
+                for name in names:  # not acknowledged: sent again after reconnecting
+                    self.outbox.add(name)
+                raise
+            self.stats["published"] += len(batch)
 
     # -- receiving ------------------------------------------------------------------------------
     async def _receive(self, client: aiomqtt.Client,

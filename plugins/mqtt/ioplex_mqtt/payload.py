@@ -77,7 +77,7 @@ class SetResult:
 def encode_state(value: Any, quality: Quality, ts: float, src: str, hops: int,
                  type: type | None = None, nonfinite: bool = False,
                  sensitive: bool = False) -> bytes:
-    body: dict[str, Any] = {"v": value, "q": quality.value, "ts": int(ts * 1000), "src": src,
+    body: dict[str, Any] = {"v": value, "q": quality.value, "ts": round(ts * 1000), "src": src,
                             "hops": hops}
     if type in TYPE_NAMES:
         body["t"] = TYPE_NAMES[type]
@@ -89,7 +89,7 @@ def encode_state(value: Any, quality: Quality, ts: float, src: str, hops: int,
 
 
 def encode_set(value: Any, id: str, sender: str, ts: float) -> bytes:
-    return jsontext.dumps({"v": value, "id": id, "from": sender, "ts": int(ts * 1000)},
+    return jsontext.dumps({"v": value, "id": id, "from": sender, "ts": round(ts * 1000)},
                           separators=(",", ":")).encode()
 
 

@@ -79,3 +79,28 @@ def test_readme_configs_are_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         environ = {**ONLY_THIS_PLUGIN, "MQTT_PASSWORD": "x"}
         host = ioplex.Host.from_config(config, environ=environ)
         assert any(io.type == "mqtt" for io in host.config.ioservers.values())
+
+
+def test_scaling_doc_configs_are_valid(tmp_path: Path) -> None:
+    doc = Path(__file__).parents[3] / "docs" / "scaling.md"
+    blocks = re.findall(r"```toml\n(.*?)```", doc.read_text(), re.DOTALL)
+    assert len(blocks) >= 2
+    for block in blocks:
+        config = tomllib.loads(block)
+        config["host"]["data_dir"] = str(tmp_path)
+        host = ioplex.Host.from_config(config, environ={**ONLY_THIS_PLUGIN, "MQTT_PASSWORD": "x"})
+        assert host.config.ioservers["bus"].type == "mqtt"
+
+
+def test_scaling_doc_nats_config_is_the_tested_one(tmp_path: Path) -> None:
+    """The cluster settings shown are those the tests run (JetStream, cluster routes, the
+    MQTT listener with three replicas)."""
+    from ioplex_mqtt.testing import NatsCluster
+
+    doc = (Path(__file__).parents[3] / "docs" / "scaling.md").read_text()
+    shown = re.search(r"```\n(server_name.*?)```", doc, re.DOTALL).group(1)
+    tested = (tmp_path / "n0.conf")
+    NatsCluster(tmp_path, nodes=3)
+    for key in ("server_name:", "jetstream {", "cluster {", "routes: [", "mqtt {",
+                "stream_replicas: 3"):
+        assert key in shown and key in tested.read_text(), key
