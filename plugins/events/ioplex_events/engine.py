@@ -22,6 +22,7 @@ How a rule fires (HSYCO's semantics, made precise):
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import re
 import sqlite3
@@ -56,11 +57,15 @@ CAUSE_WINDOW = 2.0
 (for runaway detection)."""
 JUMP_TOLERANCE = 2.0
 """A wall clock that moved this many seconds more or less than the monotonic clock jumped."""
-MAX_TRACES_STORED = 5_000
+MAX_TRACES_STORED = 2_000
 """Most traces written to SQLite per second: rules that fired beyond it stay marked and
 are stored at the next flushes (their last `trace_size` firings, from memory), so a burst
 costs a bounded amount of disk and CPU a second and loses only firings that `trace_size`
 would have pruned anyway."""
+TRACE_SLICE = 100
+"""Traces encoded as JSON per turn of the event loop. The encoding runs on the loop in
+slices, not in the writer thread: a thread running Python holds the GIL for up to 5 ms at
+a time, and every change arriving meanwhile would wait that long (the p99 latency)."""
 WORKERS = 16
 """Firings whose actions run at once (a slow action, such as a write to a remote that
 takes seconds, holds one worker)."""
@@ -928,8 +933,12 @@ class Engine:
                 self.rlog.warning("traces dropped", "events: %d traces not stored so far (rules "
                                   "fired more than trace_size times a second)",
                                   self.dropped_traces)
-            if rows:  # written in a worker thread: the event loop never waits on the disk
-                await anyio.to_thread.run_sync(self._store_traces, rows)
+            encoded: list[tuple[str, str, float, str]] = []
+            for n in range(0, len(rows), TRACE_SLICE):
+                encoded += _encode(rows[n:n + TRACE_SLICE])
+                await anyio.lowlevel.checkpoint()
+            if encoded:  # written in a worker thread: the event loop never waits on the disk
+                await anyio.to_thread.run_sync(self._store_traces, encoded)
 
     def _unstored_rows(self, limit: int | None) -> list[tuple[str, str, float, Trace]]:
         """The traces to store next (about `limit`, whole rules), unmarking their rules."""
@@ -950,7 +959,7 @@ class Engine:
         """Store the traces not stored yet, now (at stop, and for tests)."""
         rows = self._unstored_rows(None)
         if rows:
-            self._store_traces(rows)
+            self._store_traces(_encode(rows))
 
     def _store_traces(self, rows: list) -> None:
         try:
@@ -971,6 +980,10 @@ class Engine:
         watched = [str(d) for d in dirs if d.exists()]
         async for _changes in awatch(*watched, debounce=200, step=50, recursive=True):
             await self.reload()
+
+
+def _encode(rows: list[tuple[str, str, float, Trace]]) -> list[tuple[str, str, float, str]]:
+    return [(rule, text, at, json.dumps(trace.as_dict())) for rule, text, at, trace in rows]
 
 
 def describe_trigger(trigger: Trigger) -> str:

@@ -89,14 +89,14 @@ class Store:
         )
 
     # -- traces --------------------------------------------------------------------------------
-    def add_traces(self, rows: list[tuple[str, str, float, Any]], keep: int) -> None:
-        """Append traces (each with ``as_dict()``) and keep the last `keep` of each rule.
+    def add_traces(self, rows: list[tuple[str, str, float, str]], keep: int) -> None:
+        """Append traces (rule, text, time, JSON) and keep the last `keep` of each rule.
 
         Only a batch's last `keep` rows of a rule are written, and a rule's older rows are
         deleted once it has `keep` more than it keeps: one DELETE per `keep` firings of a
         rule, not one per rule per batch (10,000 rules firing cost 10,000 DELETEs a second
         otherwise). Readers take the last `keep` (see `read_traces`)."""
-        by_rule: dict[str, list[tuple[str, str, float, Any]]] = {}
+        by_rule: dict[str, list[tuple[str, str, float, str]]] = {}
         for row in rows:
             by_rule.setdefault(row[0], []).append(row)
         db = self.traces_db
@@ -105,8 +105,7 @@ class Store:
             try:
                 db.executemany(
                     "INSERT INTO traces (rule, text, time, trace) VALUES (?, ?, ?, ?)",
-                    [(rule, text, t, json.dumps(trace.as_dict()))
-                     for group in by_rule.values() for rule, text, t, trace in group[-keep:]],
+                    [row for group in by_rule.values() for row in group[-keep:]],
                 )
                 counts = self.trace_counts
                 for rule, group in by_rule.items():
