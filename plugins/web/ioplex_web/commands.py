@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -52,7 +53,13 @@ def _credentials(path: str | None) -> tuple[str, str] | None:
 class Client:
     def __init__(self, url: str | None, credentials: str | None, cacert: str | None) -> None:
         self.url = (url or os.environ.get("IOPLEX_URL") or DEFAULT_URL).rstrip("/")
-        verify: Any = cacert or os.environ.get("IOPLEX_CACERT") or True
+        cafile = cacert or os.environ.get("IOPLEX_CACERT")
+        verify: Any = True
+        if cafile:
+            try:
+                verify = ssl.create_default_context(cafile=cafile)
+            except (OSError, ssl.SSLError) as exc:
+                _fail(f"--cacert: cannot use {cafile}: {exc}", EXIT_USAGE)
         self.http = httpx.Client(base_url=self.url, auth=_credentials(credentials),
                                  verify=verify, timeout=TIMEOUT)
 

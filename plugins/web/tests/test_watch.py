@@ -4,6 +4,7 @@ falling back to a snapshot, and the bound on watchers."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import httpx
@@ -69,7 +70,11 @@ def test_watch_needs_a_login_and_is_bounded(make_host: Any) -> None:
             assert events(a, 1)[0][0] == events(b, 1)[0][0] == "snapshot"
             r = c.get("/api/v1/watch")
             assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
-        # closed streams free their slots
+        # closed streams free their slots (as soon as the server sees the disconnect)
+        deadline = time.monotonic() + 10
+        while c.get("/api/v1/metrics".replace("/api/v1", "")).text.count(
+                "ioplex_web_watchers 0.0") == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
         with c.stream("GET", "/api/v1/watch") as again:
             assert events(again, 1)[0][0] == "snapshot"
 
