@@ -62,7 +62,7 @@ MAX_TRACES_STORED = 2_000
 are stored at the next flushes (their last `trace_size` firings, from memory), so a burst
 costs a bounded amount of disk and CPU a second and loses only firings that `trace_size`
 would have pruned anyway."""
-TRACE_SLICE = 100
+TRACE_SLICE = 20
 """Traces encoded as JSON per turn of the event loop. The encoding runs on the loop in
 slices, not in the writer thread: a thread running Python holds the GIL for up to 5 ms at
 a time, and every change arriving meanwhile would wait that long (the p99 latency)."""

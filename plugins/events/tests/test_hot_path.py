@@ -64,8 +64,8 @@ def test_traces_pruned_in_batches_and_read_as_the_last_keep(tmp_path):
             rows = [("a.txt:1", "IO d.a : LOG = 1", batch * 10.0 + k,
                      f'{{"trigger": "t{batch}.{k}", "actions": [], "status": "done"}}')
                     for k in range(3)]
-            rows.append(("a.txt:2", "START : LOG = 2", batch, '{"trigger": "START", '
-                         '"actions": [], "status": "done"}'))
+            start = '{"trigger": "START", "actions": [], "status": "done"}'
+            rows.append(("a.txt:2", "START : LOG = 2", batch, start))
             store.add_traces(rows, keep)
             stored = store.traces_db.execute(
                 "SELECT COUNT(*) FROM traces WHERE rule = 'a.txt:1'").fetchone()[0]
