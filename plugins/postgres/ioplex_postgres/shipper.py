@@ -93,7 +93,8 @@ class LevelStatus:
     rows: int = 0
     """Rows shipped (raw) or upserted (intervals) since PostgreSQL first saw this logger."""
     behind: int = 0
-    """Raw: local samples after the mark at the last pass (0: caught up)."""
+    """Raw: 0 when the last pass shipped everything; else the size of its full batch (at
+    least that many samples wait)."""
 
 
 class Shipper:
@@ -117,6 +118,8 @@ class Shipper:
         self.shipped = 0
         """Raw rows shipped by this process."""
         self.passes = 0
+        self.idle_pass = -1
+        """The number of the last pass that found nothing left to ship."""
         self.caught_up = anyio.Event()
         """Set at the end of a pass that found nothing left to ship."""
         self._partitions: set[datetime] = set()
@@ -125,6 +128,7 @@ class Shipper:
         """Raw marks this connection committed: the next batch starts there without asking
         (the transaction still checks the mark under its row lock)."""
         self._ahead: dict[str, tuple[int, list[Any]]] = {}
+        self._level_marks: dict[tuple[str, str], Mark] = {}
         self._names: dict[str, dict[int, str]] = {}
         self._names_key = 0
         self._next_maintenance = 0.0
@@ -163,6 +167,7 @@ class Shipper:
             self._series.clear()
             self._known.clear()
             self._ahead.clear()
+            self._level_marks.clear()
             log.info("postgres: shipping data loggers %s as host %r to %s",
                      ", ".join(lg.id for lg in self.loggers()) or "(none yet)",
                      self.name, self.where)
@@ -174,6 +179,7 @@ class Shipper:
                     self._next_maintenance = self.host.time() + MAINTENANCE_INTERVAL
                 if not busy:
                     self.state = "idle"
+                    self.idle_pass = self.passes
                     self.caught_up.set()
                     with anyio.move_on_after(self.settings["interval"]):
                         await self._wake.wait()
@@ -368,8 +374,11 @@ class Shipper:
 
     # -- consolidated levels -----------------------------------------------------------------
     async def _ship_level(self, conn: Any, logger: DataLogger, level: str, store: str) -> bool:
-        async with conn.transaction():
-            mark = await self._read_mark(conn, logger.id, level, store)
+        key = (logger.id, level)
+        mark = self._level_marks.get(key)
+        if mark is None:  # not moved by this connection yet: read it
+            async with conn.transaction():
+                mark = await self._read_mark(conn, logger.id, level, store)
         progress = await anyio.to_thread.run_sync(source.progress, logger)
         if progress is None:
             return False
@@ -392,6 +401,7 @@ class Shipper:
         async with conn.transaction():
             now = await self._read_mark(conn, logger.id, level, store, lock=True)
             if (now.seq, now.horizon, now.resume) != (mark.seq, mark.horizon, mark.resume):
+                self._level_marks.pop(key, None)
                 return True
             if rows:
                 ids = await self._series_ids(conn, logger.id, {r.point for r in rows}, learned)
@@ -405,6 +415,8 @@ class Shipper:
                 walking = False
             await self._move_mark(conn, logger.id, level, progress.consolidated_seq, len(rows),
                                   progress.carried_until, resume, walking)
+        self._level_marks[key] = Mark(store, progress.consolidated_seq, progress.carried_until,
+                                      resume, walking, now.rows + len(rows))
         self._series.setdefault(logger.id, {}).update(learned)
         status = self.levels[(logger.id, level)]
         status.mark, status.rows = progress.consolidated_seq, now.rows + len(rows)

@@ -91,16 +91,15 @@ async def until(predicate: Callable[[], Any], timeout: float = 20.0) -> None:
 
 
 async def settle(host: Any, shipper: Shipper, timeout: float = 30.0) -> None:
-    """Flush and consolidate locally, then wait for a pass that finds nothing to ship."""
+    """Flush and consolidate locally, then wait for a pass that started after that and
+    found nothing to ship (a pass under way when this is called may have missed it)."""
     await host.loggers.flush()
     await host.loggers.consolidate()
+    first = shipper.passes + 2
     with anyio.fail_after(timeout):
-        while True:
-            event = shipper.caught_up = anyio.Event()
+        while shipper.idle_pass < first:
             shipper.wake()
-            await event.wait()
-            if shipper.state == "idle":
-                return
+            await anyio.sleep(0.01)
 
 
 def pg_counts(dsn: str, prefix: str = "ioplex_") -> dict[tuple[str, str], tuple[int, int]]:

@@ -94,7 +94,7 @@ def check_intervals(dsn: str, expected: dict) -> None:
                     f"SELECT point, extract(epoch FROM time)::float8, count, min, max, avg, "
                     f"delta FROM ioplex_{view} WHERE host = 'site-a' AND logger = %s", (lid,))
             }
-            assert rows and got == rows, (lid, level)
+            assert rows and got == rows, (lid, level, sorted(got ^ rows))
         assert 99.0 in {r[0] for r in conn.execute(
             "SELECT max FROM ioplex_minutes WHERE point = 'd.t1'")}
         # day is not kept by temps: nothing shipped for it, no error
