@@ -95,10 +95,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 def child(workdir: Path, name: str, port: int, points: int, rate: float,
-          seconds: float) -> subprocess.Popen[str]:
+          seconds: float, prefix: str) -> subprocess.Popen[str]:
     config = host_config(workdir, name, port, {f"p{i}": 0.0 for i in range(points)},
-                         publish=["dummy.*"])
+                         publish=["dummy.*"], prefix=prefix)
     config["ioservers"]["mqtt"]["options"].update(keepalive=30, timeout=20)
+    workdir.mkdir(parents=True, exist_ok=True)
     args = workdir / f"{name}.json"
     args.write_text(json.dumps({"config": config, "rate": rate, "seconds": seconds}))
     return subprocess.Popen(
@@ -118,7 +119,7 @@ async def readline(proc: subprocess.Popen[str], timeout: float = PHASE_DEADLINE)
 # --- 1. throughput ---------------------------------------------------------------------------
 async def throughput(workdir: Path, port: int, count: int) -> None:
     config = host_config(workdir, "bench-pub", port, {f"p{i}": 0.0 for i in range(count)},
-                         publish=["dummy.*"])
+                         publish=["dummy.*"], prefix="bench1")
     config["ioservers"]["mqtt"]["options"].update(keepalive=30, timeout=30)
     rounds = 3
     host = ioplex.Host.from_config(config, environ=ONLY_THIS_PLUGIN)
@@ -175,8 +176,9 @@ class Latencies:
 
 
 async def mirror_run(workdir: Path, port: int, procs: list[subprocess.Popen[str]],
-                     expected: int, seconds: float, restart: bool) -> dict[str, float]:
-    config = host_config(workdir, "central", port, subscribe=["*/*"])
+                     expected: int, seconds: float, restart: bool,
+                     prefix: str) -> dict[str, float]:
+    config = host_config(workdir, "central", port, subscribe=["*/*"], prefix=prefix)
     config["ioservers"]["mqtt"]["options"].update(keepalive=30, timeout=30)
     results: dict[str, float] = {}
     aligned_runs = 2 if restart else 1
@@ -220,12 +222,15 @@ async def mirror_run(workdir: Path, port: int, procs: list[subprocess.Popen[str]
 
 
 async def hosts_phase(workdir: Path, port: int, hosts: int, points: int, rate: float,
-                      seconds: float, restart: bool) -> dict[str, float]:
-    procs = [child(workdir, f"h{i:02d}", port, points, rate, seconds) for i in range(hosts)]
+                      seconds: float, restart: bool, prefix: str) -> dict[str, float]:
+    """Hosts in child processes and a mirror of them all here, on a prefix of their own."""
+    procs = [child(workdir / prefix, f"h{i:02d}", port, points, rate, seconds, prefix)
+             for i in range(hosts)]
     try:
         for proc in procs:
             await readline(proc)
-        return await mirror_run(workdir, port, procs, hosts * points, seconds, restart)
+        return await mirror_run(workdir / prefix, port, procs, hosts * points, seconds,
+                                restart, prefix)
     finally:
         for proc in procs:
             proc.kill()
@@ -242,7 +247,7 @@ async def main(args: argparse.Namespace) -> None:
                 await throughput(workdir, broker.port, args.points)
             if not args.skip_latency:
                 r = await hosts_phase(workdir, broker.port, 1, 10_000, args.rate,
-                                      args.seconds, restart=False)
+                                      args.seconds, restart=False, prefix="bench2")
                 print(f"2. latency A -> broker -> B at {args.rate:,.0f} changes/s for "
                       f"{args.seconds:g} s: {r['changes']:,.0f} changes, {r['events']:,.0f} "
                       f"events on B; p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms "
@@ -250,7 +255,8 @@ async def main(args: argparse.Namespace) -> None:
             if not args.skip_scale:
                 total = args.hosts * args.host_points
                 r = await hosts_phase(workdir, broker.port, args.hosts, args.host_points,
-                                      args.host_rate, args.seconds, restart=True)
+                                      args.host_rate, args.seconds, restart=True,
+                                      prefix="bench3")
                 print(f"3. scale: {args.hosts} host processes x {args.host_points:,} points "
                       f"= {total:,} points into one concentrator")
                 print(f"   align at first start {r['align0']:.2f} s, after a restart "

@@ -200,6 +200,7 @@ class Bridge:
         self.max_inflight: int = options["max_inflight"]
         self.max_incoming: int = options["max_incoming"]
         self.max_payload: int = options["max_payload"]
+        self.max_points: int = options["max_points"]
         self.loops = LoopGuard(self.local, options["max_hops"], where, ioserver.log)
         self.outbox = Outbox(options["max_pending"])
         self.ratelog = RateLimitedLog(ioserver.log, 60.0)
@@ -436,6 +437,9 @@ class Bridge:
     def _on_state(self, host: str, name: str, payload: bytes) -> None:
         if not self.mirrors.point(host, name):
             return
+        if not payload:  # the retained state was cleared: the point is gone
+            self._forget(host, f"{host}.{name}")
+            return
         try:
             state = decode_state(payload, self.max_payload)
         except PayloadError as exc:
@@ -451,8 +455,14 @@ class Bridge:
             or point.nonfinite is not state.nonfinite
         ):
             if point is not None:
-                self.io.undeclare(id)
-                del self.mirrored[id]
+                self._forget(host, id)
+            elif len(self.mirrored) >= self.max_points:
+                self.stats["refused_points"] += 1
+                self.ratelog.warning("max-points", "%s: not mirroring %s/%s: %d points are "
+                                     "mirrored already (%s.options.max_points)", self.where,
+                                     printable(host), printable(name), self.max_points,
+                                     self.where)
+                return
             try:
                 point = self.io.declare(id, None, writable=True, type=state.type, meta=meta,
                                         quality=Quality.BAD, quiet=True,
@@ -479,6 +489,13 @@ class Bridge:
             return
         if changed:
             point.last_changed = state.ts
+
+    def _forget(self, host: str, id: str) -> None:
+        point = self.mirrored.pop(id, None)
+        if point is not None:
+            self.io.undeclare(id)
+            self.remote_of.pop(point.name, None)
+            self.by_host.get(host, set()).discard(id)
 
     async def _on_liveness(self, client: aiomqtt.Client, host: str, payload: bytes) -> None:
         if host == self.local:

@@ -111,3 +111,23 @@ async def test_chain_longer_than_max_hops(tmp_path: Path, mosquitto: Mosquitto) 
         await anyio.sleep(0.3)
         assert "mqtt.site-b.mqtt.site-a.dummy.x" not in c.points
         assert c.ioservers["mqtt"].driver.loops.refused >= 1
+
+
+async def test_cleared_states_and_the_point_limit(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A cleared retained state (empty payload) removes the mirrored point; past max_points
+    new points are refused and counted, so a publisher inventing topics cannot fill memory."""
+    cfg = host_config(tmp_path, "site-b", mosquitto.port, subscribe=["*/*"], max_points=2)
+    state = b'{"v":1,"q":"good","ts":0,"src":"other","hops":0}'
+    async with running(cfg) as b, aiomqtt.Client("127.0.0.1", mosquitto.port) as other:
+        for i in range(4):
+            await other.publish(f"ioplex/other/p{i}", state, qos=1, retain=True)
+        driver = b.ioservers["mqtt"].driver
+        await until(lambda: driver.stats["refused_points"] == 2)
+        assert sorted(n for n in b.points if n.startswith("mqtt.other")) == [
+            "mqtt.other.p0", "mqtt.other.p1"]
+        await other.publish("ioplex/other/p0", b"", qos=1, retain=True)
+        await until(lambda: "mqtt.other.p0" not in b.points)
+        await other.publish("ioplex/other/p2", state, qos=1, retain=True)
+        await until(lambda: value(b, "mqtt.other.p2") == (1, "good"))
+        for i in range(4):  # leave the broker clean
+            await other.publish(f"ioplex/other/p{i}", b"", qos=1, retain=True)
