@@ -181,3 +181,29 @@ async def test_two_hosts_under_one_name_are_refused(tmp_path: Path, dsn: str, ca
         await until(lambda: hb.services.get("postgres") is State.FAILED)
     assert "two hosts share the name 'same'" in caplog.text
     assert isinstance(ioplex.FatalError, type)
+
+
+async def test_refused_password_that_later_clears(tmp_path: Path, pg, dsn: str,
+                                                  caplog) -> None:
+    """A wrong password is retried with backoff, logged without the password, and shipping
+    starts once the role's password is set to it."""
+    wrong, right = "first-" + os.urandom(6).hex(), "second-" + os.urandom(6).hex()
+    database = dsn.rsplit("/", 1)[1]
+    role = "shipper_" + os.urandom(3).hex()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{wrong}'")
+        conn.execute(f"ALTER DATABASE {database} OWNER TO {role}")
+    shipper_dsn = f"postgresql://{role}:{right}@127.0.0.1:{pg.port}/{database}"
+    config = with_fast_retry(make_config(tmp_path, shipper_dsn, rate=100))
+    async with running(config) as (host, shipper):
+        await until(lambda: shipper.error is not None and "password" in shipper.error)
+        assert host.services["postgres"] is State.RETRYING
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {role} PASSWORD '{right}'")
+        await until(lambda: shipper.shipped > 20, timeout=30)
+        await settle(host, shipper)
+    await drain(config, dsn)
+    assert_same_history(tmp_path, dsn, "site-a")
+    assert right not in caplog.text and wrong not in caplog.text
+    refusals = [r for r in caplog.records if "password authentication failed" in r.getMessage()]
+    assert len(refusals) == 1  # the same refusal again and again is logged once
