@@ -29,7 +29,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,20 +103,21 @@ def _sanitize(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "rules"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Compiled:
-    """A rule as the engine runs it."""
+    """A rule as the engine runs it. `waiting`, `scopes` and `traces` are an empty tuple
+    until first needed (three empty containers would double the memory of a rule)."""
 
     rule: s.Rule
     eval: Callable[[Trigger], bool | None]
-    keys: set[tuple[Any, ...]]
+    keys: tuple[tuple[Any, ...], ...]
     has_transient: bool
     state: bool | None = None
     running: int = 0
-    waiting: deque = field(default_factory=deque)
-    scopes: set = field(default_factory=set)
+    waiting: deque | tuple = ()
+    scopes: set | tuple = ()
     disabled: str | None = None
-    traces: deque = field(default_factory=deque)
+    traces: deque | tuple = ()
     fired: int = 0
     skipped: int = 0
     point: Any = None
@@ -364,7 +365,7 @@ class Engine:
         transient = [False]
         fn = self._compile(rule.event, keys, transient)
         return Compiled(
-            rule, fn, keys, transient[0], traces=deque(maxlen=self.trace_size),
+            rule, fn, tuple(keys), transient[0],
             id=rule.id or f"{rule.file}:{rule.line}",
             texts=tuple(rule.text[a.start:a.end] for a in rule.actions),
         )
@@ -565,6 +566,8 @@ class Engine:
             if mode == "queued":
                 if len(c.waiting) >= self.max_queued:
                     return self._skip(c, firing, f"{self.max_queued} firings already queued")
+                if not c.waiting:
+                    c.waiting = deque()
                 c.waiting.append(firing)
                 return
             if mode == "restart":
@@ -657,6 +660,8 @@ class Engine:
         status = "done"
         try:
             with anyio.CancelScope() as scope:
+                if not c.scopes:
+                    c.scopes = set()
                 c.scopes.add(scope)
                 try:
                     for action in c.rule.actions:
@@ -686,6 +691,8 @@ class Engine:
                 self._start(c.waiting.popleft())
 
     def _trace(self, c: Compiled, firing: Firing, results: list, status: str) -> None:
+        if not c.traces:
+            c.traces = deque(maxlen=self.trace_size)
         c.traces.append((firing.time, Trace(firing.trigger, results, status)))
         self.unstored[c] = self.unstored.get(c, 0) + 1
 
