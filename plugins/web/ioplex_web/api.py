@@ -14,7 +14,7 @@ import io
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from importlib.resources import files
 from typing import Any
 
@@ -442,22 +442,25 @@ class Api:
                                or request.query_params.get("last_event_id"))
         return _EventStream(self, self._stream(feed, _matcher(patterns), resume))
 
-    def _snapshot(self, feed: ChangeFeed, match: Any) -> list[bytes]:
+    def _snapshot(self, feed: ChangeFeed, match: Any) -> Iterator[bytes]:
+        """``snapshot`` events of SNAPSHOT_CHUNK points each, built one at a time as the
+        stream sends them, so 100,000 points never stall the event loop in one go. Changes
+        during the snapshot are replayed after it (the cursor was taken before), so the
+        client ends up current whatever it saw first."""
         registry = feed.registry
         names = self._names(registry)
         if match is not None:
             names = [n for n in names if match(n)]
-        get = registry.get
-        points = [point_json(p) for p in map(get, names) if p is not None]
-        out = []
         eid = feed.event_id(feed.seq)
-        for i in range(0, max(len(points), 1), SNAPSHOT_CHUNK):
-            chunk = points[i:i + SNAPSHOT_CHUNK]
-            done = i + SNAPSHOT_CHUNK >= len(points)
-            data = jsontext.dumps({"points": chunk, "done": done, "total": len(points)},
+        get = registry.get
+        total = len(names)
+        for i in range(0, max(total, 1), SNAPSHOT_CHUNK):
+            chunk = [point_json(p) for p in map(get, names[i:i + SNAPSHOT_CHUNK])
+                     if p is not None]
+            done = i + SNAPSHOT_CHUNK >= total
+            data = jsontext.dumps({"points": chunk, "done": done, "total": total},
                                   separators=(",", ":"))
-            out.append(f"event: snapshot\nid: {eid}\ndata: {data}\n\n".encode())
-        return out
+            yield f"event: snapshot\nid: {eid}\ndata: {data}\n\n".encode()
 
     @staticmethod
     def _encode_changes(feed: ChangeFeed) -> Any:
