@@ -30,7 +30,6 @@ from pathlib import Path
 
 import anyio
 import anyio.lowlevel
-
 import ioplex
 from ioplex.loggers.calendar import Calendar
 from ioplex.loggers.settings import LoggerSettings

@@ -17,7 +17,7 @@ HERE = Path(__file__).parent
 def ioplex(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ioplex", *args], capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})}, **kw,
+        env={**os.environ, **(env or {})}, check=False, **kw,
     )
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
-from click.testing import CliRunner
+from typing import ClassVar
 
 import ioplex
+import pytest
+from click.testing import CliRunner
 from ioplex.cli import cli
 
 
@@ -70,8 +70,8 @@ def test_host_typos_and_unknown_plugins_are_reported_together(builtins_only) -> 
                       "plugins": {"nosuch": {}}}, builtins_only)
     assert found == [
         "host.nmae: unknown key 'nmae'; did you mean 'name'?",
-        "ioservers.a.plugin: unknown I/O server type 'nosuchplugin'; installed types: dummy, "
-        "system (see `ioplex plugins`)",
+        ("ioservers.a.plugin: unknown I/O server type 'nosuchplugin'; installed types: dummy, "
+         "system (see `ioplex plugins`)"),
         "plugins.nosuch: unknown plugin 'nosuch'; see `ioplex plugins`",
     ]
 
@@ -85,8 +85,8 @@ def test_secrets_with_defaults_and_wrong_forms(builtins_only) -> None:
     found = problems({"host": {"name": {"env": "SITE", "defualt": "x"}}}, builtins_only,
                      environ={})
     assert found == [
-        "host.name: not a valid secret table (unexpected key 'defualt'); write "
-        '{ env = "VAR" }, { env = "VAR", default = "value" } or { file = "path" }'
+        ("host.name: not a valid secret table (unexpected key 'defualt'); write "
+         '{ env = "VAR" }, { env = "VAR", default = "value" } or { file = "path" }')
     ]
 
 
@@ -116,8 +116,8 @@ def test_instance_names(builtins_only: ioplex.Plugins) -> None:
     ]
     assert problems(
         {"ioservers": {"ssh": {"plugin": "dummy"}, "SSH": {"plugin": "dummy"}}}, builtins_only
-    ) == ["ioservers.SSH: duplicate I/O server name: 'ssh' is already defined "
-          "(names are compared without case)"]
+    ) == [("ioservers.SSH: duplicate I/O server name: 'ssh' is already defined "
+           "(names are compared without case)")]
 
 
 def test_broken_and_duplicate_toml(tmp_path: Path, builtins_only: ioplex.Plugins) -> None:
@@ -206,7 +206,7 @@ class Ranged:
     """A plugin with a rule no schema can say: options.low must not exceed options.high."""
 
     __name__ = "ranged"
-    SCHEMA = {"type": "object", "additionalProperties": False, "properties": {"options": {
+    SCHEMA: ClassVar[dict] = {"type": "object", "additionalProperties": False, "properties": {"options": {
         "type": "object", "additionalProperties": False, "default": {}, "properties": {
             "low": {"type": "integer", "default": 0, "description": "x"},
             "high": {"type": "integer", "default": 10, "description": "x"}}}}}
@@ -247,6 +247,6 @@ def test_plugins_check_what_schemas_cannot(builtins_only: ioplex.Plugins) -> Non
     ]
     builtins_only.register(Crashing(), "crashing")
     assert problems(ok, builtins_only) == [
-        "plugins.crashing: plugin 'crashing' failed to check its configuration: "
-        "RuntimeError: bug in the check"
+        ("plugins.crashing: plugin 'crashing' failed to check its configuration: "
+         "RuntimeError: bug in the check")
     ]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 import ioplex
+import pytest
 from ioplex import schemadoc
 from ioplex.plugins import make_manager
 
 ROOT = Path(__file__).parent.parent
-HOOK_TITLE = re.compile(r"^## (\w+)\(([^)]*)\)$", re.M)
+HOOK_TITLE = re.compile(r"^## (\w+)\(([^)]*)\)$", re.MULTILINE)
 
 
 def documented_hooks() -> dict[str, list[str]]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
-import pytest
-
 import ioplex
+import pytest
 from ioplex import FatalError, Quality, State
 
 NO_OPTIONS = {"type": "object", "additionalProperties": False, "properties": {}}
@@ -56,7 +55,7 @@ async def test_public_api_as_documented(make_host) -> None:
 class Counting:
     """A driver that counts the hook calls it gets."""
 
-    calls: list[tuple[str, str]] = []
+    calls: ClassVar[list[tuple[str, str]]] = []
 
     def __init__(self, io: ioplex.IOServer) -> None:
         io.declare("x", 0, writable=True)

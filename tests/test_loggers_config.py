@@ -6,9 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import ioplex
+import pytest
 from ioplex.loggers.settings import DurationError, format_duration, parse_duration
 
 DUMMY = {"dummy": {"plugin": "dummy", "options": {"points": {"kwh": 0}}}}
@@ -81,7 +80,6 @@ def test_schema_errors_name_the_key(make_host: Callable[..., ioplex.Host]) -> No
 
 def test_ioplex_check_reports_logger_problems(tmp_path: Path) -> None:
     from click.testing import CliRunner
-
     from ioplex.cli import cli
 
     config = tmp_path / "site.toml"

@@ -9,7 +9,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from ioplex.loggers.calendar import Calendar, system_zone
 from ioplex.loggers.consolidate import (
     Consolidator,

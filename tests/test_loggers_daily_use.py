@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import ioplex
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import ioplex
 from ioplex import Quality, Sample
 from ioplex.loggers import DataLoggers, LoggerSettings
 from ioplex.loggers.calendar import Calendar
@@ -198,7 +197,6 @@ async def test_tariffs_split_energy_and_cost_per_slot(
         (T0 + 8 * 3600, "peak", 1.0), (T0 + 9 * 3600, "peak", 1.0)]
     # The CLI exports them too.
     from click.testing import CliRunner
-
     from ioplex.cli import cli
 
     config = tmp_path / "site.toml"

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
-
+import anyio.lowlevel
 import ioplex
+import pytest
 from ioplex.loggers.replication import Feed
 
 pytestmark = pytest.mark.anyio
@@ -65,7 +65,7 @@ class FakeReplicator:
                 self, ioserver: ioplex.IOServer, logger: str, source_id: str, since: int, limit: int
             ) -> list[tuple]:
                 remote.calls.append((logger, source_id, since, limit))
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
                 if remote.fail is not None:
                     raise remote.fail
                 rows = [r for r in remote.rows if r[0] > since][:limit]

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import ioplex
+import pytest
 from ioplex.cli import format_value
 
 pytestmark = pytest.mark.anyio

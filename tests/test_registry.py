@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import anyio
-import pytest
-
 import ioplex
+import pytest
 from ioplex import PointNameError, PointTypeError, Quality, ReadOnlyPointError, Registry
 
 

@@ -397,13 +397,13 @@ def _add_plugin_commands() -> None:
     """Let installed plugins add their subcommands (the register_commands hook)."""
     try:
         plugins = load_plugins()
-    except Exception as exc:  # the built-in commands must work whatever a plugin does
+    except Exception as exc:  # noqa: BLE001 - the built-in commands must work whatever a plugin does
         click.echo(f"warning: plugins not loaded: {exc}", err=True)
         return
     for impl in plugins.impls("register_commands"):
         try:
             call_impl(impl, cli=cli)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a plugin must not break the CLI
             click.echo(
                 f"warning: plugin {impl.plugin_name} could not add its commands: {exc}", err=True
             )

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio
 from anyio.abc import TaskGroup
@@ -129,7 +129,7 @@ class Host:
         return host
 
     # -- life cycle ---------------------------------------------------------------------------
-    async def __aenter__(self) -> Host:
+    async def __aenter__(self) -> Self:
         if self._stack is not None:
             raise IoplexError("this host is already running")
         try:
@@ -183,7 +183,7 @@ class Host:
         )
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
+    async def __aexit__(self, *exc_info: object) -> bool | None:
         stack, self._stack = self._stack, None
         assert stack is not None and self._tg is not None
         self._tg.cancel_scope.cancel()
@@ -222,7 +222,7 @@ class Host:
         self.ioservers[cfg.name] = io
         try:
             io.attach(iotype.factory(io))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one instance must not stop the host
             io.log.error(
                 "I/O server %s (plugin %s) cannot start: %s", io.name, io.plugin, describe(exc)
             )
@@ -287,10 +287,9 @@ class Host:
                 on_down=io.set_offline,
             )
         finally:
-            with anyio.CancelScope(shield=True):
-                io.set_offline()
-                if io.state is not State.FAILED:
-                    io._set_state(State.STOPPED, None)
+            io.set_offline()
+            if io.state is not State.FAILED:
+                io._set_state(State.STOPPED, None)
 
     async def _run_service(self, impl: Any) -> None:
         name = impl.plugin_name
@@ -398,7 +397,7 @@ class Host:
     async def _discover(self, io: IOServer) -> None:
         try:
             await io.discover()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - one instance must not stop the host
             io.log.warning("discovery of %s failed: %s", io.name, describe(exc))
 
     def _declare_on_write(self, name: str, ui: bool) -> Any:

@@ -139,7 +139,7 @@ class Plugins:
                     self.types.pop(type_name, None)
                 self._settings_schemas.pop(name, None)
                 raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a plugin is isolated
             info.error = f"{type(exc).__name__}: {exc}"
             self.failed.append(info)
             log.error("plugin %s %s failed to load and is skipped: %s", name, version or "", exc)
@@ -253,7 +253,7 @@ class Plugins:
                     )
                     or ()
                 )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a plugin is isolated
                 problems.append(Problem(
                     f"plugins.{name}",
                     f"plugin {name!r} failed to check its configuration: "

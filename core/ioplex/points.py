@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from .errors import PointNameError, PointTypeError
 
@@ -295,7 +295,7 @@ class PointEvent(tuple):
 
     def __new__(
         cls, name: str, value: Value, old_value: Value, time: float, quality: Quality
-    ) -> PointEvent:
+    ) -> Self:
         return tuple.__new__(cls, (name, value, old_value, time, quality))
 
     name = property(itemgetter(0), doc="The point's full name.")

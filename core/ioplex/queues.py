@@ -19,7 +19,7 @@ class DropOldestQueue(Generic[T]):
     full instead, hence this small class.
     """
 
-    __slots__ = ("maxsize", "dropped", "_items", "_wakeup", "closed")
+    __slots__ = ("_items", "_wakeup", "closed", "dropped", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:

@@ -102,7 +102,7 @@ async def supervise(
         try:
             await run()
             detail = "ended"
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - supervised: any failure restarts
             on_down()
             if is_fatal(exc):
                 log.error("%s stopped for good: %s", what, describe(exc))

@@ -175,7 +175,7 @@ class Feed:
             await io.wait_online()
             try:
                 await self.poll(loggers, io)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - retried with backoff
                 self.failures += 1
                 self.last_error = describe(exc)
                 delay = self.retry_delay()

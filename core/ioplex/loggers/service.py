@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -248,7 +248,7 @@ class DataLoggers(Mapping[str, DataLogger]):
                     self._tg.start_soon(feed.run, self, name=f"ioplex logger feed {logger.id}")
 
     # -- life cycle ----------------------------------------------------------------------------
-    async def __aenter__(self) -> DataLoggers:
+    async def __aenter__(self) -> Self:
         if self._stack is not None:
             raise IoplexError("the data loggers are already running")
         if not self._loggers:
@@ -285,7 +285,7 @@ class DataLoggers(Mapping[str, DataLogger]):
         log.info("data loggers started: %s (%s)", ", ".join(self._loggers), self.path)
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         stack, self._stack = self._stack, None
         if stack is None or self._tg is None:
             return
@@ -311,7 +311,7 @@ class DataLoggers(Mapping[str, DataLogger]):
                 with anyio.move_on_after(self.stop_consolidate_time):
                     try:
                         await self.consolidate()
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 - the loggers retry; the host goes on
                         log.error("data loggers: consolidation at stop failed: %s", exc)
                 await self._write(self._store.close)
                 self.reader.close()
@@ -350,12 +350,12 @@ class DataLoggers(Mapping[str, DataLogger]):
                 for lg, batch in batches if len(batches) > 1 else ():
                     try:
                         written += await self._write_batches([(lg, batch)])
-                    except Exception:
+                    except Exception:  # noqa: BLE001 - the loggers retry; the host goes on
                         failed.append((lg, batch))
                 for lg, batch in failed if len(batches) > 1 else batches:
                     lg._give_back(batch)
                 self.health = f"failing: {first}"
-                raise first
+                raise
             except BaseException:
                 for lg, batch in batches:
                     lg._give_back(batch)
@@ -393,7 +393,7 @@ class DataLoggers(Mapping[str, DataLogger]):
             self._wakeup = anyio.Event()
             try:
                 await self.flush()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the loggers retry; the host goes on
                 # Retried with a growing pause (a full disk does not free itself in a
                 # second); samples keep queuing within max_pending meanwhile.
                 pause = min(MAX_RETRY_PAUSE, max(1.0, pause * 2))
@@ -488,7 +488,7 @@ class DataLoggers(Mapping[str, DataLogger]):
                 if since_expire >= self.retention_interval:
                     since_expire = 0.0
                     await self.expire()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the loggers retry; the host goes on
                 log.error("data loggers: consolidation or retention failed, will retry: %s", exc)
 
 

@@ -258,7 +258,7 @@ class Store:
         if fcntl is None:  # pragma: no cover
             return
         lock_path = self.path.with_name(self.path.name + ".lock")
-        self._lock_file = open(lock_path, "a+")
+        self._lock_file = open(lock_path, "a+")  # noqa: SIM115 - held open: the lock
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

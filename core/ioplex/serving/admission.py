@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 
 import anyio
 
@@ -104,7 +105,7 @@ class Ticket:
         """The connection ended: its slot is free (what leaving the `with` does)."""
         self.admission._release(self)
 
-    def __enter__(self) -> Ticket:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

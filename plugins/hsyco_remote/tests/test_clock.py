@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 
 import anyio
-import pytest
-
 import ioplex
+import pytest
 
 pytestmark = pytest.mark.anyio
 

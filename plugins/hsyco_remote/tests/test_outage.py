@@ -6,9 +6,9 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import pytest
-
+import anyio.lowlevel
 import ioplex
+import pytest
 from ioplex import Quality, State
 
 pytestmark = pytest.mark.anyio
@@ -40,10 +40,12 @@ class Proxy:
             with anyio.CancelScope() as scope:
                 self._scopes.add(scope)
                 try:
-                    async with await anyio.connect_tcp("127.0.0.1", self.target_port) as upstream:
-                        async with anyio.create_task_group() as tg:
-                            tg.start_soon(self._pump, client, upstream)
-                            tg.start_soon(self._pump, upstream, client)
+                    async with (
+                        await anyio.connect_tcp("127.0.0.1", self.target_port) as upstream,
+                        anyio.create_task_group() as tg,
+                    ):
+                        tg.start_soon(self._pump, client, upstream)
+                        tg.start_soon(self._pump, upstream, client)
                 finally:
                     self._scopes.discard(scope)
 
@@ -118,7 +120,7 @@ async def test_remote_restarted_mid_stream(kit, info_of, until, background):
                 while True:
                     n += 1
                     await leaf.write(f"dummy.p.{n % 200}", n)
-                    await anyio.sleep(0)
+                    await anyio.lowlevel.checkpoint()
 
             async with anyio.create_task_group() as writers:
                 writers.start_soon(churn)

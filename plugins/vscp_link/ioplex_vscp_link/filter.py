@@ -59,7 +59,7 @@ def parse_fields(text: str, *, complete: bool = False) -> Fields:
 class Filter:
     """A filter and its mask, compiled for a fast `accepts`."""
 
-    __slots__ = ("filter", "mask", "accepts_all", "_guid_mask", "_guid_want")
+    __slots__ = ("_guid_mask", "_guid_want", "accepts_all", "filter", "mask")
 
     def __init__(self, filter: Fields | None = None, mask: Fields | None = None) -> None:
         self.filter = filter or Fields()
