@@ -191,15 +191,26 @@ class Shipper:
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         try:
             with anyio.fail_after(self.timeout + 1):
-                return await psycopg.AsyncConnection.connect(
-                    self.settings["dsn"],
-                    connect_timeout=max(2, math.ceil(self.timeout)),
-                    application_name=f"ioplex {self.name}"[:63],
-                )
+                return await psycopg.AsyncConnection.connect(self._conninfo())
         except TimeoutError:
             raise self._failed("connecting", f"no answer within {self.timeout:g} s") from None
         except psycopg.Error as exc:
             raise self._failed("connecting", _reason(exc)) from None
+
+    def _conninfo(self) -> str:
+        """The DSN with what the shipper needs where the DSN does not say otherwise: a
+        connect timeout, TCP keepalives (a cut network is noticed in about a minute, by
+        both sides, so a dead peer's transaction and row lock do not linger) and an
+        application name (seen in pg_stat_activity)."""
+        params = psycopg.conninfo.conninfo_to_dict(self.settings["dsn"])
+        defaults = {
+            "connect_timeout": max(2, math.ceil(self.timeout)),
+            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+            "keepalives_count": 3, "application_name": f"ioplex {self.name}"[:63],
+        }
+        for key, value in defaults.items():
+            params.setdefault(key, value)
+        return psycopg.conninfo.make_conninfo(**params)
 
     def _failed(self, what: str, reason: str) -> ShippingError:
         self.error = f"{what} (PostgreSQL at {self.where}): {reason}"
