@@ -194,10 +194,10 @@ async def idle(args: argparse.Namespace) -> None:
             await anyio.sleep(5)
             none = cpu() - c0
             proc = await anyio.open_process(
-                [sys.executable, "-c", CLIENT, str(port), str(args.watchers), "12"])
+                [sys.executable, "-c", CLIENT, str(port), str(args.watchers), "18"])
             assert proc.stdout is not None
             await proc.stdout.receive()
-            await anyio.sleep(1.5)
+            await anyio.sleep(5)  # every watcher has had its snapshot (1,000 points each)
             c0 = cpu()
             await anyio.sleep(5)
             some = cpu() - c0
