@@ -426,8 +426,12 @@ class Api:
             self._faults.warning("write", "web: the write of %s failed: %r",
                                  printable(name), exc)
             return error(502, "write_failed", f"{type(exc).__name__}: {exc}")
-        log.info("web: %s wrote %s = %s", identity.name, printable(name),
-                 printable(repr(value), 60))
+        point = registry.get(name)
+        if point is not None and point.sensitive:  # a command line may carry a secret
+            log.info("web: %s wrote %s", identity.name, printable(name))
+        else:
+            log.info("web: %s wrote %s = %s", identity.name, printable(name),
+                     printable(repr(value), 60))
         return ok({"status": "written", "name": name})
 
     # -- watching ----------------------------------------------------------------------------
