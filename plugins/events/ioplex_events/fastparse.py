@@ -101,9 +101,14 @@ class _Parser:
     def peek(self) -> str:
         """The next character after blanks and a comment ("" at the end)."""
         text, pos = self.text, self.pos
-        if pos < self.end and text[pos] in " \t\f\r#":
+        c = text[pos:pos + 1]
+        if c == " ":  # the usual single blank, without a regex
+            pos = self.pos = pos + 1
+            c = text[pos:pos + 1]
+        if c and c in " \t\f\r#":
             pos = self.pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-        return text[pos:pos + 1]
+            c = text[pos:pos + 1]
+        return c
 
     def keyword(self) -> tuple[str | None, int]:
         """The keyword type at the next word and the word's end (not consumed); None if the
