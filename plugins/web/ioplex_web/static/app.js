@@ -135,6 +135,7 @@ function openWrite(name) {
   dialog.showModal();
   input.select();
   $("#write-cancel").onclick = () => dialog.close();
+  dialog.onclose = () => { if (dialog.returnFocus) dialog.returnFocus.focus(); };
   $("#write-form").onsubmit = async (event) => {
     event.preventDefault();
     let value = input.value;
@@ -158,7 +159,6 @@ function openWrite(name) {
       await api(base + encodeURIComponent(name), { method: "PUT", body: body ?? JSON.stringify({ value }),
                                                    headers: { "content-type": "application/json" } });
       dialog.close();
-      if (dialog.returnFocus) dialog.returnFocus.focus();
     } catch (error) {
       $("#write-error").textContent = error.message;
     }
