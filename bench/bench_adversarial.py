@@ -56,12 +56,53 @@ address = "127.0.0.1"
 control = ["dummy.*"]
 """
 
-VSCP_WORDS = ["NOOP", "HELP", "USER", "PASS", "SEND", "RETR", "RCVLOOP", "QUITLOOP", "CDTA",
-              "CLRA", "STAT", "INFO", "CHID", "SGID", "GGID", "VERS", "SFLT", "SMSK", "WCYD",
-              "INTERFACE LIST", "TEST", "MEASUREMENT", "+", "BINARY", "RESTART"]
-FIELDS = ["0", "10", "6", "-1", "65536", "0x1FF", "99999999999999999999", "", "-",
-          "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59", "FF:" * 15 + "FF", "1.5e400",
-          "nan", "\u202e", "%s%n", "\x00", "0,0,0,0,0,0,0,0"]
+VSCP_WORDS = [
+    "NOOP",
+    "HELP",
+    "USER",
+    "PASS",
+    "SEND",
+    "RETR",
+    "RCVLOOP",
+    "QUITLOOP",
+    "CDTA",
+    "CLRA",
+    "STAT",
+    "INFO",
+    "CHID",
+    "SGID",
+    "GGID",
+    "VERS",
+    "SFLT",
+    "SMSK",
+    "WCYD",
+    "INTERFACE LIST",
+    "TEST",
+    "MEASUREMENT",
+    "+",
+    "BINARY",
+    "RESTART",
+]
+FIELDS = [
+    "0",
+    "10",
+    "6",
+    "-1",
+    "65536",
+    "0x1FF",
+    "99999999999999999999",
+    "",
+    "-",
+    "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59",
+    "FF:" * 15 + "FF",
+    "1.5e400",
+    "nan",
+    "\u202e",
+    "%s%n",
+    "\x00",
+    "0,0,0,0,0,0,0,0",
+]
 
 
 def free_port() -> int:
@@ -148,6 +189,7 @@ def fuzz_vscp(port: int, inputs: int, rng: random.Random) -> int:
 
 def help_flood(port: int, clients: int, seconds: float, stop: threading.Event) -> None:
     """Clients that never log in and never read, sending HELP as fast as the server takes it."""
+
     def one() -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not stop.is_set():
@@ -166,7 +208,9 @@ def help_flood(port: int, clients: int, seconds: float, stop: threading.Event) -
         t.join(seconds + 5)
 
 
-def fuzz_https(base: str, verify: ssl.SSLContext, inputs: int, rng: random.Random) -> tuple[int, int]:
+def fuzz_https(
+    base: str, verify: ssl.SSLContext, inputs: int, rng: random.Random
+) -> tuple[int, int]:
     headers = {"Authorization": f"Bearer {PASSWORD}"}
     tried = errors_5xx = 0
     with httpx.Client(base_url=base, verify=verify, timeout=15) as client:
@@ -174,7 +218,9 @@ def fuzz_https(base: str, verify: ssl.SSLContext, inputs: int, rng: random.Rando
             choice = i % 4
             try:
                 if choice == 0:
-                    junk = "".join(rng.choice("0123456789*%C2B²\u202e&=?/") for _ in range(rng.randint(0, 40)))
+                    junk = "".join(
+                        rng.choice("0123456789*%C2B²\u202e&=?/") for _ in range(rng.randint(0, 40))
+                    )
                     response = client.get(f"/x/rioget?{junk}")
                 elif choice == 1:
                     stamp = "9" * rng.choice((1, 20, 5000))
@@ -185,9 +231,11 @@ def fuzz_https(base: str, verify: ssl.SSLContext, inputs: int, rng: random.Rando
                     response = client.post("/api/v1/write", content=body, headers=headers)
                 else:
                     value = rng.choice([10**400, 2**63, 1.5, "x" * 70_000, None, True, "ok"])
-                    body = json.dumps({"name": "dummy.n", "value": value}) if not (
-                        isinstance(value, int) and value > 2**64) else (
-                        '{"name": "dummy.n", "value": ' + "9" * 401 + "}")
+                    body = (
+                        json.dumps({"name": "dummy.n", "value": value})
+                        if not (isinstance(value, int) and value > 2**64)
+                        else ('{"name": "dummy.n", "value": ' + "9" * 401 + "}")
+                    )
                     response = client.post("/api/v1/write", content=body, headers=headers)
                 errors_5xx += response.status_code >= 500
             except httpx.HTTPError:
@@ -209,8 +257,10 @@ def main() -> None:
         log_path = Path(tmp, "host.log")
         with log_path.open("w") as log:
             host = subprocess.Popen(
-                [sys.executable, "-m", "ioplex", "run", str(config)], stderr=log,
-                stdout=subprocess.DEVNULL, cwd=tmp,
+                [sys.executable, "-m", "ioplex", "run", str(config)],
+                stderr=log,
+                stdout=subprocess.DEVNULL,
+                cwd=tmp,
             )
         try:
             info = Path(tmp, "data", "hsyco_remote", "server.json")
@@ -239,8 +289,9 @@ def main() -> None:
             time.sleep(1)
             rss_after = rss_mb(host.pid)
             with httpx.Client(verify=verify, timeout=5) as client:
-                alive = client.get(f"{server['url']}/api/v1/info",
-                                   headers={"Authorization": f"Bearer {PASSWORD}"}).status_code
+                alive = client.get(
+                    f"{server['url']}/api/v1/info", headers={"Authorization": f"Bearer {PASSWORD}"}
+                ).status_code
         finally:
             host.terminate()
             host.wait(30)
@@ -249,14 +300,16 @@ def main() -> None:
         lines = len(text.splitlines())
 
     print(f"vscp_link server: {tried_vscp} hostile lines (logged in and before login)")
-    print(f"hsyco_remote HTTPS: {tried_https} hostile requests, {https_5xx} answered 5xx "
-          "(goal 0)")
-    print(f"host log for all of it: {tracebacks} tracebacks in {lines} lines (goal: 0 "
-          "tracebacks)")
-    print(f"RSS before the pre-login HELP flood: {rss_before:.1f} MB, peak {rss_peak:.1f} MB, "
-          f"after {rss_after:.1f} MB (growth {rss_peak - rss_before:+.1f} MB; goal < 50)")
-    print(f"good client login: {baseline * 1000:.1f} ms idle, {during * 1000:.1f} ms during the "
-          f"flood with 64 idle connections (ratio {during / baseline:.1f}x; goal < 1 s)")
+    print(f"hsyco_remote HTTPS: {tried_https} hostile requests, {https_5xx} answered 5xx (goal 0)")
+    print(f"host log for all of it: {tracebacks} tracebacks in {lines} lines (goal: 0 tracebacks)")
+    print(
+        f"RSS before the pre-login HELP flood: {rss_before:.1f} MB, peak {rss_peak:.1f} MB, "
+        f"after {rss_after:.1f} MB (growth {rss_peak - rss_before:+.1f} MB; goal < 50)"
+    )
+    print(
+        f"good client login: {baseline * 1000:.1f} ms idle, {during * 1000:.1f} ms during the "
+        f"flood with 64 idle connections (ratio {during / baseline:.1f}x; goal < 1 s)"
+    )
     print(f"HTTPS after everything: {alive} (goal 200)")
 
 

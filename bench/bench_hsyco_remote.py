@@ -68,8 +68,9 @@ async def serve_a(data_dir: str, points: int) -> None:
     }
     async with ioplex.Host.from_config(config) as host:
         io = host.ioservers["load"]
-        handles = [io.declare(f"p{i}", 0.0, quality=ioplex.Quality.GOOD)
-                   for i in range(LOAD_POINTS)]
+        handles = [
+            io.declare(f"p{i}", 0.0, quality=ioplex.Quality.GOOD) for i in range(LOAD_POINTS)
+        ]
         for i in range(points):
             host.points.declare(f"big.p{i}", i, quiet=True)
         info_file = Path(data_dir) / "hsyco_remote" / "server.json"
@@ -84,14 +85,17 @@ async def serve_a(data_dir: str, points: int) -> None:
                 last = {p.name.split(".", 1)[1]: p.value for p in handles}
                 print(json.dumps({"made": made, "elapsed": elapsed, "last": last}), flush=True)
             elif command == "local":
-                print(json.dumps(await local_baseline(host, handles, float(args[0]),
-                                                      float(args[1]))), flush=True)
+                print(
+                    json.dumps(await local_baseline(host, handles, float(args[0]), float(args[1]))),
+                    flush=True,
+                )
             elif command == "quit":
                 return
 
 
-async def generate(host: ioplex.Host, handles: list[Any], rate: float, seconds: float
-                   ) -> tuple[int, float]:
+async def generate(
+    host: ioplex.Host, handles: list[Any], rate: float, seconds: float
+) -> tuple[int, float]:
     """Set points round-robin at `rate` per second (0: as fast as possible), in steps of
     1 ms, each value the time it was set."""
     update = host.points.update
@@ -109,8 +113,9 @@ async def generate(host: ioplex.Host, handles: list[Any], rate: float, seconds: 
     return made, now() - start
 
 
-async def local_baseline(host: ioplex.Host, handles: list[Any], rate: float, seconds: float
-                         ) -> dict[str, float]:
+async def local_baseline(
+    host: ioplex.Host, handles: list[Any], rate: float, seconds: float
+) -> dict[str, float]:
     latencies: list[float] = []
     done = anyio.Event()
 
@@ -139,7 +144,9 @@ class Child:
         self.dir = tempfile.mkdtemp(prefix="bench-hsyco-a-")
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--child", self.dir, "--points", str(points)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         self.info = json.loads(self.process.stdout.readline())  # type: ignore[union-attr]
 
@@ -163,9 +170,15 @@ class Child:
 def b_config(info: dict[str, Any], data_dir: str, io: bool = True) -> dict[str, Any]:
     return {
         "host": {"name": "b", "data_dir": data_dir},
-        "ioservers": {"a": {"plugin": "hsyco_remote", "address": "127.0.0.1",
-                            "port": info["port"], "password": PASSWORD,
-                            "options": {"fingerprint": info["fingerprint"], "io": io}}},
+        "ioservers": {
+            "a": {
+                "plugin": "hsyco_remote",
+                "address": "127.0.0.1",
+                "port": info["port"],
+                "password": PASSWORD,
+                "options": {"fingerprint": info["fingerprint"], "io": io},
+            }
+        },
     }
 
 
@@ -193,8 +206,10 @@ async def load_run(child: Child, rate: float, seconds: float) -> dict[str, Any]:
         latencies.sort()
     span = max(received[1] - started, 1e-9)
     return {
-        "made": result["made"], "made_rate": result["made"] / result["elapsed"],
-        "delivered": received[0], "delivered_rate": received[0] / span,
+        "made": result["made"],
+        "made_rate": result["made"] / result["elapsed"],
+        "delivered": received[0],
+        "delivered_rate": received[0] / span,
         "p50": latencies[len(latencies) // 2] if latencies else float("nan"),
         "p99": latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
         "max": latencies[-1] if latencies else float("nan"),
@@ -240,8 +255,10 @@ async def alignment_memory(child: Child) -> int:
 
 async def local_declare_memory(points: int) -> int:
     with tempfile.TemporaryDirectory() as data_dir:
-        config = {"host": {"data_dir": data_dir},
-                  "ioservers": {"a": {"plugin": "dummy", "options": {"points": {}}}}}
+        config = {
+            "host": {"data_dir": data_dir},
+            "ioservers": {"a": {"plugin": "dummy", "options": {"points": {}}}},
+        }
         host = ioplex.Host.from_config(config)
         gc.collect()
         tracemalloc.start()
@@ -261,45 +278,67 @@ def ms(seconds: float) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    print(f"hsyco_remote benchmark: host A in a child process, host B here, HTTPS on 127.0.0.1;"
-          f" {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(
+        f"hsyco_remote benchmark: host A in a child process, host B here, HTTPS on 127.0.0.1;"
+        f" {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
     child = Child(args.points)
     try:
-        print(f"\n1. sustained load: {args.rate:,.0f} changes/s offered for {args.seconds:g} s "
-              f"over {LOAD_POINTS:,} points")
+        print(
+            f"\n1. sustained load: {args.rate:,.0f} changes/s offered for {args.seconds:g} s "
+            f"over {LOAD_POINTS:,} points"
+        )
         baseline = await anyio.to_thread.run_sync(child.ask, f"local {args.rate} 2")
         run = await load_run(child, args.rate, args.seconds)
         print(f"   made on A:       {run['made_rate']:>10,.0f} changes/s ({run['made']:,} changes)")
-        print(f"   events on B:     {run['delivered']:>10,} ({run['delivered'] / max(run['made'], 1):.1%}"
-              f" of the changes made, each as its own event)")
-        print(f"   latency A->B:    p50 {ms(run['p50'])}, p99 {ms(run['p99'])}, max {ms(run['max'])}")
-        print(f"   baseline:        a subscriber in A's own registry (no network): "
-              f"p50 {ms(baseline['p50'])}, p99 {ms(baseline['p99'])}")
+        print(
+            f"   events on B:     {run['delivered']:>10,} ({run['delivered'] / max(run['made'], 1):.1%}"
+            f" of the changes made, each as its own event)"
+        )
+        print(
+            f"   latency A->B:    p50 {ms(run['p50'])}, p99 {ms(run['p99'])}, max {ms(run['max'])}"
+        )
+        print(
+            f"   baseline:        a subscriber in A's own registry (no network): "
+            f"p50 {ms(baseline['p50'])}, p99 {ms(baseline['p99'])}"
+        )
         print(f"   final values:    {'all current' if run['final_ok'] else 'SOME STALE'}")
 
         print(f"\n2. saturation: A changes its points as fast as it can for {args.seconds:g} s")
         sat = await load_run(child, 0, args.seconds)
         print(f"   made on A:       {sat['made_rate']:>10,.0f} changes/s")
-        print(f"   events on B:     {sat['delivered_rate']:>10,.0f} changes/s (the server coalesces "
-              f"each point's changes while B is behind: {sat['delivered'] / max(sat['made'], 1):.1%}"
-              f" arrive as separate events)")
+        print(
+            f"   events on B:     {sat['delivered_rate']:>10,.0f} changes/s (the server coalesces "
+            f"each point's changes while B is behind: {sat['delivered'] / max(sat['made'], 1):.1%}"
+            f" arrive as separate events)"
+        )
         print(f"   latency A->B:    p50 {ms(sat['p50'])}, p99 {ms(sat['p99'])}")
         print(f"   final values:    {'all current' if sat['final_ok'] else 'SOME STALE'}")
-        print(f"\n   goals: throughput {sat['delivered_rate']:,.0f} changes/s delivered = "
-              f"{sat['delivered_rate'] / 20_000:.1f} x the 20,000 goal; p99 at 20,000 changes/s "
-              f"{ms(run['p99'])} = {0.1 / max(run['p99'], 1e-9):.1f} x under the 100 ms goal")
+        print(
+            f"\n   goals: throughput {sat['delivered_rate']:,.0f} changes/s delivered = "
+            f"{sat['delivered_rate'] / 20_000:.1f} x the 20,000 goal; p99 at 20,000 changes/s "
+            f"{ms(run['p99'])} = {0.1 / max(run['p99'], 1e-9):.1f} x under the 100 ms goal"
+        )
 
-        print(f"\n3. initial alignment of {args.points:,} points (plus {LOAD_POINTS:,} load points)")
+        print(
+            f"\n3. initial alignment of {args.points:,} points (plus {LOAD_POINTS:,} load points)"
+        )
         elapsed, count = await alignment_run(child)
-        print(f"   time to online:  {elapsed:.2f} s for {count:,} points "
-              f"({count / elapsed:,.0f} points/s) = {5 / elapsed:.1f} x under the 5 s goal")
+        print(
+            f"   time to online:  {elapsed:.2f} s for {count:,} points "
+            f"({count / elapsed:,.0f} points/s) = {5 / elapsed:.1f} x under the 5 s goal"
+        )
         peak = await alignment_memory(child)
         base = await local_declare_memory(args.points + LOAD_POINTS)
-        print(f"   peak memory B:   {peak / 1e6:.1f} MB during the alignment; baseline, the same "
-              f"points declared locally: {base / 1e6:.1f} MB; ratio {peak / base:.2f}")
-        print(f"                    (+{(peak - base) / 1e6:.1f} MB, {(peak - base) / max(count, 1):.0f}"
-              f" B per point: the mirror's own index of its points and the alignment's set of "
-              f"names; the stream is held one page of {PAGE_SIZE:,} points at a time)")
+        print(
+            f"   peak memory B:   {peak / 1e6:.1f} MB during the alignment; baseline, the same "
+            f"points declared locally: {base / 1e6:.1f} MB; ratio {peak / base:.2f}"
+        )
+        print(
+            f"                    (+{(peak - base) / 1e6:.1f} MB, {(peak - base) / max(count, 1):.0f}"
+            f" B per point: the mirror's own index of its points and the alignment's set of "
+            f"names; the stream is held one page of {PAGE_SIZE:,} points at a time)"
+        )
     finally:
         child.close()
 
@@ -334,8 +373,7 @@ async def serve_hsyco(data_dir: str) -> None:
     fake = _fake_module().FakeHsyco(points, PASSWORD, context)
     async with anyio.create_task_group() as tg:
         await fake.start(tg)
-        print(json.dumps({"port": fake.port, "cafile": str(Path(data_dir) / "ca.pem")}),
-              flush=True)
+        print(json.dumps({"port": fake.port, "cafile": str(Path(data_dir) / "ca.pem")}), flush=True)
         stdin = anyio.wrap_file(sys.stdin)
         async for line in stdin:
             command, *args = line.split()
@@ -351,8 +389,10 @@ async def serve_hsyco(data_dir: str) -> None:
                         made += 1
                     await anyio.sleep(0.001 if rate else 0)
                 last = {n: fake.values[n] for n in names}
-                print(json.dumps({"made": made, "elapsed": time.monotonic() - started,
-                                  "last": last}), flush=True)
+                print(
+                    json.dumps({"made": made, "elapsed": time.monotonic() - started, "last": last}),
+                    flush=True,
+                )
             elif command == "quit":
                 break
         tg.cancel_scope.cancel()
@@ -363,7 +403,9 @@ class HsycoChild(Child):
         self.dir = tempfile.mkdtemp(prefix="bench-fake-hsyco-")
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--hsyco-child", self.dir],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         self.info = json.loads(self.process.stdout.readline())  # type: ignore[union-attr]
 
@@ -372,11 +414,19 @@ async def rioget_run(child: HsycoChild, rate: float, seconds: float) -> dict[str
     with tempfile.TemporaryDirectory() as data_dir:
         config = {
             "host": {"name": "b", "data_dir": data_dir},
-            "ioservers": {"hsyco": {
-                "plugin": "hsyco_remote", "address": "127.0.0.1", "port": child.info["port"],
-                "password": PASSWORD, "options": {"protocol": "rioget",
-                                                  "cafile": child.info["cafile"],
-                                                  "convert": {"load.*": "float"}}}},
+            "ioservers": {
+                "hsyco": {
+                    "plugin": "hsyco_remote",
+                    "address": "127.0.0.1",
+                    "port": child.info["port"],
+                    "password": PASSWORD,
+                    "options": {
+                        "protocol": "rioget",
+                        "cafile": child.info["cafile"],
+                        "convert": {"load.*": "float"},
+                    },
+                }
+            },
         }
         async with ioplex.Host.from_config(config) as host:
             await host.wait_online("hsyco", timeout=60)
@@ -400,12 +450,17 @@ async def rioget_run(child: HsycoChild, rate: float, seconds: float) -> dict[str
             rtt = await https_round_trips(child.info, 200)
             arrived = sorted(latencies)  # before the host stops (its points turn bad)
     count = len(arrived) or 1
-    return {"made": result["made"], "made_rate": result["made"] / result["elapsed"],
-            "delivered": len(arrived), "delivered_rate": len(arrived) / result["elapsed"],
-            "p50": arrived[count // 2] if arrived else float("nan"),
-            "p99": arrived[int(count * 0.99)] if arrived else float("nan"),
-            "final_ok": final_ok, "rtt_p50": rtt[len(rtt) // 2],
-            "rtt_p99": rtt[int(len(rtt) * 0.99)]}
+    return {
+        "made": result["made"],
+        "made_rate": result["made"] / result["elapsed"],
+        "delivered": len(arrived),
+        "delivered_rate": len(arrived) / result["elapsed"],
+        "p50": arrived[count // 2] if arrived else float("nan"),
+        "p99": arrived[int(count * 0.99)] if arrived else float("nan"),
+        "final_ok": final_ok,
+        "rtt_p50": rtt[len(rtt) // 2],
+        "rtt_p99": rtt[int(len(rtt) * 0.99)],
+    }
 
 
 async def https_round_trips(info: dict[str, Any], count: int) -> list[float]:
@@ -427,8 +482,10 @@ async def https_round_trips(info: dict[str, Any], count: int) -> list[float]:
 
 
 async def rioget_section(args: argparse.Namespace) -> None:
-    print(f"\n4. rioget mirroring of a fake HSYCO ({RIOGET_POINTS:,} string points, child "
-          f"process), {args.rioget_rate:,.0f} changes/s for {args.seconds:g} s, then saturation")
+    print(
+        f"\n4. rioget mirroring of a fake HSYCO ({RIOGET_POINTS:,} string points, child "
+        f"process), {args.rioget_rate:,.0f} changes/s for {args.seconds:g} s, then saturation"
+    )
     child = HsycoChild()
     try:
         run = await rioget_run(child, args.rioget_rate, args.seconds)
@@ -436,15 +493,21 @@ async def rioget_section(args: argparse.Namespace) -> None:
     finally:
         child.close()
     for label, r in (("sustained", run), ("saturation", sat)):
-        print(f"   {label + ':':<12} made {r['made_rate']:>8,.0f}/s; events on B "
-              f"{r['delivered_rate']:>8,.0f}/s ({r['delivered'] / max(r['made'], 1):.1%} as "
-              f"separate events, the rest coalesced per point); latency change->event p50 "
-              f"{ms(r['p50'])}, p99 {ms(r['p99'])}; final values "
-              f"{'all current' if r['final_ok'] else 'SOME STALE'}")
-    print(f"   baseline:    one HTTPS round trip to the same server, kept-alive: p50 "
-          f"{ms(run['rtt_p50'])}, p99 {ms(run['rtt_p99'])}")
-    print(f"   ratio:       p99 latency / p99 round trip = {run['p99'] / run['rtt_p99']:.1f}; "
-          f"p99 {ms(run['p99'])} = {0.1 / max(run['p99'], 1e-9):.1f} x under the 100 ms goal")
+        print(
+            f"   {label + ':':<12} made {r['made_rate']:>8,.0f}/s; events on B "
+            f"{r['delivered_rate']:>8,.0f}/s ({r['delivered'] / max(r['made'], 1):.1%} as "
+            f"separate events, the rest coalesced per point); latency change->event p50 "
+            f"{ms(r['p50'])}, p99 {ms(r['p99'])}; final values "
+            f"{'all current' if r['final_ok'] else 'SOME STALE'}"
+        )
+    print(
+        f"   baseline:    one HTTPS round trip to the same server, kept-alive: p50 "
+        f"{ms(run['rtt_p50'])}, p99 {ms(run['rtt_p99'])}"
+    )
+    print(
+        f"   ratio:       p99 latency / p99 round trip = {run['p99'] / run['rtt_p99']:.1f}; "
+        f"p99 {ms(run['p99'])} = {0.1 / max(run['p99'], 1e-9):.1f} x under the 100 ms goal"
+    )
 
 
 if __name__ == "__main__":
@@ -453,8 +516,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--rioget-rate", type=float, default=2_000)
-    parser.add_argument("--rioget-only", action="store_true",
-                        help="run section 4 (rioget mirroring) alone")
+    parser.add_argument(
+        "--rioget-only", action="store_true", help="run section 4 (rioget mirroring) alone"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--hsyco-child", help=argparse.SUPPRESS)
     arguments = parser.parse_args()

@@ -42,12 +42,19 @@ T0 = 1_700_000_000 - 1_700_000_000 % 86_400
 async def through_host(data_dir: Path, changes: int) -> tuple[float, int]:
     plugins = ioplex.Plugins()
     plugins.load_builtins()
-    host = ioplex.Host.from_config({
-        "host": {"data_dir": str(data_dir)},
-        "ioservers": {"dummy": {"plugin": "dummy", "options": {
-            "points": {f"p{i}": 0.0 for i in range(POINTS)}}}},
-        "loggers": {"bench": {"points": ["dummy.p*"], "levels": ["hour"]}},
-    }, plugins=plugins)
+    host = ioplex.Host.from_config(
+        {
+            "host": {"data_dir": str(data_dir)},
+            "ioservers": {
+                "dummy": {
+                    "plugin": "dummy",
+                    "options": {"points": {f"p{i}": 0.0 for i in range(POINTS)}},
+                }
+            },
+            "loggers": {"bench": {"points": ["dummy.p*"], "levels": ["hour"]}},
+        },
+        plugins=plugins,
+    )
     host.loggers.consolidate_interval = 3600  # measure recording alone
     async with host:
         await host.wait_online()
@@ -75,9 +82,12 @@ def bare_insert(data_dir: Path, changes: int, batch: int, multirow: bool) -> flo
     store = Store(data_dir / "loggers.db")
     store.open()
     state = store.register(LoggerSettings("bench", levels=("raw", "hour")))
-    ids = [store.conn.execute(
-        "INSERT INTO points (logger, name) VALUES (?, ?)", (state.id, f"dummy.p{i}")
-    ).lastrowid for i in range(POINTS)]
+    ids = [
+        store.conn.execute(
+            "INSERT INTO points (logger, name) VALUES (?, ?)", (state.id, f"dummy.p{i}")
+        ).lastrowid
+        for i in range(POINTS)
+    ]
     store.conn.commit()
     now = time.time()
     rows = [(state.id, i + 1, now + i * 1e-6, ids[i % POINTS], float(i), 0) for i in range(changes)]
@@ -86,9 +96,9 @@ def bare_insert(data_dir: Path, changes: int, batch: int, multirow: bool) -> flo
     for i in range(0, changes, batch):
         conn.execute("BEGIN")
         if multirow:
-            store._insert_raw(rows[i:i + batch])
+            store._insert_raw(rows[i : i + batch])
         else:
-            conn.executemany(INSERT_RAW, rows[i:i + batch])
+            conn.executemany(INSERT_RAW, rows[i : i + batch])
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - start
     store.close()
@@ -96,15 +106,21 @@ def bare_insert(data_dir: Path, changes: int, batch: int, multirow: bool) -> flo
 
 
 def consolidation(
-    data_dir: Path, raw: int, kind: str, quiet_hours: int,
+    data_dir: Path,
+    raw: int,
+    kind: str,
+    quiet_hours: int,
 ) -> tuple[float, float, float, int, float, int]:
     store = Store(data_dir / "loggers.db")
     store.open()
     settings = LoggerSettings("bench", kind=kind, levels=("raw", "hour"))
     state = store.register(settings)
-    ids = [store.conn.execute(
-        "INSERT INTO points (logger, name) VALUES (?, ?)", (state.id, f"meter.{i}")
-    ).lastrowid for i in range(POINTS)]
+    ids = [
+        store.conn.execute(
+            "INSERT INTO points (logger, name) VALUES (?, ?)", (state.id, f"meter.{i}")
+        ).lastrowid
+        for i in range(POINTS)
+    ]
     store.conn.commit()
     conn = store.conn
     start = time.perf_counter()
@@ -127,7 +143,9 @@ def consolidation(
     conn.execute(
         "CREATE TEMP TABLE means AS SELECT point, CAST(time / 3600 AS INTEGER) * 3600 AS hour, "
         "count(*), sum(value), min(value), max(value) FROM raw WHERE logger = ? "
-        "GROUP BY point, hour", (state.id,))
+        "GROUP BY point, hour",
+        (state.id,),
+    )
     conn.execute("COMMIT")
     baseline = time.perf_counter() - start
     start = time.perf_counter()
@@ -144,8 +162,7 @@ def consolidation(
     # Quiet hours: nothing changes for a while; the held values are credited hour by hour.
     start = time.perf_counter()
     while True:
-        n, more = store.consolidate(state, settings, calendar, 50_000,
-                                    horizon + quiet_hours * 3600)
+        n, more = store.consolidate(state, settings, calendar, 50_000, horizon + quiet_hours * 3600)
         if not more:
             break
     quiet = time.perf_counter() - start
@@ -170,27 +187,38 @@ def main() -> None:
         multi_time = bare_insert(root / "multi", args.changes, batch, multirow=True)
         host_rate, bare_rate = args.changes / host_time, args.changes / bare_time
         multi_rate = args.changes / multi_time
-        print(f"recording {args.changes:,} changes of {POINTS} points "
-              f"({batch:,} rows per transaction for the bare inserts)")
+        print(
+            f"recording {args.changes:,} changes of {POINTS} points "
+            f"({batch:,} rows per transaction for the bare inserts)"
+        )
         print(f"  through the host      : {host_rate:>10,.0f} samples/s ({host_time:.2f} s)")
         print(f"  bare executemany      : {bare_rate:>10,.0f} rows/s    ({bare_time:.2f} s)")
         print(f"  bare multi-row INSERT : {multi_rate:>10,.0f} rows/s    ({multi_time:.2f} s)")
         print(f"  ratio host / bare executemany      : {host_rate / bare_rate:.2f} (goal >= 0.5)")
-        print(f"  ratio host / bare multi-row INSERT : {host_rate / multi_rate:.2f} "
-              "(the host's own overhead)")
+        print(
+            f"  ratio host / bare multi-row INSERT : {host_rate / multi_rate:.2f} "
+            "(the host's own overhead)"
+        )
         if args.raw:
             written, baseline, elapsed, hours, quiet, rows = consolidation(
-                root / "consolidate", args.raw, args.kind, args.quiet_hours)
+                root / "consolidate", args.raw, args.kind, args.quiet_hours
+            )
             what = "time-weighted" if args.kind == "range" else "counter, reset detection"
             print(f"consolidating {args.raw:,} raw samples ({what}) into hours")
             print(f"  writing them          : {written:.1f} s")
-            print(f"  sample means in SQL   : {baseline:.2f} s "
-                  f"({args.raw / baseline:,.0f} samples/s; the baseline)")
-            print(f"  consolidating         : {elapsed:.2f} s ({args.raw / elapsed:,.0f} "
-                  f"samples/s, {hours:,} hourly rows)")
+            print(
+                f"  sample means in SQL   : {baseline:.2f} s "
+                f"({args.raw / baseline:,.0f} samples/s; the baseline)"
+            )
+            print(
+                f"  consolidating         : {elapsed:.2f} s ({args.raw / elapsed:,.0f} "
+                f"samples/s, {hours:,} hourly rows)"
+            )
             print(f"  ratio consolidation / SQL sample means : {baseline / elapsed:.2f}")
-            print(f"  {args.quiet_hours:,} quiet hours of {POINTS} points: {quiet:.2f} s "
-                  f"({rows / quiet:,.0f} hourly rows/s, {rows:,} rows)")
+            print(
+                f"  {args.quiet_hours:,} quiet hours of {POINTS} points: {quiet:.2f} s "
+                f"({rows / quiet:,.0f} hourly rows/s, {rows:,} rows)"
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

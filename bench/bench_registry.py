@@ -120,18 +120,24 @@ def main() -> None:
             anyio.run(through_registry, args.updates, data_dir) for _ in range(3)
         )
     print(f"bare loop (dict + callback):   {bare:12,.0f} updates/s")
-    print(f"registry, 10 subscribers:      {ours:12,.0f} updates/s "
-          f"(delivered {received:,}, dropped {dropped:,})")
+    print(
+        f"registry, 10 subscribers:      {ours:12,.0f} updates/s "
+        f"(delivered {received:,}, dropped {dropped:,})"
+    )
     ratio = ours / bare
-    print(f"ratio registry / bare:         {ratio:12.2f}  (goal >= 0.30) {'OK' if ratio >= 0.3 else 'MISSED'}")
+    print(
+        f"ratio registry / bare:         {ratio:12.2f}  (goal >= 0.30) {'OK' if ratio >= 0.3 else 'MISSED'}"
+    )
     with tempfile.TemporaryDirectory() as data_dir:
         single, _, _ = max(
             anyio.run(through_registry, args.updates, data_dir, False) for _ in range(3)
         )
     print(f"  the same, one set() per change: {single:9,.0f} updates/s (ratio {single / bare:.2f})")
     per_point = memory_per_point(args.points_for_memory)
-    print(f"memory per point ({args.points_for_memory:,} points): {per_point:8.0f} bytes "
-          f"(goal < 400) {'OK' if per_point < 400 else 'MISSED'}")
+    print(
+        f"memory per point ({args.points_for_memory:,} points): {per_point:8.0f} bytes "
+        f"(goal < 400) {'OK' if per_point < 400 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -84,12 +84,19 @@ def summary(times: list[float]) -> str:
     return f"median {median:.2f} ms, mean {mean:.2f} ms"
 
 
-async def bench_exec(host: ioplex.Host, server: PrivateSSHD, user: SSHUser, known: Path,
-                     runs: int) -> None:
+async def bench_exec(
+    host: ioplex.Host, server: PrivateSSHD, user: SSHUser, known: Path, runs: int
+) -> None:
     async with asyncssh.connect(
-        "127.0.0.1", server.port, username=user.name, client_keys=[user.key],
-        known_hosts=str(known), config=None, agent_path=None,
-        encryption_algs=ENCRYPTION_ALGS, keepalive_interval=15,
+        "127.0.0.1",
+        server.port,
+        username=user.name,
+        client_keys=[user.key],
+        known_hosts=str(known),
+        config=None,
+        agent_path=None,
+        encryption_algs=ENCRYPTION_ALGS,
+        keepalive_interval=15,
     ) as conn:
         await exec_latency(host, 20)  # warm up both
         await raw_latency(conn, 20)
@@ -105,14 +112,24 @@ async def bench_exec(host: ioplex.Host, server: PrivateSSHD, user: SSHUser, know
     print(f"  ratio (median, ioplex / raw): {ratio:.3f}   goal <= 1.3")
 
 
-def openssh_times(server: PrivateSSHD, user: SSHUser, known: Path, local: Path, remote: Path,
-                  back: Path) -> tuple[float, dict[str, tuple[float, float]]]:
+def openssh_times(
+    server: PrivateSSHD, user: SSHUser, known: Path, local: Path, remote: Path, back: Path
+) -> tuple[float, dict[str, tuple[float, float]]]:
     """OpenSSH's connection setup time, and its best (put, get) times per scp flavour."""
-    options = ["-i", str(user.key_path), "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
-               "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes"]
+    options = [
+        "-i",
+        str(user.key_path),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        f"UserKnownHostsFile={known}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ]
     target = f"{user.name}@127.0.0.1"
-    setup = min(timed(["ssh", *options, "-p", str(server.port), target, "true"])
-                for _ in range(3))
+    setup = min(timed(["ssh", *options, "-p", str(server.port), target, "true"]) for _ in range(3))
     times = {}
     for label, flags in (("scp", []), ("scp -O", ["-O"])):
         scp = ["scp", *flags, *options, "-P", str(server.port)]
@@ -131,13 +148,26 @@ async def raw_throughput(conn: asyncssh.SSHClientConnection, seconds: float) -> 
     return done / (time.perf_counter() - start)
 
 
-async def bench_polled(config: dict, server: PrivateSSHD, user: SSHUser, known: Path,
-                       seconds: float) -> None:
+async def bench_polled(
+    config: dict, server: PrivateSSHD, user: SSHUser, known: Path, seconds: float
+) -> None:
     """100 polled commands at 1 s: how many complete per second, against raw asyncssh."""
-    commands = [{"id": f"p{i}", "command": "echo 1", "interval": 1, "parse": "int"}
-                for i in range(100)]
-    polled = {**config, "ioservers": {"ssh": {**config["ioservers"]["ssh"], "options": {
-        **config["ioservers"]["ssh"]["options"], "commands": commands, "queue": 200}}}}
+    commands = [
+        {"id": f"p{i}", "command": "echo 1", "interval": 1, "parse": "int"} for i in range(100)
+    ]
+    polled = {
+        **config,
+        "ioservers": {
+            "ssh": {
+                **config["ioservers"]["ssh"],
+                "options": {
+                    **config["ioservers"]["ssh"]["options"],
+                    "commands": commands,
+                    "queue": 200,
+                },
+            }
+        },
+    }
     environ = {**os.environ, "IOPLEX_LOAD_PLUGINS": "ssh"}
     async with ioplex.Host.from_config(polled, environ=environ) as host:
         await host.wait_online("ssh")
@@ -148,13 +178,17 @@ async def bench_polled(config: dict, server: PrivateSSHD, user: SSHUser, known: 
         ours = (driver.polls_done - count) / (time.perf_counter() - start)
         dropped = driver.dropped_polls
     async with asyncssh.connect(
-        "127.0.0.1", server.port, username=user.name, client_keys=[user.key],
-        known_hosts=str(known), encryption_algs=ENCRYPTION_ALGS, agent_path=None,
+        "127.0.0.1",
+        server.port,
+        username=user.name,
+        client_keys=[user.key],
+        known_hosts=str(known),
+        encryption_algs=ENCRYPTION_ALGS,
+        agent_path=None,
     ) as conn:
         raw = await raw_throughput(conn, min(seconds, 3))
     print(f"\npolled commands: 100 at 1 s for {seconds:g} s")
-    print(f"  ioplex completed   {ours:7.1f} commands/s (offered 100/s; {dropped} polls "
-          "dropped)")
+    print(f"  ioplex completed   {ours:7.1f} commands/s (offered 100/s; {dropped} polls dropped)")
     print(f"  raw asyncssh       {raw:7.1f} commands/s back to back on one connection")
     print(f"  ratio ioplex / min(offered, raw): {ours / min(100.0, raw):.2f}")
 
@@ -175,35 +209,47 @@ async def main(runs: int, size_mb: int, poll_seconds: float) -> None:
                 file.writelines(os.urandom(1_000_000) for _ in range(size_mb))
             config = {
                 "host": {"data_dir": str(data)},
-                "ioservers": {"ssh": {
-                    "plugin": "ssh", "address": "127.0.0.1", "port": server.port,
-                    "user": user.name, "options": {"key": "id", "timeout": 120},
-                }},
+                "ioservers": {
+                    "ssh": {
+                        "plugin": "ssh",
+                        "address": "127.0.0.1",
+                        "port": server.port,
+                        "user": user.name,
+                        "options": {"key": "id", "timeout": 120},
+                    }
+                },
             }
             remote = user.home / "big.bin"
             environ = {**os.environ, "IOPLEX_LOAD_PLUGINS": "ssh"}
             async with ioplex.Host.from_config(config, environ=environ) as host:
                 await host.wait_online("ssh")
                 await bench_exec(host, server, user, known, runs)
-                put_s = min([await transfer(host, "ssh.put", f"big.bin {remote}")
-                             for _ in range(3)])
-                get_s = min([await transfer(host, "ssh.get", f"{remote} back.bin")
-                             for _ in range(3)])
+                put_s = min(
+                    [await transfer(host, "ssh.put", f"big.bin {remote}") for _ in range(3)]
+                )
+                get_s = min(
+                    [await transfer(host, "ssh.get", f"{remote} back.bin") for _ in range(3)]
+                )
             assert (data / "files" / "back.bin").stat().st_size == size
             await bench_polled(config, server, user, known, poll_seconds)
-            setup, baselines = openssh_times(server, user, known, data / "files" / "big.bin",
-                                             remote, work / "scp_back.bin")
+            setup, baselines = openssh_times(
+                server, user, known, data / "files" / "big.bin", remote, work / "scp_back.bin"
+            )
         mb = size / 1e6
         print(f"\nSCP of a {size_mb} MB file (best of 3; MB/s)")
         print(f"  ioplex     put {mb / put_s:7.1f}   get {mb / get_s:7.1f}")
         for label, (bput, bget) in baselines.items():
-            print(f"  {label:<10} put {mb / bput:7.1f}   get {mb / bget:7.1f}"
-                  f"   (transfer only, minus {setup * 1000:.0f} ms setup: "
-                  f"put {mb / (bput - setup):7.1f}   get {mb / (bget - setup):7.1f})")
+            print(
+                f"  {label:<10} put {mb / bput:7.1f}   get {mb / bget:7.1f}"
+                f"   (transfer only, minus {setup * 1000:.0f} ms setup: "
+                f"put {mb / (bput - setup):7.1f}   get {mb / (bget - setup):7.1f})"
+            )
         bput, bget = baselines["scp"]
-        print(f"  throughput ratio ioplex / scp: put {bput / put_s:.2f}, get {bget / get_s:.2f}"
-              f"   (transfer only: put {(bput - setup) / put_s:.2f}, "
-              f"get {(bget - setup) / get_s:.2f})   goal >= 0.7")
+        print(
+            f"  throughput ratio ioplex / scp: put {bput / put_s:.2f}, get {bget / get_s:.2f}"
+            f"   (transfer only: put {(bput - setup) / put_s:.2f}, "
+            f"get {(bget - setup) / get_s:.2f})   goal >= 0.7"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -212,7 +258,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="exec round trips per side")
     parser.add_argument("--size-mb", type=int, default=100, help="SCP file size in MB")
-    parser.add_argument("--poll-seconds", type=float, default=5,
-                        help="seconds of polled-command throughput measured")
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=5,
+        help="seconds of polled-command throughput measured",
+    )
     args = parser.parse_args()
     anyio.run(main, args.runs, args.size_mb, args.poll_seconds)

@@ -29,8 +29,12 @@ def make_host(tmp_path: Path, builtins_only: ioplex.Plugins) -> Callable[..., io
 
     def make(config: dict[str, Any], plugins: ioplex.Plugins | None = None) -> ioplex.Host:
         config = dict(config)
-        host = {"data_dir": str(tmp_path / "data"), "restart_delay": 0.05,
-                "restart_max_delay": 0.2, **config.pop("host", {})}
+        host = {
+            "data_dir": str(tmp_path / "data"),
+            "restart_delay": 0.05,
+            "restart_max_delay": 0.2,
+            **config.pop("host", {}),
+        }
         return ioplex.Host.from_config({"host": host, **config}, plugins=plugins or builtins_only)
 
     return make

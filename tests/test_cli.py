@@ -16,8 +16,13 @@ HERE = Path(__file__).parent
 
 def ioplex(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ioplex", *args], capture_output=True, text=True, timeout=60,
-        env={**os.environ, **(env or {})}, check=False, **kw,
+        [sys.executable, "-m", "ioplex", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+        **kw,
     )
 
 
@@ -26,9 +31,21 @@ def tiny_site(tmp_path_factory) -> Path:
     """tests/tiny_plugin installed with pip into a directory of its own (not the test env)."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(HERE / "tiny_plugin")],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(HERE / "tiny_plugin"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return target
 
@@ -39,9 +56,14 @@ def test_installed_plugin_is_found_and_a_broken_one_reported(tiny_site: Path) ->
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     tiny = next(p for p in report["plugins"] if p["name"] == "tiny")
-    assert tiny == {"name": "tiny", "version": "1.2.3", "distribution": "ioplex-tiny",
-                    "builtin": False, "hooks": ["register_commands", "register_ioserver_types"],
-                    "types": ["tiny"]}
+    assert tiny == {
+        "name": "tiny",
+        "version": "1.2.3",
+        "distribution": "ioplex-tiny",
+        "builtin": False,
+        "hooks": ["register_commands", "register_ioserver_types"],
+        "types": ["tiny"],
+    }
     [broken] = [e for e in report["errors"] if e["name"] == "broken"]
     assert broken["version"] == "1.2.3" and broken["distribution"] == "ioplex-tiny"
     assert "No module named 'a_module_that_is_not_installed'" in broken["error"]
@@ -51,11 +73,16 @@ def test_installed_plugin_is_found_and_a_broken_one_reported(tiny_site: Path) ->
 
 @pytest.mark.parametrize(
     "allow, expected",
-    [("", {"system", "dummy"}), ("tiny", {"system", "dummy", "tiny"}),
-     ("ioplex-tiny", {"system", "dummy", "tiny", "broken"})],
+    [
+        ("", {"system", "dummy"}),
+        ("tiny", {"system", "dummy", "tiny"}),
+        ("ioplex-tiny", {"system", "dummy", "tiny", "broken"}),
+    ],
 )
 def test_load_plugins_allow_list(tiny_site: Path, allow: str, expected: set) -> None:
-    result = ioplex("plugins", "--json", env={"PYTHONPATH": str(tiny_site), "IOPLEX_LOAD_PLUGINS": allow})
+    result = ioplex(
+        "plugins", "--json", env={"PYTHONPATH": str(tiny_site), "IOPLEX_LOAD_PLUGINS": allow}
+    )
     report = json.loads(result.stdout)
     names = {p["name"] for p in report["plugins"]} | {e["name"] for e in report["errors"]}
     assert names == expected
@@ -66,7 +93,10 @@ def test_schema_command(tiny_site: Path) -> None:
     result = ioplex("schema", "tiny", "--markdown", env=env)
     assert "| start | `0` | integer | Initial count. |" in result.stdout
     schema = json.loads(ioplex("schema", "tiny", env=env).stdout)
-    assert schema["ioserver_types"]["tiny"]["properties"]["options"]["properties"]["start"]["default"] == 0
+    assert (
+        schema["ioserver_types"]["tiny"]["properties"]["options"]["properties"]["start"]["default"]
+        == 0
+    )
     result = ioplex("schema", "tyni", env=env)
     assert result.returncode == 2 and "unknown plugin 'tyni'" in result.stderr
 
@@ -81,7 +111,9 @@ def test_run_stops_cleanly_on_signals(tmp_path: Path, tiny_site: Path) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         proc = subprocess.Popen(
             [sys.executable, "-m", "ioplex", "run", str(config), "--watch", "d.*"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, "PYTHONPATH": str(tiny_site), "IOPLEX_LOAD_PLUGINS": "tiny"},
         )
         first = proc.stdout.readline()  # --watch prints the initial values once started
@@ -107,7 +139,9 @@ def test_bad_config_starts_nothing(tmp_path: Path) -> None:
 
 def test_schema_update_rewrites_the_generated_section(tmp_path: Path, tiny_site: Path) -> None:
     readme = tmp_path / "README.md"
-    readme.write_text("# tiny\n\n<!-- BEGIN ioplex schema -->\nstale\n<!-- END ioplex schema -->\n\nmore\n")
+    readme.write_text(
+        "# tiny\n\n<!-- BEGIN ioplex schema -->\nstale\n<!-- END ioplex schema -->\n\nmore\n"
+    )
     env = {"PYTHONPATH": str(tiny_site)}
     result = ioplex("schema", "tiny", "--update", str(readme), env=env)
     assert result.returncode == 0, result.stderr
@@ -139,9 +173,21 @@ def test_host_schema_as_markdown() -> None:
 
 def test_a_plugin_for_another_kernel_api_is_reported(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(tmp_path), str(HERE / "old_plugin")],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(tmp_path),
+            str(HERE / "old_plugin"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     result = ioplex("plugins", "--json", env={"PYTHONPATH": str(tmp_path)})
     [old] = [e for e in json.loads(result.stdout)["errors"] if e["name"] == "old"]

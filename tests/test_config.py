@@ -66,12 +66,20 @@ def test_every_problem_is_reported_with_its_path(builtins_only: ioplex.Plugins) 
 
 
 def test_host_typos_and_unknown_plugins_are_reported_together(builtins_only) -> None:
-    found = problems({"host": {"nmae": "x"}, "ioservers": {"a": {"plugin": "nosuchplugin"}},
-                      "plugins": {"nosuch": {}}}, builtins_only)
+    found = problems(
+        {
+            "host": {"nmae": "x"},
+            "ioservers": {"a": {"plugin": "nosuchplugin"}},
+            "plugins": {"nosuch": {}},
+        },
+        builtins_only,
+    )
     assert found == [
         "host.nmae: unknown key 'nmae'; did you mean 'name'?",
-        ("ioservers.a.plugin: unknown I/O server type 'nosuchplugin'; installed types: dummy, "
-         "system (see `ioplex plugins`)"),
+        (
+            "ioservers.a.plugin: unknown I/O server type 'nosuchplugin'; installed types: dummy, "
+            "system (see `ioplex plugins`)"
+        ),
         "plugins.nosuch: unknown plugin 'nosuch'; see `ioplex plugins`",
     ]
 
@@ -82,11 +90,12 @@ def test_secrets_with_defaults_and_wrong_forms(builtins_only) -> None:
     assert host.config.host.name == "fallback"
     host = ioplex.Host.from_config(config, plugins=builtins_only, environ={"SITE": "a"})
     assert host.config.host.name == "a"
-    found = problems({"host": {"name": {"env": "SITE", "defualt": "x"}}}, builtins_only,
-                     environ={})
+    found = problems({"host": {"name": {"env": "SITE", "defualt": "x"}}}, builtins_only, environ={})
     assert found == [
-        ("host.name: not a valid secret table (unexpected key 'defualt'); write "
-         '{ env = "VAR" }, { env = "VAR", default = "value" } or { file = "path" }')
+        (
+            "host.name: not a valid secret table (unexpected key 'defualt'); write "
+            '{ env = "VAR" }, { env = "VAR", default = "value" } or { file = "path" }'
+        )
     ]
 
 
@@ -105,8 +114,9 @@ def test_unknown_top_level_key_gets_a_suggestion(builtins_only: ioplex.Plugins) 
     ],
 )
 def test_bad_point_ids(points: dict, message: str, builtins_only: ioplex.Plugins) -> None:
-    [found] = problems({"ioservers": {"d": {"plugin": "dummy", "options": {"points": points}}}},
-                       builtins_only)
+    [found] = problems(
+        {"ioservers": {"d": {"plugin": "dummy", "options": {"points": points}}}}, builtins_only
+    )
     assert found.startswith("ioservers.d.options.points") and message in found
 
 
@@ -116,8 +126,12 @@ def test_instance_names(builtins_only: ioplex.Plugins) -> None:
     ]
     assert problems(
         {"ioservers": {"ssh": {"plugin": "dummy"}, "SSH": {"plugin": "dummy"}}}, builtins_only
-    ) == [("ioservers.SSH: duplicate I/O server name: 'ssh' is already defined "
-           "(names are compared without case)")]
+    ) == [
+        (
+            "ioservers.SSH: duplicate I/O server name: 'ssh' is already defined "
+            "(names are compared without case)"
+        )
+    ]
 
 
 def test_broken_and_duplicate_toml(tmp_path: Path, builtins_only: ioplex.Plugins) -> None:
@@ -167,10 +181,14 @@ def test_secrets_from_env_and_file(tmp_path: Path, with_secrets: ioplex.Plugins)
         '[ioservers.a]\nplugin = "secretive"\npassword = {env = "PW"}\n'
         '[ioservers.b]\nplugin = "secretive"\npassword = {file = "pw"}\n'
     )
-    host = ioplex.Host.from_config(path, plugins=with_secrets, environ={"PW": "from the environment"})
+    host = ioplex.Host.from_config(
+        path, plugins=with_secrets, environ={"PW": "from the environment"}
+    )
     assert host.config.ioservers["a"].settings["password"] == "from the environment"
     assert host.config.ioservers["b"].settings["password"] == "correct horse battery"
-    with pytest.raises(ioplex.ConfigError, match="ioservers.a.password: environment variable 'PW' is not set"):
+    with pytest.raises(
+        ioplex.ConfigError, match="ioservers.a.password: environment variable 'PW' is not set"
+    ):
         ioplex.Host.from_config(path, plugins=with_secrets, environ={})
 
 
@@ -197,7 +215,10 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["check", str(bad)], env={"IOPLEX_LOAD_PLUGINS": ""})
     assert result.exit_code == 2
     assert f"error: {bad}: ioservers.ssh.options.pionts: unknown option 'pionts'" in result.output
-    assert f"error: {bad}: ioservers.ssh.options.rate: -1 is less than the minimum of 0" in result.output
+    assert (
+        f"error: {bad}: ioservers.ssh.options.rate: -1 is less than the minimum of 0"
+        in result.output
+    )
     assert "2 problems found; nothing was started." in result.output
     assert not (tmp_path / "data").exists()  # nothing created either
 
@@ -206,10 +227,21 @@ class Ranged:
     """A plugin with a rule no schema can say: options.low must not exceed options.high."""
 
     __name__ = "ranged"
-    SCHEMA: ClassVar[dict] = {"type": "object", "additionalProperties": False, "properties": {"options": {
-        "type": "object", "additionalProperties": False, "default": {}, "properties": {
-            "low": {"type": "integer", "default": 0, "description": "x"},
-            "high": {"type": "integer", "default": 10, "description": "x"}}}}}
+    SCHEMA: ClassVar[dict] = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "options": {
+                "type": "object",
+                "additionalProperties": False,
+                "default": {},
+                "properties": {
+                    "low": {"type": "integer", "default": 0, "description": "x"},
+                    "high": {"type": "integer", "default": 10, "description": "x"},
+                },
+            }
+        },
+    }
 
     @staticmethod
     @ioplex.hookimpl
@@ -222,8 +254,10 @@ class Ranged:
         assert settings is None  # no settings schema
         for name, io in ioservers.items():
             if io.options["low"] > io.options["high"]:
-                yield ioplex.Problem(f"ioservers.{name}.options.low",
-                                     f"{io.options['low']} exceeds high ({io.options['high']})")
+                yield ioplex.Problem(
+                    f"ioservers.{name}.options.low",
+                    f"{io.options['low']} exceeds high ({io.options['high']})",
+                )
 
 
 class Crashing:
@@ -239,14 +273,20 @@ def test_plugins_check_what_schemas_cannot(builtins_only: ioplex.Plugins) -> Non
     builtins_only.register(Ranged(), "ranged")
     ok = {"ioservers": {"a": {"plugin": "ranged"}, "d": {"plugin": "dummy"}}}
     ioplex.Host.from_config(ok, plugins=builtins_only)
-    bad = {"ioservers": {"a": {"plugin": "ranged", "options": {"low": 11}},
-                         "b": {"plugin": "ranged", "options": {"low": 5, "high": 4}}}}
+    bad = {
+        "ioservers": {
+            "a": {"plugin": "ranged", "options": {"low": 11}},
+            "b": {"plugin": "ranged", "options": {"low": 5, "high": 4}},
+        }
+    }
     assert problems(bad, builtins_only) == [
         "ioservers.a.options.low: 11 exceeds high (10)",
         "ioservers.b.options.low: 5 exceeds high (4)",
     ]
     builtins_only.register(Crashing(), "crashing")
     assert problems(ok, builtins_only) == [
-        ("plugins.crashing: plugin 'crashing' failed to check its configuration: "
-         "RuntimeError: bug in the check")
+        (
+            "plugins.crashing: plugin 'crashing' failed to check its configuration: "
+            "RuntimeError: bug in the check"
+        )
     ]

@@ -70,8 +70,9 @@ def test_builtin_options_match_schema(builtins_only: ioplex.Plugins) -> None:
 
 def test_every_option_has_a_description_and_a_default(builtins_only: ioplex.Plugins) -> None:
     plugins = ioplex.load_plugins()
-    schemas = [(t.name, t.schema.get("properties", {}).get("options", {}))
-               for t in plugins.types.values()]
+    schemas = [
+        (t.name, t.schema.get("properties", {}).get("options", {})) for t in plugins.types.values()
+    ]
     for name, options in schemas:
         for option, sub in options.get("properties", {}).items():
             assert sub.get("description"), f"{name}: option {option} has no description"

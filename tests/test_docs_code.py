@@ -23,7 +23,11 @@ def test_python_blocks_run(page: str, tmp_path: Path) -> None:
         script = tmp_path / f"block{i}.py"
         script.write_text(code, encoding="utf-8")
         done = subprocess.run(
-            [sys.executable, str(script)], capture_output=True, text=True, timeout=60,
-            cwd=tmp_path, check=False,
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            check=False,
         )
         assert done.returncode == 0, f"{page} block {i} failed:\n{done.stderr}"

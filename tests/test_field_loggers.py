@@ -25,10 +25,12 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 async def test_a_huge_integer_never_stops_the_loggers(make_host, caplog) -> None:
-    host = make_host({
-        "ioservers": {"dummy": {"plugin": "dummy", "options": {"points": {"n": 0, "t": 1.5}}}},
-        "loggers": {"a": {"points": ["dummy.n"]}, "b": {"points": ["dummy.t"]}},
-    })
+    host = make_host(
+        {
+            "ioservers": {"dummy": {"plugin": "dummy", "options": {"points": {"n": 0, "t": 1.5}}}},
+            "loggers": {"a": {"points": ["dummy.n"]}, "b": {"points": ["dummy.t"]}},
+        }
+    )
     host.loggers.flush_interval = 0.05
     async with host:
         await host.wait_online("dummy")
@@ -42,10 +44,12 @@ async def test_a_huge_integer_never_stops_the_loggers(make_host, caplog) -> None
 
 
 async def test_a_sample_no_column_can_hold_is_set_aside(make_host, caplog) -> None:
-    host = make_host({
-        "ioservers": {"dummy": {"plugin": "dummy", "options": {"points": {"n": 0}}}},
-        "loggers": {"a": {"points": ["dummy.n"]}, "b": {"points": ["dummy.n"]}},
-    })
+    host = make_host(
+        {
+            "ioservers": {"dummy": {"plugin": "dummy", "options": {"points": {"n": 0}}}},
+            "loggers": {"a": {"points": ["dummy.n"]}, "b": {"points": ["dummy.n"]}},
+        }
+    )
     async with host:
         await host.wait_online("dummy")
         # Past the registry (a plugin bug, or a value type the contract will allow one day):
@@ -65,10 +69,12 @@ async def test_a_sample_no_column_can_hold_is_set_aside(make_host, caplog) -> No
 
 
 async def test_one_failing_logger_does_not_hold_up_the_others(make_host) -> None:
-    host = make_host({
-        "ioservers": {"dummy": {"plugin": "dummy", "options": {"points": {"n": 0}}}},
-        "loggers": {"a": {"points": ["dummy.n"]}, "b": {"points": ["dummy.n"]}},
-    })
+    host = make_host(
+        {
+            "ioservers": {"dummy": {"plugin": "dummy", "options": {"points": {"n": 0}}}},
+            "loggers": {"a": {"points": ["dummy.n"]}, "b": {"points": ["dummy.n"]}},
+        }
+    )
     async with host:
         await host.wait_online("dummy")
         broken = host.loggers["a"]._state
@@ -122,8 +128,10 @@ async def test_a_replaced_remote_database_is_replicated_without_gap_or_duplicate
 ) -> None:
     remote = Remote()
     builtins_only.register(Plugin(remote), "fake")
-    config = {"ioservers": {"remote": {"plugin": "fake"}},
-              "loggers": {"copy": {"source": "remote", "source_id": "e", "pollinterval": 0.05}}}
+    config = {
+        "ioservers": {"remote": {"plugin": "fake"}},
+        "loggers": {"copy": {"source": "remote", "source_id": "e", "pollinterval": 0.05}},
+    }
     remote.rows = [(i, T0 + i, "meter.kwh", float(i), "good") for i in range(1, 301)]
     async with make_host(config, plugins=builtins_only) as host:
         copy = host.loggers["copy"]
@@ -169,8 +177,10 @@ async def test_a_point_without_a_value_yet_is_not_recorded_as_bad(make_host, bui
             register("late", Late, schema, "connects late")
 
     builtins_only.register(Plugin(), "late")
-    host = make_host({"ioservers": {"l": {"plugin": "late"}},
-                      "loggers": {"a": {"points": ["l.reading"]}}}, builtins_only)
+    host = make_host(
+        {"ioservers": {"l": {"plugin": "late"}}, "loggers": {"a": {"points": ["l.reading"]}}},
+        builtins_only,
+    )
     async with host:
         await host.wait_online("l")
         await host.loggers.flush()

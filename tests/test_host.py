@@ -27,8 +27,13 @@ def plugin_with(name: str, factory: Any, schema: dict | None = None, **hooks: An
 
 @pytest.mark.anyio
 async def test_public_api_as_documented(make_host) -> None:
-    host = make_host({"ioservers": {"dummy": {"plugin": "dummy", "options": {
-        "points": {"light.1": 0, "temp": 21.5}}}}})
+    host = make_host(
+        {
+            "ioservers": {
+                "dummy": {"plugin": "dummy", "options": {"points": {"light.1": 0, "temp": 21.5}}}
+            }
+        }
+    )
     async with host:
         await host.wait_online("dummy")
         async with host.subscribe("dummy.*") as events:
@@ -36,7 +41,12 @@ async def test_public_api_as_documented(make_host) -> None:
             event = await events.__anext__()
         assert (event.name, event.value, event.old_value) == ("dummy.light.1", 1, 0)
         point = host.points["dummy.light.1"]
-        assert (point.value, point.quality, point.writable, point.ioserver) == (1, "good", True, "dummy")
+        assert (point.value, point.quality, point.writable, point.ioserver) == (
+            1,
+            "good",
+            True,
+            "dummy",
+        )
         assert point.last_changed == point.last_updated == event.time
         assert host.points["dummy.connection"].value == "online"
         assert await host.read("dummy.temp") == 21.5
@@ -122,8 +132,16 @@ async def test_supervision(make_host, builtins_only, caplog) -> None:
     builtins_only.register(plugin_with("flaky", Flaky), "flaky")
     builtins_only.register(plugin_with("locked", Locked), "locked")
     Flaky.attempts = Locked.attempts = 0
-    host = make_host({"ioservers": {"f": {"plugin": "flaky"}, "l": {"plugin": "locked"},
-                                    "system": {"plugin": "system"}}}, builtins_only)
+    host = make_host(
+        {
+            "ioservers": {
+                "f": {"plugin": "flaky"},
+                "l": {"plugin": "locked"},
+                "system": {"plugin": "system"},
+            }
+        },
+        builtins_only,
+    )
     async with host:
         assert host.points["f.value"].quality is Quality.BAD  # not connected yet
         with anyio.fail_after(5):
@@ -139,7 +157,9 @@ async def test_supervision(make_host, builtins_only, caplog) -> None:
         assert host.points["l.connection"].value == "offline"
         assert host.points["l.value"].quality is Quality.BAD
     assert caplog.text.count("authentication failed for user 'admin'") == 1
-    assert "I/O server f (flaky): ConnectionRefusedError: device not answering; retry 1" in caplog.text
+    assert (
+        "I/O server f (flaky): ConnectionRefusedError: device not answering; retry 1" in caplog.text
+    )
 
 
 class Dropping:
@@ -252,8 +272,13 @@ async def test_serve_runs_with_validated_settings(make_host, builtins_only) -> N
         await anyio.sleep_forever()
 
     def settings_schema():
-        return {"type": "object", "additionalProperties": False, "properties": {
-            "listen": {"type": "string", "default": "127.0.0.1:0", "description": "x"}}}
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "listen": {"type": "string", "default": "127.0.0.1:0", "description": "x"}
+            },
+        }
 
     builtins_only.register(
         plugin_with("served", Counting, serve=serve, plugin_settings_schema=settings_schema),
@@ -352,8 +377,9 @@ class PortHog:
 
 
 @pytest.mark.anyio
-async def test_a_taken_listen_port_is_reported_once_and_retried_slowly(make_host, builtins_only,
-                                                                       caplog) -> None:
+async def test_a_taken_listen_port_is_reported_once_and_retried_slowly(
+    make_host, builtins_only, caplog
+) -> None:
     import socket
 
     with socket.socket() as holder:
@@ -361,8 +387,7 @@ async def test_a_taken_listen_port_is_reported_once_and_retried_slowly(make_host
         holder.listen()
         PortHog.port = holder.getsockname()[1]
         builtins_only.register(PortHog(), "porthog")
-        host = make_host({"host": {"restart_delay": 0.01, "restart_max_delay": 0.2}},
-                         builtins_only)
+        host = make_host({"host": {"restart_delay": 0.01, "restart_max_delay": 0.2}}, builtins_only)
         async with host:
             await anyio.sleep(1.0)
     assert 3 <= PortHog.attempts <= 8  # every 0.2 s (restart_max_delay), not every 0.01 s
@@ -372,8 +397,16 @@ async def test_a_taken_listen_port_is_reported_once_and_retried_slowly(make_host
 
 @pytest.mark.anyio
 async def test_the_dummy_simulation_stays_near_its_configured_values(make_host) -> None:
-    host = make_host({"ioservers": {"d": {"plugin": "dummy", "options": {
-        "points": {"light": 0, "temp": 21.5, "door": False}, "rate": 1000}}}})
+    host = make_host(
+        {
+            "ioservers": {
+                "d": {
+                    "plugin": "dummy",
+                    "options": {"points": {"light": 0, "temp": 21.5, "door": False}, "rate": 1000},
+                }
+            }
+        }
+    )
     async with host:
         await host.wait_online("d")
         seen: dict[str, set] = {"d.light": set(), "d.temp": set()}

@@ -25,8 +25,11 @@ def test_defaults_are_filled_in(make_host: Callable[..., ioplex.Host]) -> None:
     assert logger.kind == "range"
     assert logger.levels == ("raw", "hour", "day", "month")
     assert logger.settings.retention == {
-        "raw": 7 * 86400, "minute": 7 * 86400, "hour": 2 * 365 * 86400,
-        "day": 10 * 365 * 86400, "month": None,
+        "raw": 7 * 86400,
+        "minute": 7 * 86400,
+        "hour": 2 * 365 * 86400,
+        "day": 10 * 365 * 86400,
+        "month": None,
     }
     assert logger.settings.timezone is None and logger.settings.source is None  # the system zone
     assert host.config.loggers["energy"]["pollinterval"] == 60
@@ -49,12 +52,17 @@ def test_durations() -> None:
 
 
 def test_bad_tables_are_reported_with_path_and_value(make_host: Callable[..., ioplex.Host]) -> None:
-    found = problems(make_host, {
-        "energy": {"points": ["dummy.kwh", "dummy.[oops", "bad pattern"],
-                   "retention": {"raw": -5, "hour": "-2y", "day": "10 years"}},
-        "temp": {"points": ["dummy.*"], "timezone": "Mars/Olympus", "wrap": 100},
-        "mirror": {"source": "dumy"},
-    })
+    found = problems(
+        make_host,
+        {
+            "energy": {
+                "points": ["dummy.kwh", "dummy.[oops", "bad pattern"],
+                "retention": {"raw": -5, "hour": "-2y", "day": "10 years"},
+            },
+            "temp": {"points": ["dummy.*"], "timezone": "Mars/Olympus", "wrap": 100},
+            "mirror": {"source": "dumy"},
+        },
+    )
     assert "'[' is never closed" in found["loggers.energy.points[1]"]
     assert "'dummy.[oops'" in found["loggers.energy.points[1]"]
     assert "'bad pattern'" in found["loggers.energy.points[2]"]
@@ -98,8 +106,10 @@ def test_docs_options_tables_match_the_schema() -> None:
 
     schema = HOST_SCHEMA["properties"]["loggers"]["additionalProperties"]
     expected = (
-        "`[loggers.<id>]`:\n\n" + schemadoc.table(schema)
-        + "\n\n`[loggers.<id>.retention]`:\n\n" + schemadoc.table(schema["properties"]["retention"])
+        "`[loggers.<id>]`:\n\n"
+        + schemadoc.table(schema)
+        + "\n\n`[loggers.<id>.retention]`:\n\n"
+        + schemadoc.table(schema["properties"]["retention"])
     )
     text = (Path(__file__).parent.parent / "docs" / "loggers.md").read_text()
     section = text.split("<!-- BEGIN ioplex schema -->\n", 1)[1].split("\n<!-- END", 1)[0]
@@ -112,7 +122,8 @@ def toml_blocks() -> list[str]:
 
 
 def test_docs_examples_are_valid_configurations(
-    make_host: Callable[..., ioplex.Host], caplog: pytest.LogCaptureFixture,
+    make_host: Callable[..., ioplex.Host],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     import tomllib
 
@@ -123,7 +134,9 @@ def test_docs_examples_are_valid_configurations(
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     energy = host.loggers["energy"].settings
     assert energy.tariffs is not None and energy.tariffs.as_dict() == {
-        "peak": 0.32, "offpeak": 0.21}
+        "peak": 0.32,
+        "offpeak": 0.21,
+    }
     assert host.loggers["temperatures"].settings.every == 900
     table = tomllib.loads("[loggers.energy]\nkind = 'counter'\n" + tariffs)
     host = make_host(table)

@@ -41,12 +41,27 @@ def rows_of(points_values: list[tuple[int, float, float | None]], start: int = 1
 
 
 def test_range_minutes_hold_min_max_count_sum_and_time() -> None:
-    rows = rows_of([(7, T0 + 1, 20.0), (7, T0 + 30, 24.0), (7, T0 + 59.5, 19.0),
-                    (7, T0 + 60, 5.0), (8, T0 + 10, 1.0), (7, T0 + 61, None)])
+    rows = rows_of(
+        [
+            (7, T0 + 1, 20.0),
+            (7, T0 + 30, 24.0),
+            (7, T0 + 59.5, 19.0),
+            (7, T0 + 60, 5.0),
+            (8, T0 + 10, 1.0),
+            (7, T0 + 61, None),
+        ]
+    )
     buckets = consolidate(rows, "range", ["minute"], Calendar())["minute"]
     # count, sum, min, max, delta, area (value x seconds held), seconds covered
-    assert buckets[(7, T0)] == [3, 63.0, 19.0, 24.0, None,
-                                20.0 * 29 + 24.0 * 29.5 + 19.0 * 0.5, 59.0]
+    assert buckets[(7, T0)] == [
+        3,
+        63.0,
+        19.0,
+        24.0,
+        None,
+        20.0 * 29 + 24.0 * 29.5 + 19.0 * 0.5,
+        59.0,
+    ]
     # 5.0 is held 1 s, then the None sample ends the hold: the value is not known.
     assert buckets[(7, T0 + 60)] == [1, 5.0, 5.0, 5.0, None, 5.0, 1.0]
     assert buckets[(8, T0)] == [1, 1.0, 1.0, 1.0, None, 0.0, 0.0]
@@ -57,8 +72,16 @@ def test_the_average_is_time_weighted_and_quiet_hours_get_rows() -> None:
     points: dict[int, PointState] = {}
     c = Consolidator("range", ["hour", "day"], cal, points)
     # 10 for 45 minutes, 20 for 15 minutes: 12.5 over the hour (the sample mean is 15).
-    c.add(rows_of([(1, T0, 10.0), (1, T0 + 2700, 20.0), (1, T0 + 3600, 20.0),
-                   (1, T0 + 5 * 3600 + 1800, 30.0)]))
+    c.add(
+        rows_of(
+            [
+                (1, T0, 10.0),
+                (1, T0 + 2700, 20.0),
+                (1, T0 + 3600, 20.0),
+                (1, T0 + 5 * 3600 + 1800, 30.0),
+            ]
+        )
+    )
     hours = c.result()["hour"]
     hour0 = hours[(1, T0)]
     assert hour0[5] / hour0[6] == 12.5 and hour0[1] / hour0[0] == 15.0
@@ -82,8 +105,9 @@ def test_a_bad_sample_ends_the_hold_and_hold_limits_it() -> None:
     bad = [(1, 1, T0, 10.0, 0), (2, 1, T0 + 600, 10.0, 2), (3, 1, T0 + 1200, 30.0, 0)]
     agg = consolidate(bad, "range", ["hour"], Calendar())["hour"][(1, T0)]
     assert agg[0] == 2 and agg[6] == 600.0  # the bad sample is not counted, nor its time
-    limited = consolidate(rows_of([(1, T0, 10.0), (1, T0 + 3000, 40.0)]), "range", ["hour"],
-                          Calendar(), hold=600.0)["hour"][(1, T0)]
+    limited = consolidate(
+        rows_of([(1, T0, 10.0), (1, T0 + 3000, 40.0)]), "range", ["hour"], Calendar(), hold=600.0
+    )["hour"][(1, T0)]
     assert limited[5:] == [6000.0, 600.0]
 
 
@@ -98,8 +122,13 @@ def test_late_samples_count_but_do_not_rewrite_time_already_weighted() -> None:
 
 
 def counter_total(readings: list[float], **options: object) -> float:
-    out = consolidate(rows_of([(1, T0 + i, v) for i, v in enumerate(readings)]), "counter",
-                      ["day"], Calendar(), **options)
+    out = consolidate(
+        rows_of([(1, T0 + i, v) for i, v in enumerate(readings)]),
+        "counter",
+        ["day"],
+        Calendar(),
+        **options,
+    )
     return sum(agg[4] for agg in out["day"].values())
 
 
@@ -144,10 +173,12 @@ def test_counter_deltas_across_reset_and_wrap_credit_the_later_reading() -> None
 
 def test_counter_state_carries_across_passes() -> None:
     points: dict[int, PointState] = {}
-    first = consolidate(rows_of([(1, T0, 10.0), (1, T0 + 5, 12.0)]), "counter", ["hour"],
-                        Calendar(), points)
-    second = consolidate(rows_of([(1, T0 + 4000, 15.0)], 3), "counter", ["hour"], Calendar(),
-                         points)
+    first = consolidate(
+        rows_of([(1, T0, 10.0), (1, T0 + 5, 12.0)]), "counter", ["hour"], Calendar(), points
+    )
+    second = consolidate(
+        rows_of([(1, T0 + 4000, 15.0)], 3), "counter", ["hour"], Calendar(), points
+    )
     assert first["hour"][(1, T0)][4] == 2.0
     assert second["hour"][(1, T0 + 3600)][4] == 3.0  # 12 -> 15, from the previous pass
     assert points[1].base == 15.0 and points[1].held == 15.0
@@ -167,7 +198,7 @@ def test_chunked_consolidation_equals_one_pass() -> None:
         merged: dict[str, dict] = {level: {} for level in levels}
         points: dict[int, PointState] = {}
         for i in range(0, len(rows), 250):
-            part = consolidate(rows[i:i + 250], kind, levels, rome, points)
+            part = consolidate(rows[i : i + 250], kind, levels, rome, points)
             for level, buckets in part.items():
                 for key, agg in buckets.items():
                     have = merged[level].get(key)
@@ -182,20 +213,28 @@ def test_chunked_consolidation_equals_one_pass() -> None:
 
 
 def test_tariffs_compile_the_week_and_report_overlaps_and_gaps() -> None:
-    t = parse_tariffs({
-        "peak": {"rate": 0.3, "when": ["mon-fri 08:00-19:00"]},
-        "night": {"rate": 0.1, "when": ["22:00-06:00", "sun"]},
-        "day": {"rate": 0.2},
-    }, "loggers.e.tariffs")
+    t = parse_tariffs(
+        {
+            "peak": {"rate": 0.3, "when": ["mon-fri 08:00-19:00"]},
+            "night": {"rate": 0.1, "when": ["22:00-06:00", "sun"]},
+            "day": {"rate": 0.2},
+        },
+        "loggers.e.tariffs",
+    )
     names = [x.name for x in t.tariffs]
     assert names[t.index(0, 8, 0)] == "peak" and names[t.index(4, 18, 59)] == "peak"
     assert names[t.index(0, 19, 0)] == "day" and names[t.index(5, 12, 0)] == "day"
     assert names[t.index(1, 23, 0)] == "night" and names[t.index(2, 5, 59)] == "night"
     assert names[t.index(6, 12, 0)] == "night" and names[t.index(0, 3, 0)] == "night"
-    with pytest.raises(TariffError, match=r"loggers.e.tariffs.b.when\[0\]: 'mon 10:00-11:00' "
-                       r"overlaps tariff 'a' at mon 10:00"):
-        parse_tariffs({"a": {"rate": 1, "when": ["mon-fri"]},
-                       "b": {"rate": 2, "when": ["mon 10:00-11:00"]}}, "loggers.e.tariffs")
+    with pytest.raises(
+        TariffError,
+        match=r"loggers.e.tariffs.b.when\[0\]: 'mon 10:00-11:00' "
+        r"overlaps tariff 'a' at mon 10:00",
+    ):
+        parse_tariffs(
+            {"a": {"rate": 1, "when": ["mon-fri"]}, "b": {"rate": 2, "when": ["mon 10:00-11:00"]}},
+            "loggers.e.tariffs",
+        )
     with pytest.raises(TariffError, match="no tariff covers sat 00:00; add one without 'when'"):
         parse_tariffs({"a": {"rate": 1, "when": ["mon-fri"]}}, "loggers.e.tariffs")
     with pytest.raises(TariffError, match="cannot read days 'monday'"):
@@ -206,18 +245,24 @@ def test_tariffs_compile_the_week_and_report_overlaps_and_gaps() -> None:
 
 def test_counter_deltas_are_split_per_tariff_slot_in_local_time() -> None:
     rome = Calendar("Europe/Rome")
-    tariffs = parse_tariffs({"peak": {"rate": 0.3, "when": ["mon-fri 08:00-19:00"]},
-                             "off": {"rate": 0.1}}, "t")
+    tariffs = parse_tariffs(
+        {"peak": {"rate": 0.3, "when": ["mon-fri 08:00-19:00"]}, "off": {"rate": 0.1}}, "t"
+    )
     monday = ts("2024-03-04T07:00", "Europe/Rome")  # a Monday, 07:00 in Rome (06:00 UTC)
     readings = [(monday + i * 900, 10.0 * i) for i in range(9)]  # +10 every 15 min to 09:00
     c = Consolidator("counter", ["hour", "day"], rome, {}, tariffs=tariffs)
     c.add(rows_of([(1, t, v) for t, v in readings]))
     slots = c.tariff_result()
-    by_hour = {(start, tariffs.tariffs[slot].name): delta
-               for (_p, start, slot), (delta,) in slots["hour"].items()}
+    by_hour = {
+        (start, tariffs.tariffs[slot].name): delta
+        for (_p, start, slot), (delta,) in slots["hour"].items()
+    }
     # 07:15 .. 07:45 readings are off-peak; 08:00 (the step 07:45 -> 08:00) and later peak.
-    assert by_hour == {(int(monday), "off"): 30.0, (int(monday + 3600), "peak"): 40.0,
-                       (int(monday + 7200), "peak"): 10.0}
+    assert by_hour == {
+        (int(monday), "off"): 30.0,
+        (int(monday + 3600), "peak"): 40.0,
+        (int(monday + 7200), "peak"): 10.0,
+    }
     day = {tariffs.tariffs[slot].name: d for (_p, _s, slot), (d,) in slots["day"].items()}
     assert day == {"off": 30.0, "peak": 50.0}
 
@@ -265,15 +310,24 @@ def test_a_local_day_rolls_up_from_local_hours() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(
-    st.from_regex(r"[a-z]{1,6}", fullmatch=True),
-    st.fixed_dictionaries({"rate": st.one_of(st.floats(), st.integers(), st.text(max_size=3))},
-                          optional={"when": st.one_of(
-                              st.lists(st.text(alphabet="monturfiwedsahu0123456789:-, ",
-                                               max_size=24), max_size=3),
-                              st.text(max_size=5), st.integers())}),
-    max_size=4,
-))
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z]{1,6}", fullmatch=True),
+        st.fixed_dictionaries(
+            {"rate": st.one_of(st.floats(), st.integers(), st.text(max_size=3))},
+            optional={
+                "when": st.one_of(
+                    st.lists(
+                        st.text(alphabet="monturfiwedsahu0123456789:-, ", max_size=24), max_size=3
+                    ),
+                    st.text(max_size=5),
+                    st.integers(),
+                )
+            },
+        ),
+        max_size=4,
+    )
+)
 def test_tariff_tables_from_the_outside_raise_only_tariff_error(table: dict) -> None:
     try:
         tariffs = parse_tariffs(table, "loggers.e.tariffs")

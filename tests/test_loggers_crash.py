@@ -67,7 +67,12 @@ class Child:
     def __init__(self, args: list[str], cwd: Path) -> None:
         env = {**os.environ, "IOPLEX_LOAD_PLUGINS": ""}
         self.proc = subprocess.Popen(
-            args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            args,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -114,7 +119,8 @@ def recorded(db: Path, above: int = 0) -> tuple[list[int], list[int]]:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         rows = conn.execute(
             "SELECT value, seq FROM samples WHERE point = 'gen.n' AND quality = 'good' "
-            "AND value > ? ORDER BY seq", (above,),
+            "AND value > ? ORDER BY seq",
+            (above,),
         ).fetchall()
     return [int(v) for v, _ in rows], [s for _, s in rows]
 
@@ -165,7 +171,7 @@ def test_ioplex_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     (tmp_path / "site.toml").write_text(
         '[host]\ndata_dir = "data"\n'
         '[ioservers.dummy]\nplugin = "dummy"\n'
-        'options = {points = {a = 0, b = 0.0, c = false}, rate = 3000}\n'
+        "options = {points = {a = 0, b = 0.0, c = false}, rate = 3000}\n"
         '[loggers.all]\npoints = ["dummy.*"]\n'
     )
     db = tmp_path / "data" / "loggers.db"
@@ -177,10 +183,12 @@ def test_ioplex_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         child.stop_if_running()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        last = dict(conn.execute(
-            "SELECT point, quality FROM samples WHERE seq IN "
-            "(SELECT max(seq) FROM raw GROUP BY point)"
-        ).fetchall())
+        last = dict(
+            conn.execute(
+                "SELECT point, quality FROM samples WHERE seq IN "
+                "(SELECT max(seq) FROM raw GROUP BY point)"
+            ).fetchall()
+        )
     # Every point's last sample is its going offline when the I/O server stopped: the final
     # batch was written after the I/O servers had stopped.
     assert last == {f"dummy.{p}": "bad" for p in ("a", "b", "c")} | {"dummy.connection": "good"}
@@ -195,7 +203,8 @@ def wait_for_batches_of(db: Path, logger: str, child: Child, timeout: float = 30
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
                 try:
                     row = conn.execute(
-                        "SELECT last_seq FROM loggers WHERE name = ?", (logger,)).fetchone()
+                        "SELECT last_seq FROM loggers WHERE name = ?", (logger,)
+                    ).fetchone()
                 except sqlite3.OperationalError:
                     row = None
             if row and row[0] > 1000:

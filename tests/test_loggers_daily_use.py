@@ -49,11 +49,13 @@ def problems(make_host: Callable[..., ioplex.Host], loggers: dict[str, Any]) -> 
 
 # -- time weighting through the service -------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_quiet_hours_get_rows_at_the_held_value(tmp_path: Path) -> None:
     clock = FakeClock(T0)
-    loggers = DataLoggers({"t": LoggerSettings("t", levels=("raw", "hour"))},
-                          data_dir=tmp_path, clock=clock)
+    loggers = DataLoggers(
+        {"t": LoggerSettings("t", levels=("raw", "hour"))}, data_dir=tmp_path, clock=clock
+    )
     async with loggers:
         t = loggers["t"]
         t.record("room.temp", 20.0, time=T0 + 600)
@@ -63,7 +65,10 @@ async def test_quiet_hours_get_rows_at_the_held_value(tmp_path: Path) -> None:
         await loggers.consolidate()
         hours = t.query(level="hour")
         assert [(h.time, h.count, h.min, h.max) for h in hours] == [
-            (T0, 2, 20.0, 22.0), (T0 + 3600, 0, 22.0, 22.0), (T0 + 7200, 0, 22.0, 22.0)]
+            (T0, 2, 20.0, 22.0),
+            (T0 + 3600, 0, 22.0, 22.0),
+            (T0 + 7200, 0, 22.0, 22.0),
+        ]
         assert hours[0].avg == pytest.approx((20 * 1800 + 22 * 1200) / 3000)
         assert hours[1].avg == 22.0 and hours[2].avg == 22.0
         # The hour still running has no row until it is complete (or a sample comes).
@@ -96,12 +101,17 @@ async def test_a_restart_does_not_hold_values_across_the_downtime(tmp_path: Path
 
 # -- the time zone -----------------------------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_consolidation_follows_the_host_time_zone(
     make_host: Callable[..., ioplex.Host],
 ) -> None:
-    host = make_host({"host": {"timezone": "Asia/Kolkata"},
-                      "loggers": {"t": {"hold": "1h"}, "utc": {"timezone": "UTC", "hold": "1h"}}})
+    host = make_host(
+        {
+            "host": {"timezone": "Asia/Kolkata"},
+            "loggers": {"t": {"hold": "1h"}, "utc": {"timezone": "UTC", "hold": "1h"}},
+        }
+    )
     assert host.loggers["t"].calendar.name == "Asia/Kolkata"
     assert host.loggers["utc"].calendar.name == "UTC"
     async with host:
@@ -116,7 +126,8 @@ async def test_consolidation_follows_the_host_time_zone(
 
 
 def test_without_a_host_zone_the_system_zone_is_used(
-    make_host: Callable[..., ioplex.Host], monkeypatch: pytest.MonkeyPatch,
+    make_host: Callable[..., ioplex.Host],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TZ", "Europe/Rome")
     host = make_host({"loggers": {"t": {}}})
@@ -125,15 +136,20 @@ def test_without_a_host_zone_the_system_zone_is_used(
 
 # -- periodic sampling -------------------------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_every_records_each_point_each_period_changed_or_not(
     make_host: Callable[..., ioplex.Host],
 ) -> None:
-    host = make_host({
-        "ioservers": {"d": {"plugin": "dummy", "options": {"points": {"a": 1.5, "b": 7}}}},
-        "loggers": {"periodic": {"points": ["d.[ab]"], "every": "1s", "on_change": False},
-                    "both": {"points": ["d.a"], "every": 1}},
-    })
+    host = make_host(
+        {
+            "ioservers": {"d": {"plugin": "dummy", "options": {"points": {"a": 1.5, "b": 7}}}},
+            "loggers": {
+                "periodic": {"points": ["d.[ab]"], "every": "1s", "on_change": False},
+                "both": {"points": ["d.a"], "every": 1},
+            },
+        }
+    )
     host.loggers.flush_interval = 0.05
     async with host:
         await host.wait_online()
@@ -150,14 +166,17 @@ async def test_every_records_each_point_each_period_changed_or_not(
 
 
 def test_every_and_counter_options_are_checked(make_host: Callable[..., ioplex.Host]) -> None:
-    found = problems(make_host, {
-        "a": {"every": "0.5s"},
-        "b": {"every": "soon"},
-        "c": {"on_change": False},
-        "e": {"tariffs": {"x": {"rate": 1}}},
-        "f": {"kind": "counter", "tariffs": {"x": {"rate": 1, "when": ["mon"]}}},
-        "g": {"hold": "-1h"},
-    })
+    found = problems(
+        make_host,
+        {
+            "a": {"every": "0.5s"},
+            "b": {"every": "soon"},
+            "c": {"on_change": False},
+            "e": {"tariffs": {"x": {"rate": 1}}},
+            "f": {"kind": "counter", "tariffs": {"x": {"rate": 1, "when": ["mon"]}}},
+            "g": {"hold": "-1h"},
+        },
+    )
     assert found["loggers.a.every"] == "every must be at least 1 s, got '0.5s'"
     assert "invalid duration 'soon'" in found["loggers.b.every"]
     assert "records nothing without 'every'" in found["loggers.c.on_change"]
@@ -170,15 +189,28 @@ def test_every_and_counter_options_are_checked(make_host: Callable[..., ioplex.H
 
 # -- counters: tariffs and the dummy meter -----------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_tariffs_split_energy_and_cost_per_slot(
-    make_host: Callable[..., ioplex.Host], tmp_path: Path,
+    make_host: Callable[..., ioplex.Host],
+    tmp_path: Path,
 ) -> None:
-    host = make_host({"host": {"timezone": "UTC"}, "loggers": {"energy": {
-        "kind": "counter", "levels": ["hour", "day"], "hold": "1h",
-        "tariffs": {"peak": {"rate": 0.30, "when": ["mon-fri 08:00-20:00"]},
-                    "off": {"rate": 0.10}},
-    }}})
+    host = make_host(
+        {
+            "host": {"timezone": "UTC"},
+            "loggers": {
+                "energy": {
+                    "kind": "counter",
+                    "levels": ["hour", "day"],
+                    "hold": "1h",
+                    "tariffs": {
+                        "peak": {"rate": 0.30, "when": ["mon-fri 08:00-20:00"]},
+                        "off": {"rate": 0.10},
+                    },
+                }
+            },
+        }
+    )
     async with host:
         energy = host.loggers["energy"]
         for i in range(25):  # T0 is a Tuesday: +1 kWh an hour from 00:00 to 24:00
@@ -194,7 +226,9 @@ async def test_tariffs_split_energy_and_cost_per_slot(
     assert by_tariff[(T0, "off")] == (11.0, pytest.approx(1.1))  # the rest of the day
     assert by_tariff[(T0 + DAY, "off")] == (1.0, pytest.approx(0.1))  # 24:00 is Wednesday
     assert [(h.time, h.tariff, h.delta) for h in hours] == [
-        (T0 + 8 * 3600, "peak", 1.0), (T0 + 9 * 3600, "peak", 1.0)]
+        (T0 + 8 * 3600, "peak", 1.0),
+        (T0 + 9 * 3600, "peak", 1.0),
+    ]
     # The CLI exports them too.
     from click.testing import CliRunner
     from ioplex.cli import cli
@@ -204,26 +238,42 @@ async def test_tariffs_split_energy_and_cost_per_slot(
         f'[host]\ndata_dir = "{tmp_path / "data"}"\ntimezone = "UTC"\n'
         '[loggers.energy]\nkind = "counter"\nlevels = ["hour", "day"]\n'
         '[loggers.energy.tariffs]\npeak = {rate = 0.3, when = ["mon-fri 08:00-20:00"]}\n'
-        'off = {rate = 0.1}\n'
+        "off = {rate = 0.1}\n"
     )
     result = CliRunner().invoke(
-        cli, ["logger", "export", str(config), "energy", "--level", "day", "--tariffs"])
+        cli, ["logger", "export", str(config), "energy", "--level", "day", "--tariffs"]
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
     assert [(r["tariff"], r["delta"]) for r in rows] == [
-        ("off", "11.0"), ("peak", "12.0"), ("off", "1.0")]
+        ("off", "11.0"),
+        ("peak", "12.0"),
+        ("off", "1.0"),
+    ]
 
 
 @pytest.mark.anyio
 async def test_the_dummy_meter_only_grows_and_its_energy_is_its_growth(
     make_host: Callable[..., ioplex.Host],
 ) -> None:
-    host = make_host({
-        "ioservers": {"house": {"plugin": "dummy", "options": {
-            "points": {"kwh": 89.0, "temp": 20.0}, "meters": ["kwh"], "rate": 2000}}},
-        "loggers": {"energy": {"points": ["house.kwh"], "kind": "counter", "levels": ["hour"]},
-                    "temp": {"points": ["house.temp"]}},
-    })
+    host = make_host(
+        {
+            "ioservers": {
+                "house": {
+                    "plugin": "dummy",
+                    "options": {
+                        "points": {"kwh": 89.0, "temp": 20.0},
+                        "meters": ["kwh"],
+                        "rate": 2000,
+                    },
+                }
+            },
+            "loggers": {
+                "energy": {"points": ["house.kwh"], "kind": "counter", "levels": ["hour"]},
+                "temp": {"points": ["house.temp"]},
+            },
+        }
+    )
     async with host:
         await host.wait_online()
         await anyio.sleep(0.5)
@@ -239,24 +289,32 @@ def test_meters_must_name_numeric_points() -> None:
 
     from ioplex.builtins.dummy import Dummy
 
-    io = SimpleNamespace(name="d", options={"points": {"s": "text", "n": 1}, "ui": {},
-                                            "meters": ["n", "s"]},
-                         declare=lambda *a, **k: None)
-    with pytest.raises(ioplex.FatalError,
-                       match=r"ioservers.d.options.meters\[1\]: 's' is not a numeric point .*: n\)"):
+    io = SimpleNamespace(
+        name="d",
+        options={"points": {"s": "text", "n": 1}, "ui": {}, "meters": ["n", "s"]},
+        declare=lambda *a, **k: None,
+    )
+    with pytest.raises(
+        ioplex.FatalError,
+        match=r"ioservers.d.options.meters\[1\]: 's' is not a numeric point .*: n\)",
+    ):
         Dummy(io)  # type: ignore[arg-type]
 
 
 # -- warnings, exports, the database -----------------------------------------------------------
 
+
 def test_a_pattern_matching_no_instance_is_warned_about(
-    make_host: Callable[..., ioplex.Host], caplog: pytest.LogCaptureFixture,
+    make_host: Callable[..., ioplex.Host],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING, "ioplex.loggers"):
-        make_host({
-            "ioservers": {"meters": {"plugin": "dummy"}},
-            "loggers": {"energy": {"points": ["meters.*.kwh", "meterz.*.kwh", "*.temp"]}},
-        })
+        make_host(
+            {
+                "ioservers": {"meters": {"plugin": "dummy"}},
+                "loggers": {"energy": {"points": ["meters.*.kwh", "meterz.*.kwh", "*.temp"]}},
+            }
+        )
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "loggers.energy.points[1] 'meterz.*.kwh' matches no I/O server instance" in warnings[0]
@@ -265,14 +323,19 @@ def test_a_pattern_matching_no_instance_is_warned_about(
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ioplex", *args], capture_output=True, text=True, env=env,
-        timeout=60, check=False,
+        [sys.executable, "-m", "ioplex", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
 @pytest.mark.anyio
 async def test_export_needs_none_of_the_configs_secrets(
-    tmp_path: Path, builtins_only: ioplex.Plugins,
+    tmp_path: Path,
+    builtins_only: ioplex.Plugins,
 ) -> None:
     config = tmp_path / "site.toml"
     config.write_text(
@@ -297,7 +360,11 @@ async def test_export_needs_none_of_the_configs_secrets(
     header, *lines = result.stdout.splitlines()
     assert header == "seq,time,datetime,point,value,quality"
     assert [line.split(",")[4] for line in lines] == [
-        "0.1", "0.30000000000000004", "1e+16", "123456.789"]
+        "0.1",
+        "0.30000000000000004",
+        "1e+16",
+        "123456.789",
+    ]
     assert lines[0].split(",")[2] == "2023-11-14T01:00:00+01:00"  # Rome time
     listing = run_cli("logger", "list", str(config), env=env)
     assert listing.returncode == 0, listing.stderr

@@ -35,10 +35,12 @@ def db(tmp_path: Path) -> sqlite3.Connection:
 async def test_changes_are_recorded_as_numbers_with_quality(
     make_host: Callable[..., ioplex.Host],
 ) -> None:
-    host = make_host({
-        "ioservers": dummy(t=20.5, n=1, b=False, s="x", other=0),
-        "loggers": {"all": {"points": ["dummy.[tnbs]"]}},
-    })
+    host = make_host(
+        {
+            "ioservers": dummy(t=20.5, n=1, b=False, s="x", other=0),
+            "loggers": {"all": {"points": ["dummy.[tnbs]"]}},
+        }
+    )
     async with host:
         await host.wait_online()
         io = host.ioservers["dummy"]
@@ -55,19 +57,25 @@ async def test_changes_are_recorded_as_numbers_with_quality(
         rows = host.loggers["all"].query()
     new = [(r.point, r.value, r.quality) for r in rows if r.seq > first]
     assert new == [
-        ("dummy.t", 21.25, Quality.GOOD), ("dummy.n", 7.0, Quality.GOOD),
-        ("dummy.b", 1.0, Quality.GOOD), ("dummy.s", 42.5, Quality.GOOD),
-        ("dummy.s", None, Quality.GOOD), ("dummy.t", 21.25, Quality.STALE),
+        ("dummy.t", 21.25, Quality.GOOD),
+        ("dummy.n", 7.0, Quality.GOOD),
+        ("dummy.b", 1.0, Quality.GOOD),
+        ("dummy.s", 42.5, Quality.GOOD),
+        ("dummy.s", None, Quality.GOOD),
+        ("dummy.t", 21.25, Quality.STALE),
     ]
     assert all(isinstance(r, Sample) for r in rows)
     assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
     # Declared (bad: not yet online), then good once online, for each of the four points.
     assert [(r.point, r.quality) for r in rows[:2]] == [
-        ("dummy.t", Quality.BAD), ("dummy.n", Quality.BAD)]
+        ("dummy.t", Quality.BAD),
+        ("dummy.n", Quality.BAD),
+    ]
 
 
 async def test_a_clean_stop_loses_nothing(
-    make_host: Callable[..., ioplex.Host], tmp_path: Path,
+    make_host: Callable[..., ioplex.Host],
+    tmp_path: Path,
 ) -> None:
     host = make_host({"ioservers": dummy(n=0, m=0), "loggers": {"seq": {"points": ["dummy.*"]}}})
     host.loggers.flush_interval = 3600  # nothing is written before the stop
@@ -80,19 +88,25 @@ async def test_a_clean_stop_loses_nothing(
                 await anyio.lowlevel.checkpoint()
         assert host.loggers["seq"].pending > 20_000
     with db(tmp_path) as conn:
-        values = [v for (v,) in conn.execute(
-            "SELECT value FROM samples WHERE point = 'dummy.n' AND value > 0 AND quality = 'good' "
-            "ORDER BY seq")]
+        values = [
+            v
+            for (v,) in conn.execute(
+                "SELECT value FROM samples WHERE point = 'dummy.n' AND value > 0 AND quality = 'good' "
+                "ORDER BY seq"
+            )
+        ]
         assert values == list(range(1, 20_001))
         # The I/O servers stop before the final batch: their going offline is recorded too.
         last = conn.execute(
-            "SELECT point, quality FROM samples WHERE seq = (SELECT max(seq) FROM raw)").fetchone()
+            "SELECT point, quality FROM samples WHERE seq = (SELECT max(seq) FROM raw)"
+        ).fetchone()
         assert last[1] == "bad"
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 async def test_batches_are_written_within_the_flush_interval(
-    make_host: Callable[..., ioplex.Host], tmp_path: Path,
+    make_host: Callable[..., ioplex.Host],
+    tmp_path: Path,
 ) -> None:
     host = make_host({"ioservers": dummy(n=0), "loggers": {"seq": {"points": ["dummy.n"]}}})
     host.loggers.flush_interval = 0.2
@@ -115,10 +129,14 @@ async def test_batches_are_written_within_the_flush_interval(
 async def test_query_levels_points_and_time_bounds(make_host: Callable[..., ioplex.Host]) -> None:
     # History recorded by hand, long ago: each value is held until the next sample, for at
     # most 90 s (the default, "forever", would hold the last one up to now).
-    host = make_host({"loggers": {
-        "temp": {"levels": ["minute", "hour", "day", "month"], "hold": "90s"},
-        "energy": {"kind": "counter", "hold": "90s"},
-    }})
+    host = make_host(
+        {
+            "loggers": {
+                "temp": {"levels": ["minute", "hour", "day", "month"], "hold": "90s"},
+                "energy": {"kind": "counter", "hold": "90s"},
+            }
+        }
+    )
     async with host:
         temp, energy = host.loggers["temp"], host.loggers["energy"]
         for i in range(48 * 60):  # two days, one sample a minute, two points
@@ -137,19 +155,22 @@ async def test_query_levels_points_and_time_bounds(make_host: Callable[..., iopl
         second = (25.9 + sum(v * 60 for v in values[:-1]) + 25.9 * 59) / 3600
         assert hours == [
             Interval(T0, T0 + 3600, "room.a", 60, 20.0, 25.9, pytest.approx(first), None),
-            Interval(T0 + 3600, T0 + 7200, "room.a", 60, 20.0, 25.9, pytest.approx(second),
-                     None),
+            Interval(T0 + 3600, T0 + 7200, "room.a", 60, 20.0, 25.9, pytest.approx(second), None),
         ]
         assert first != pytest.approx(sum(values) / 60)  # not the mean of the samples
         days = temp.query(level="day")
         # The last values are held 90 s into the third day: rows without samples (count 0).
         assert [(d.point, d.count, d.min, d.max) for d in days[4:]] == [
-            ("room.a", 0, 25.9, 25.9), ("room.b", 0, 10.0, 10.0)]
+            ("room.a", 0, 25.9, 25.9),
+            ("room.b", 0, 10.0, 10.0),
+        ]
         assert days[4].avg == pytest.approx(25.9) and days[5].avg == 10.0
         days = days[:4]
         assert [(d.time, d.end, d.point, d.count) for d in days] == [
-            (T0, T0 + DAY, "room.a", 1440), (T0, T0 + DAY, "room.b", 1440),
-            (T0 + DAY, T0 + 2 * DAY, "room.a", 1440), (T0 + DAY, T0 + 2 * DAY, "room.b", 1440),
+            (T0, T0 + DAY, "room.a", 1440),
+            (T0, T0 + DAY, "room.b", 1440),
+            (T0 + DAY, T0 + 2 * DAY, "room.a", 1440),
+            (T0 + DAY, T0 + 2 * DAY, "room.b", 1440),
         ]
         minutes = temp.query(T0 + 60, T0 + 180, level="minute", points=["room.*"])
         assert len(minutes) == 4
@@ -170,12 +191,21 @@ async def test_query_levels_points_and_time_bounds(make_host: Callable[..., iopl
 
 
 async def test_retention_at_every_level_in_bounded_chunks(
-    make_host: Callable[..., ioplex.Host], tmp_path: Path,
+    make_host: Callable[..., ioplex.Host],
+    tmp_path: Path,
 ) -> None:
     retention = {"raw": "1d", "minute": "2d", "hour": "10d", "day": "40d", "month": "100d"}
-    host = make_host({"loggers": {"t": {
-        "levels": ["minute", "hour", "day", "month"], "retention": retention, "hold": "1s",
-    }}})
+    host = make_host(
+        {
+            "loggers": {
+                "t": {
+                    "levels": ["minute", "hour", "day", "month"],
+                    "retention": retention,
+                    "hold": "1s",
+                }
+            }
+        }
+    )
     host.loggers.expire_chunk = 50
     now = T0 + 150 * DAY
     async with host:
@@ -216,7 +246,8 @@ async def test_seq_only_grows_across_retention_and_restart(
         host.loggers["t"].record("x.y", 99, time=T0 + DAY)
         await host.loggers.flush()
         assert host.loggers["t"].samples_after(0, 100) == [
-            Sample(11, T0 + DAY, "x.y", 99.0, Quality.GOOD)]
+            Sample(11, T0 + DAY, "x.y", 99.0, Quality.GOOD)
+        ]
         assert host.loggers["t"].query(level="hour")[0].count == 10  # the intervals remain
 
 
@@ -234,7 +265,8 @@ async def test_samples_after_pages_in_seq_order(make_host: Callable[..., ioplex.
         assert a.samples_after(25, 10) == [] and a.samples_after(0, 0) == []
         assert {s.point for s in await a.asamples_after(0, 100)} == {"p.a"}
         assert host.loggers["b"].samples_after(24, 1) == [
-            Sample(25, T0 + 24, "p.b", -24.0, Quality.GOOD)]
+            Sample(25, T0 + 24, "p.b", -24.0, Quality.GOOD)
+        ]
 
 
 async def test_pending_samples_are_bounded(make_host: Callable[..., ioplex.Host]) -> None:
@@ -258,8 +290,12 @@ async def test_two_hosts_cannot_write_one_database(make_host: Callable[..., iopl
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "IOPLEX_LOAD_PLUGINS": ""}
     return subprocess.run(
-        [sys.executable, "-m", "ioplex", *args], capture_output=True, text=True, env=env,
-        timeout=60, check=False,
+        [sys.executable, "-m", "ioplex", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
 
 
@@ -280,30 +316,36 @@ async def test_cli_reads_while_the_host_runs(tmp_path: Path, builtins_only: iopl
         await host.loggers.consolidate()
         listing = await anyio.to_thread.run_sync(cli, "logger", "list", str(config))
         assert listing.returncode == 0, listing.stderr
-        assert ("energy (counter): dummy.kwh; keeps raw 30d, hour 2y, day 10y, month forever"
-                in listing.stdout)
+        assert (
+            "energy (counter): dummy.kwh; keeps raw 30d, hour 2y, day 10y, month forever"
+            in listing.stdout
+        )
         exported = await anyio.to_thread.run_sync(
-            cli, "logger", "export", str(config), "energy", "--format", "json", "--since", "1h")
+            cli, "logger", "export", str(config), "energy", "--format", "json", "--since", "1h"
+        )
         assert exported.returncode == 0, exported.stderr
         rows = json.loads(exported.stdout)
         assert [r["value"] for r in rows if r["quality"] == "good"][-100:] == list(range(1, 101))
         assert rows[0]["datetime"].endswith(("+01:00", "+02:00"))  # Rome time
         hourly = await anyio.to_thread.run_sync(
-            cli, "logger", "export", str(config), "energy", "--level", "hour")
+            cli, "logger", "export", str(config), "energy", "--level", "hour"
+        )
         assert hourly.returncode == 0, hourly.stderr
         header, *lines = hourly.stdout.splitlines()
         assert header == "time,end,datetime,point,count,min,max,avg,delta"
         assert sum(float(line.split(",")[-1]) for line in lines) == 100.0
         bad = await anyio.to_thread.run_sync(
-            cli, "logger", "export", str(config), "energy", "--since", "last tuesday")
+            cli, "logger", "export", str(config), "energy", "--since", "last tuesday"
+        )
         assert bad.returncode == 2 and "cannot read time 'last tuesday'" in bad.stderr
 
 
 async def test_counter_consolidation_resumes_across_chunks_and_restarts(
     make_host: Callable[..., ioplex.Host],
 ) -> None:
-    config = {"loggers": {"energy": {"kind": "counter", "levels": ["hour"], "wrap": 1000,
-                                     "hold": "1min"}}}
+    config = {
+        "loggers": {"energy": {"kind": "counter", "levels": ["hour"], "wrap": 1000, "hold": "1min"}}
+    }
     # A wrap (990 -> 5: +15), a reset (15 -> 3: +3, confirmed by 8 after it).
     readings = [10, 20, 35, 990, 5, 15, 3, 8]
     host = make_host(config)
@@ -325,15 +367,20 @@ async def test_counter_consolidation_resumes_across_chunks_and_restarts(
 
 
 async def test_samples_after_is_one_primary_key_range_scan(
-    make_host: Callable[..., ioplex.Host], tmp_path: Path,
+    make_host: Callable[..., ioplex.Host],
+    tmp_path: Path,
 ) -> None:
     async with make_host({"loggers": {"t": {}}}) as host:
         host.loggers["t"].record("x.y", 1, time=T0)
         await host.loggers.flush()
     with db(tmp_path) as conn:
-        plan = " ".join(row[-1] for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT raw.seq, raw.time, points.name, raw.value, raw.quality "
-            "FROM raw JOIN points ON points.id = raw.point "
-            "WHERE raw.logger = 1 AND raw.seq > 10 ORDER BY raw.seq LIMIT 100"))
+        plan = " ".join(
+            row[-1]
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT raw.seq, raw.time, points.name, raw.value, raw.quality "
+                "FROM raw JOIN points ON points.id = raw.point "
+                "WHERE raw.logger = 1 AND raw.seq > 10 ORDER BY raw.seq LIMIT 100"
+            )
+        )
     assert "SEARCH raw USING PRIMARY KEY (logger=? AND seq>?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # no sort: the key's order is the answer's

@@ -21,11 +21,20 @@ T0 = 1_700_000_000 - 1_700_000_000 % 86_400
 SCHEMA = {
     "type": "object",
     "additionalProperties": False,
-    "properties": {"options": {
-        "type": "object", "default": {}, "additionalProperties": False,
-        "properties": {"feed": {"type": "string", "default": "",
-                                "description": "A local logger to add_feed into, or ''."}},
-    }},
+    "properties": {
+        "options": {
+            "type": "object",
+            "default": {},
+            "additionalProperties": False,
+            "properties": {
+                "feed": {
+                    "type": "string",
+                    "default": "",
+                    "description": "A local logger to add_feed into, or ''.",
+                }
+            },
+        }
+    },
 }
 
 
@@ -98,15 +107,23 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 MIRROR = {
     "ioservers": {"remote": {"plugin": "fake"}},
-    "loggers": {"mirror": {
-        "source": "remote", "source_id": "energy", "pollinterval": 0.05, "kind": "counter",
-        "levels": ["hour", "day"], "retention": {"raw": "1d"},
-    }},
+    "loggers": {
+        "mirror": {
+            "source": "remote",
+            "source_id": "energy",
+            "pollinterval": 0.05,
+            "kind": "counter",
+            "levels": ["hour", "day"],
+            "retention": {"raw": "1d"},
+        }
+    },
 }
 
 
 async def test_rows_are_stored_once_and_the_mark_survives_a_restart(
-    make_host: Callable[..., ioplex.Host], fake_plugins: ioplex.Plugins, remote: RemoteLogger,
+    make_host: Callable[..., ioplex.Host],
+    fake_plugins: ioplex.Plugins,
+    remote: RemoteLogger,
     tmp_path: Path,
 ) -> None:
     remote.add(35)
@@ -124,7 +141,9 @@ async def test_rows_are_stored_once_and_the_mark_survives_a_restart(
         assert [s.value for s in stored] == [float(i) for i in range(1, 36)]
         # The same rows again: nothing new is stored, the mark stays.
         again = await host.loggers._write(
-            host.loggers._store.write_replicated, mirror._state, feed.id,
+            host.loggers._store.write_replicated,
+            mirror._state,
+            feed.id,
             [(s, t, p, v, q) for s, t, p, v, q in remote.rows[:20]],
         )
         assert again == (0, 35)
@@ -151,19 +170,27 @@ async def test_rows_are_stored_once_and_the_mark_survives_a_restart(
 
 
 async def test_a_driver_factory_adds_a_feed(
-    make_host: Callable[..., ioplex.Host], fake_plugins: ioplex.Plugins, remote: RemoteLogger,
+    make_host: Callable[..., ioplex.Host],
+    fake_plugins: ioplex.Plugins,
+    remote: RemoteLogger,
 ) -> None:
     remote.add(3)
-    host = make_host({
-        "ioservers": {"remote": {"plugin": "fake", "options": {"feed": "remote.energy"}},
-                      "orphan": {"plugin": "fake", "options": {"feed": "remote.power"}}},
-        "loggers": {"remote.energy": {"levels": ["raw"]}},
-    }, plugins=fake_plugins)
+    host = make_host(
+        {
+            "ioservers": {
+                "remote": {"plugin": "fake", "options": {"feed": "remote.energy"}},
+                "orphan": {"plugin": "fake", "options": {"feed": "remote.power"}},
+            },
+            "loggers": {"remote.energy": {"levels": ["raw"]}},
+        },
+        plugins=fake_plugins,
+    )
     async with host:
         logger = host.loggers["remote.energy"]
         await until(lambda: logger.feeds and logger.feeds[0].hwm == 3)
         assert [(f.source, f.source_id, f.interval) for f in logger.feeds] == [
-            ("remote", "energy", 0.05)]
+            ("remote", "energy", 0.05)
+        ]
         assert len(logger.samples_after(0, 10)) == 3
         # A feed into a logger that is not defined fails that I/O server, saying why.
         orphan = host.ioservers["orphan"]
@@ -179,7 +206,9 @@ async def test_a_driver_factory_adds_a_feed(
 
 
 async def test_failures_are_logged_and_retried_with_backoff(
-    make_host: Callable[..., ioplex.Host], fake_plugins: ioplex.Plugins, remote: RemoteLogger,
+    make_host: Callable[..., ioplex.Host],
+    fake_plugins: ioplex.Plugins,
+    remote: RemoteLogger,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     remote.add(5)
@@ -191,8 +220,10 @@ async def test_failures_are_logged_and_retried_with_backoff(
             await until(lambda: feed.failures >= 3)
             messages = [r.getMessage() for r in caplog.records]
             assert any(
-                "data logger 'mirror'" in m and "I/O server 'remote'" in m
-                and "remote logger 'energy'" in m and "remote is down" in m
+                "data logger 'mirror'" in m
+                and "I/O server 'remote'" in m
+                and "remote logger 'energy'" in m
+                and "remote is down" in m
                 for m in messages
             ), messages
             assert feed.hwm == 0 and feed.last_error == "ConnectionError: remote is down"
@@ -208,7 +239,9 @@ async def test_failures_are_logged_and_retried_with_backoff(
 
 
 async def test_a_bad_batch_commits_nothing(
-    make_host: Callable[..., ioplex.Host], fake_plugins: ioplex.Plugins, remote: RemoteLogger,
+    make_host: Callable[..., ioplex.Host],
+    fake_plugins: ioplex.Plugins,
+    remote: RemoteLogger,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     remote.add(6)
@@ -220,7 +253,8 @@ async def test_a_bad_batch_commits_nothing(
             feed = mirror.feeds[0]
             await until(lambda: feed.failures >= 1)
             assert "row 3 (seq 4): quality must be one of good, stale, bad, got 'excellent'" in (
-                feed.last_error or "")
+                feed.last_error or ""
+            )
             assert feed.hwm == 0 and mirror.samples_after(0, 10) == []
             remote.bad_row = None
             await until(lambda: feed.hwm == 6)
@@ -228,12 +262,15 @@ async def test_a_bad_batch_commits_nothing(
 
 
 async def test_a_source_that_cannot_replicate_is_reported(
-    make_host: Callable[..., ioplex.Host], caplog: pytest.LogCaptureFixture,
+    make_host: Callable[..., ioplex.Host],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    host = make_host({
-        "ioservers": {"dummy": {"plugin": "dummy"}},
-        "loggers": {"mirror": {"source": "dummy", "pollinterval": 0.05}},
-    })
+    host = make_host(
+        {
+            "ioservers": {"dummy": {"plugin": "dummy"}},
+            "loggers": {"mirror": {"source": "dummy", "pollinterval": 0.05}},
+        }
+    )
     with caplog.at_level(logging.ERROR, logger="ioplex.loggers"):
         async with host:
             feed = host.loggers["mirror"].feeds[0]

@@ -10,9 +10,14 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_ids_reserved_connection_and_units(make_host) -> None:
-    host = make_host({"ioservers": {"system": {"plugin": "system"},
-                                    "dummy": {"plugin": "dummy", "options": {"points": {
-                                        "light.1": 0}}}}})
+    host = make_host(
+        {
+            "ioservers": {
+                "system": {"plugin": "system"},
+                "dummy": {"plugin": "dummy", "options": {"points": {"light.1": 0}}},
+            }
+        }
+    )
     async with host:
         await host.wait_online()
         assert host.points["dummy.light.1"].id == "light.1"

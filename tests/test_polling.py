@@ -46,8 +46,13 @@ class Device:
             while True:
                 try:
                     line = (await lines.receive_until(b"\n", 256)).decode()
-                except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError,
-                        anyio.ClosedResourceError, OSError):
+                except (
+                    anyio.EndOfStream,
+                    anyio.IncompleteRead,
+                    anyio.BrokenResourceError,
+                    anyio.ClosedResourceError,
+                    OSError,
+                ):
                     return
                 self.log.append((anyio.current_time(), line))
                 if lines.buffer:
@@ -90,9 +95,13 @@ def line_plugin(port: int, points: dict[str, dict[str, Any]], **poller: Any) -> 
         def __init__(self, io: ioplex.IOServer) -> None:
             self.poller = ioplex.Poller(io, read=self.get, write=self.put, **poller)
             for id, spec in points.items():
-                self.poller.point(id, type=spec.get("type", float), every=spec.get("every"),
-                                  writable=spec.get("writable", False),
-                                  read_after_write=spec.get("read_after_write", True))
+                self.poller.point(
+                    id,
+                    type=spec.get("type", float),
+                    every=spec.get("every"),
+                    writable=spec.get("writable", False),
+                    read_after_write=spec.get("read_after_write", True),
+                )
             self.active = self.most_active = 0
             drivers.append(self)
 
@@ -131,8 +140,9 @@ def line_plugin(port: int, points: dict[str, dict[str, Any]], **poller: Any) -> 
             await self.ask(f"SET {address} {value}")
 
     namespace = {
-        "register_ioserver_types": staticmethod(ioplex.hookimpl(
-            lambda register: register("line", Driver, NO_OPTIONS, "test device"))),
+        "register_ioserver_types": staticmethod(
+            ioplex.hookimpl(lambda register: register("line", Driver, NO_OPTIONS, "test device"))
+        ),
     }
     return type("line", (), namespace), drivers
 
@@ -183,8 +193,9 @@ async def test_one_request_at_a_time_under_concurrent_writes(line_host) -> None:
     device = Device()
     device.delay = 0.01
     async with serving(device) as port:
-        host, drivers = line_host(port, {"fast": {"every": 0.02}, "setpoint": {"writable": True}},
-                                  timeout=2)
+        host, drivers = line_host(
+            port, {"fast": {"every": 0.02}, "setpoint": {"writable": True}}, timeout=2
+        )
         async with host:
             await host.wait_online("dev")
             async with anyio.create_task_group() as tg:
@@ -208,15 +219,21 @@ async def test_a_write_is_read_back_and_shows_what_the_device_holds(line_host) -
             await host.write("dev.setpoint", 99)  # the device clamps to its maximum
             assert host.points["dev.setpoint"].value == 30.0
             lines = [line for _, line in device.log]
-            assert lines[-4:] == ["SET setpoint 22.5", "GET setpoint", "SET setpoint 99.0", "GET setpoint"]
+            assert lines[-4:] == [
+                "SET setpoint 22.5",
+                "GET setpoint",
+                "SET setpoint 99.0",
+                "GET setpoint",
+            ]
 
 
 @pytest.mark.anyio
 async def test_write_without_read_back_stores_the_written_value(line_host) -> None:
     device = Device()
     async with serving(device) as port:
-        host, _ = line_host(port, {"setpoint": {"writable": True, "read_after_write": False}},
-                            timeout=1)
+        host, _ = line_host(
+            port, {"setpoint": {"writable": True, "read_after_write": False}}, timeout=1
+        )
         async with host:
             await host.wait_online("dev")
             await host.write("dev.setpoint", 99)
@@ -233,8 +250,11 @@ async def test_writes_are_refused_at_once_while_offline(line_host) -> None:
     host, _ = line_host(port, POINTS, timeout=1)
     async with host:
         with anyio.fail_after(1):
-            with pytest.raises(WriteError, match=r"dev.setpoint: I/O server 'dev' \(line\) is "
-                                                 r"offline; 21.0 not written"):
+            with pytest.raises(
+                WriteError,
+                match=r"dev.setpoint: I/O server 'dev' \(line\) is "
+                r"offline; 21.0 not written",
+            ):
                 await host.write("dev.setpoint", 21)
             with pytest.raises(DeviceError, match="dev.fast: I/O server 'dev' is offline"):
                 await host.read("dev.fast")
@@ -267,7 +287,9 @@ async def test_a_refused_write_is_a_write_error_and_the_link_stays(line_host) ->
         host, _ = line_host(port, POINTS, timeout=1)
         async with host:
             await host.wait_online("dev")
-            with pytest.raises(WriteError, match="dev.setpoint: the device refused 25.0: read-only"):
+            with pytest.raises(
+                WriteError, match="dev.setpoint: the device refused 25.0: read-only"
+            ):
                 await host.write("dev.setpoint", 25)
             assert host.points["dev.connection"].value == "online"
             assert device.connections == 1
@@ -324,8 +346,11 @@ async def test_a_write_the_device_never_answers_ends_the_link(line_host) -> None
             await host.wait_online("dev")
             device.frozen.add("SET")
             started = anyio.current_time()
-            with pytest.raises(WriteError, match=r"dev.setpoint: 21.0 not confirmed: .*"
-                                                 r"writing 21.0 to dev.setpoint: no answer within 0.3 s"):
+            with pytest.raises(
+                WriteError,
+                match=r"dev.setpoint: 21.0 not confirmed: .*"
+                r"writing 21.0 to dev.setpoint: no answer within 0.3 s",
+            ):
                 await host.write("dev.setpoint", 21)
             assert anyio.current_time() - started < 1
             with anyio.fail_after(2):
@@ -394,7 +419,9 @@ async def test_a_point_added_while_running_is_read_at_once(line_host) -> None:
                         await anyio.sleep(0.01)
                 # No value yet is bad, not a good None; then the first read.
                 assert [(e[1], e[4]) for e in events.drain()] == [
-                    (None, Quality.BAD), (5.0, Quality.GOOD)]
+                    (None, Quality.BAD),
+                    (5.0, Quality.GOOD),
+                ]
             drivers[0].poller.forget("slow")
             host.ioservers["dev"].undeclare("fast")  # as discovery does for vanished points
             before = (len(device.requests("GET slow")), len(device.requests("GET fast")))
@@ -445,8 +472,15 @@ async def test_fatal_error_from_the_device_stops_the_instance(make_host, builtin
         async def get(self, address):
             raise ioplex.FatalError("wrong PIN")
 
-    plugin = type("refusing", (), {"register_ioserver_types": staticmethod(ioplex.hookimpl(
-        lambda register: register("refusing", Refusing, NO_OPTIONS)))})
+    plugin = type(
+        "refusing",
+        (),
+        {
+            "register_ioserver_types": staticmethod(
+                ioplex.hookimpl(lambda register: register("refusing", Refusing, NO_OPTIONS))
+            )
+        },
+    )
     builtins_only.register(plugin, "refusing")
     host = make_host({"ioservers": {"r": {"plugin": "refusing"}}}, builtins_only)
     async with host:
@@ -472,11 +506,19 @@ async def test_read_many_asks_in_batches(make_host, builtins_only) -> None:
 
         async def get_many(self, addresses):
             calls.append(addresses)
-            return [DeviceError("no such register") if a == "r3" else int(a[1:]) * 10
-                    for a in addresses]
+            return [
+                DeviceError("no such register") if a == "r3" else int(a[1:]) * 10 for a in addresses
+            ]
 
-    plugin = type("block", (), {"register_ioserver_types": staticmethod(ioplex.hookimpl(
-        lambda register: register("block", Block, NO_OPTIONS)))})
+    plugin = type(
+        "block",
+        (),
+        {
+            "register_ioserver_types": staticmethod(
+                ioplex.hookimpl(lambda register: register("block", Block, NO_OPTIONS))
+            )
+        },
+    )
     builtins_only.register(plugin, "block")
     host = make_host({"ioservers": {"b": {"plugin": "block"}}}, builtins_only)
     async with host:
@@ -521,8 +563,15 @@ async def test_points_the_driver_keeps_itself_are_stale_after_a_reconnect(
         async def get(self, address):
             return connects
 
-    plugin = type("mixed", (), {"register_ioserver_types": staticmethod(ioplex.hookimpl(
-        lambda register: register("mixed", Mixed, NO_OPTIONS)))})
+    plugin = type(
+        "mixed",
+        (),
+        {
+            "register_ioserver_types": staticmethod(
+                ioplex.hookimpl(lambda register: register("mixed", Mixed, NO_OPTIONS))
+            )
+        },
+    )
     builtins_only.register(plugin, "mixed")
     host = make_host({"ioservers": {"m": {"plugin": "mixed"}}}, builtins_only)
     async with host:
@@ -531,4 +580,7 @@ async def test_points_the_driver_keeps_itself_are_stale_after_a_reconnect(
             while connects < 2 or not host.ioservers["m"].online:
                 await anyio.sleep(0.01)
         assert (host.points["m.polled"].value, host.points["m.polled"].quality) == (2, Quality.GOOD)
-        assert (host.points["m.pushed"].value, host.points["m.pushed"].quality) == (5, Quality.STALE)
+        assert (host.points["m.pushed"].value, host.points["m.pushed"].quality) == (
+            5,
+            Quality.STALE,
+        )

@@ -22,5 +22,7 @@ def test_provenance_and_the_loop_guard(caplog) -> None:
         assert guard.meta("c.d.e.f", "f", 3, via="c") is None  # too far
     assert guard.refused == 3
     assert [r.getMessage().split(":")[1].strip() for r in caplog.records] == [
-        "loop detected", "not mirroring c.d.e.f (origin f, via c)"]
+        "loop detected",
+        "not mirroring c.d.e.f (origin f, via c)",
+    ]
     assert "(a -> b -> a)" in caplog.records[0].getMessage()

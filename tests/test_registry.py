@@ -70,7 +70,7 @@ def test_quality_change_is_an_event() -> None:
     point = registry.declare("a.b", 5)
     with registry.subscribe("a.b") as events:
         registry.set_quality([point], Quality.BAD)
-        (name, value, old, _, quality), = events.drain()
+        ((name, value, old, _, quality),) = events.drain()
         assert (name, value, old, quality) == ("a.b", 5, 5, Quality.BAD)
 
 

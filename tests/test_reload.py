@@ -49,11 +49,15 @@ async def test_reload_adds_removes_and_restarts_only_what_changed(tmp_path, buil
         keep = host.ioservers["keep"]
         driver = keep.driver
         with host.subscribe("keep.*") as keep_events:
-            write(config, c=30, extra='[ioservers.new]\nplugin = "dummy"\n'
-                                       'options = { points = { d = 4 } }\n'.replace(
-                                           "[ioservers.gone]", ""))
+            write(
+                config,
+                c=30,
+                extra='[ioservers.new]\nplugin = "dummy"\n'
+                "options = { points = { d = 4 } }\n".replace("[ioservers.gone]", ""),
+            )
             text = config.read_text().replace(
-                '[ioservers.gone]\nplugin = "dummy"\noptions = { points = { b = 2 } }\n', "")
+                '[ioservers.gone]\nplugin = "dummy"\noptions = { points = { b = 2 } }\n', ""
+            )
             config.write_text(text)
             result = await host.reload(config)
             await host.wait_online()
@@ -95,8 +99,11 @@ async def test_reload_restarts_loggers_when_their_tables_change(tmp_path, builti
 
 def ioplex_cmd(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "ioplex", *args], cwd=cwd, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "ioplex", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "IOPLEX_LOAD_PLUGINS": ""},
     )
 

@@ -60,8 +60,9 @@ def test_allow_lists_and_prefixes() -> None:
 
 def test_throttle_locks_a_prefix_out_and_forgets_on_success(caplog) -> None:
     clock = Clock()
-    throttle = AuthThrottle(free_failures=3, base_delay=2, max_delay=10, global_rate=1000,
-                            clock=clock)
+    throttle = AuthThrottle(
+        free_failures=3, base_delay=2, max_delay=10, global_rate=1000, clock=clock
+    )
     for _ in range(2):
         assert throttle.failed("2001:db8::1") == 0
     assert throttle.failed("2001:db8::2") == 2  # same /64: the third failure locks it
@@ -195,8 +196,9 @@ async def test_accept_loop_survives_a_failing_handler(caplog) -> None:
     stream = Stream()
     with caplog.at_level(logging.ERROR):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: serve_tcp(_FlakyListener(0, stream), handler,
-                                            log=logging.getLogger("t")))
+            tg.start_soon(
+                lambda: serve_tcp(_FlakyListener(0, stream), handler, log=logging.getLogger("t"))
+            )
             await anyio.sleep(0.1)
             tg.cancel_scope.cancel()
     assert stream.closed and "a connection failed" in caplog.text
@@ -211,7 +213,9 @@ def test_rate_limited_log(caplog) -> None:
         clock.now += 61
         ratelog.warning("k", "refused %s", "y")
     assert [r.getMessage() for r in caplog.records] == [
-        "refused x", "refused y (and 99 more like it in the last 61 s)"]
+        "refused x",
+        "refused y (and 99 more like it in the last 61 s)",
+    ]
 
 
 def test_remote_writes_and_sensitive_points() -> None:
@@ -244,9 +248,17 @@ def test_json_out_and_in() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(st.binary(max_size=200), st.text(max_size=200),
-                 st.recursive(st.integers() | st.text(max_size=5), lambda c: st.lists(c) |
-                              st.dictionaries(st.text(max_size=3), c), max_leaves=20).map(json.dumps)))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        st.text(max_size=200),
+        st.recursive(
+            st.integers() | st.text(max_size=5),
+            lambda c: st.lists(c) | st.dictionaries(st.text(max_size=3), c),
+            max_leaves=20,
+        ).map(json.dumps),
+    )
+)
 def test_fuzz_json_bodies(data) -> None:
     try:
         jsontext.loads(data)

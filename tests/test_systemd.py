@@ -20,9 +20,15 @@ def test_run_notifies_systemd_and_feeds_the_watchdog(tmp_path: Path) -> None:
         config.write_text('[host]\ndata_dir = "data"\n[ioservers.d]\nplugin = "dummy"\n')
         proc = subprocess.Popen(
             [sys.executable, "-m", "ioplex", "run", str(config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "IOPLEX_LOAD_PLUGINS": "", "NOTIFY_SOCKET": str(address),
-                 "WATCHDOG_USEC": "200000"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={
+                **os.environ,
+                "IOPLEX_LOAD_PLUGINS": "",
+                "NOTIFY_SOCKET": str(address),
+                "WATCHDOG_USEC": "200000",
+            },
         )
         try:
             messages = []

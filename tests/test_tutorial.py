@@ -75,9 +75,22 @@ def test_the_tutorial_gives_every_file_of_its_layout(tmp_path: Path) -> None:
     for path in (p for p in files if p.endswith(".py")):
         compile(files[path], path, "exec")
     ruff = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--isolated", "--line-length", "100", ".",
-         "../set_setpoint.py"],
-        cwd=tmp_path / PACKAGE, capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--isolated",
+            "--line-length",
+            "100",
+            ".",
+            "../set_setpoint.py",
+        ],
+        cwd=tmp_path / PACKAGE,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert ruff.returncode == 0, ruff.stdout + ruff.stderr
 
@@ -108,8 +121,12 @@ class Running:
                 self.seen += 1
                 if found := re.search(pattern, line):
                     return found
-            if time.monotonic() > deadline or self.proc.poll() is not None and \
-                    self.seen == len(self.lines) and not self._reader.is_alive():
+            if (
+                time.monotonic() > deadline
+                or self.proc.poll() is not None
+                and self.seen == len(self.lines)
+                and not self._reader.is_alive()
+            ):
                 raise AssertionError(f"no line matching {pattern!r} in:\n" + self.output)
             time.sleep(0.05)
 
@@ -125,19 +142,25 @@ class Running:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout)
-            raise AssertionError(f"{self.proc.args} did not stop on {sig}:\n{self.output}") from None
+            raise AssertionError(
+                f"{self.proc.args} did not stop on {sig}:\n{self.output}"
+            ) from None
         finally:
             self._reader.join(timeout)
 
 
 def make_venv(path: Path) -> Path:
     """A fresh virtual environment that sees the running one's packages (not its .pth files)."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True,
-                   timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, timeout=120
+    )
     python = path / "bin" / "python"
     purelib = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout.strip()
     ours = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (Path(purelib) / "_running_env.pth").write_text("\n".join(sorted(ours)) + "\n")
@@ -157,30 +180,60 @@ def test_the_tutorial_runs_end_to_end(tmp_path: Path) -> None:
     extract(work)
     python = make_venv(tmp_path / "venv")
     bindir = python.parent
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME") and not k.startswith("PYTEST")}
-    env |= {"PATH": f"{bindir}{os.pathsep}{env.get('PATH', '')}", "PYTHONUNBUFFERED": "1",
-            "IOPLEX_LOAD_PLUGINS": "thermostat", "THERMOSTAT_PIN": "1234"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME") and not k.startswith("PYTEST")
+    }
+    env |= {
+        "PATH": f"{bindir}{os.pathsep}{env.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+        "IOPLEX_LOAD_PLUGINS": "thermostat",
+        "THERMOSTAT_PIN": "1234",
+    }
 
     # §0 and §6: the kernel from this checkout, then the plugin with its test extra.
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-         "--no-index", "--no-build-isolation", str(ROOT), f"{work / PACKAGE}[test]"],
-        env=env, timeout=300)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-build-isolation",
+            str(ROOT),
+            f"{work / PACKAGE}[test]",
+        ],
+        env=env,
+        timeout=300,
+    )
     plugin_dir = work / PACKAGE
-    tests = run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                cwd=plugin_dir, env=env, timeout=300)
+    tests = run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=plugin_dir,
+        env=env,
+        timeout=300,
+    )
     assert "5 passed" in tests.stdout, tests.stdout
     plugins = run([str(bindir / "ioplex"), "plugins"], env=env, timeout=60)
     assert "thermostat 0.1.0: types thermostat" in plugins.stdout
     # §7: the README the tutorial shows is what the tool generates.
     readme = (plugin_dir / "README.md").read_text()
-    run([str(bindir / "ioplex"), "schema", "thermostat", "--update", "README.md"],
-        cwd=plugin_dir, env=env, timeout=60)
+    run(
+        [str(bindir / "ioplex"), "schema", "thermostat", "--update", "README.md"],
+        cwd=plugin_dir,
+        env=env,
+        timeout=60,
+    )
     assert (plugin_dir / "README.md").read_text() == readme
 
     # §8: the simulator, the host, a write. The tutorial's port 7000 becomes a free one.
-    simulator = Running([str(python), "-m", "ioplex_thermostat.simulator", "--port", "0"],
-                        cwd=work, env=env)
+    simulator = Running(
+        [str(python), "-m", "ioplex_thermostat.simulator", "--port", "0"], cwd=work, env=env
+    )
     host = None
     try:
         port = simulator.expect(r"listening on 127\.0\.0\.1:(\d+)")[1]
@@ -190,8 +243,9 @@ def test_the_tutorial_runs_end_to_end(tmp_path: Path) -> None:
         check = run([str(bindir / "ioplex"), "check", "site.toml"], cwd=work, env=env, timeout=60)
         assert "site.toml: valid (1 I/O server, 0 data loggers)" in check.stdout
 
-        host = Running([str(bindir / "ioplex"), "run", "site.toml", "--watch", "living.*"],
-                       cwd=work, env=env)
+        host = Running(
+            [str(bindir / "ioplex"), "run", "site.toml", "--watch", "living.*"], cwd=work, env=env
+        )
         host.expect(r"living\.connection = 'online' \(good\)")
         host.expect(rf"living\.humidity = 45\.0{UNIT} \(good\)")
         temp = float(host.expect(rf"living\.temp = ([0-9.]+){UNIT} \(good\)")[1])
@@ -206,8 +260,9 @@ def test_the_tutorial_runs_end_to_end(tmp_path: Path) -> None:
         simulator.stop(signal.SIGKILL)
         host.expect(r"living\.connection = 'offline' \(good\)")
         host.expect(rf"living\.setpoint = 23\.5{UNIT} \(bad\)")
-        simulator = Running([str(python), "-m", "ioplex_thermostat.simulator", "--port", port],
-                            cwd=work, env=env)
+        simulator = Running(
+            [str(python), "-m", "ioplex_thermostat.simulator", "--port", port], cwd=work, env=env
+        )
         simulator.expect("listening on")
         host.expect(r"living\.connection = 'online' \(good\)", timeout=30)
         host.expect(rf"living\.setpoint = 20\.0{UNIT} \(good\)")  # read afresh from the new device

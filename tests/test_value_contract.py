@@ -72,8 +72,9 @@ def test_a_bad_value_does_not_stop_the_rest_of_a_batch() -> None:
 
 
 async def test_host_write_refuses_misuse_with_documented_errors(make_host) -> None:
-    host = make_host({"ioservers": {"dummy": {"plugin": "dummy", "options": {
-        "points": {"n": 0, "t": 1.5}}}}})
+    host = make_host(
+        {"ioservers": {"dummy": {"plugin": "dummy", "options": {"points": {"n": 0, "t": 1.5}}}}}
+    )
     async with host:
         await host.wait_online("dummy")
         with pytest.raises(PointNameError, match="must be a string"):
@@ -89,8 +90,14 @@ async def test_host_write_refuses_misuse_with_documented_errors(make_host) -> No
 
 @pytest.mark.parametrize(
     ("name", "code"),
-    [("a.b\u202ec", "U+202E"), ("a.\x00b", "U+0000"), ("a.b\u200bc", "U+200B"),
-     ("a.\x9bb", "U+009B"), ("a.b\x7f", "U+007F"), ("a.\u2066x", "U+2066")],
+    [
+        ("a.b\u202ec", "U+202E"),
+        ("a.\x00b", "U+0000"),
+        ("a.b\u200bc", "U+200B"),
+        ("a.\x9bb", "U+009B"),
+        ("a.b\x7f", "U+007F"),
+        ("a.\u2066x", "U+2066"),
+    ],
 )
 def test_names_refuse_unsafe_characters_by_code_point(name: str, code: str) -> None:
     with pytest.raises(PointNameError, match=re.escape(code)):
@@ -123,9 +130,13 @@ def test_fuzz_point_names(name: str) -> None:
 
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=50),
-    st.binary(max_size=5), st.lists(st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=50),
+    st.binary(max_size=5),
+    st.lists(st.integers(), max_size=2),
 )
 
 
@@ -170,8 +181,11 @@ def test_secret_masking_replaces_whole_values_only(tmp_path) -> None:
 
     def problems(host: dict) -> str:
         with pytest.raises(ioplex.ConfigError) as info:
-            ioplex.Host.from_config({"host": {"data_dir": str(tmp_path), **host}},
-                                    plugins=plugins, environ={"SECRET": "one"})
+            ioplex.Host.from_config(
+                {"host": {"data_dir": str(tmp_path), **host}},
+                plugins=plugins,
+                environ={"SECRET": "one"},
+            )
         return str(info.value)
 
     # A secret that happens to be a word of the message leaves the message alone...

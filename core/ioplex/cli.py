@@ -95,8 +95,9 @@ def run(config: Path, log_level: str, watch: tuple[str, ...]) -> None:
             result = await host.reload(config)
         except ConfigError as exc:
             for problem in exc.problems:
-                hostlog.error("reload refused, the running configuration stays: %s: %s",
-                              config, problem)
+                hostlog.error(
+                    "reload refused, the running configuration stays: %s: %s", config, problem
+                )
         except IoplexError as exc:
             hostlog.error("reload failed: %s", exc)
         else:
@@ -121,7 +122,9 @@ def run(config: Path, log_level: str, watch: tuple[str, ...]) -> None:
 
                 tg.start_soon(on_signals)
                 async with host:
-                    systemd.notify(f"READY=1\nSTATUS=host {host.name} running\nMAINPID={os.getpid()}")
+                    systemd.notify(
+                        f"READY=1\nSTATUS=host {host.name} running\nMAINPID={os.getpid()}"
+                    )
                     interval = systemd.watchdog_interval()
                     if interval:
                         tg.start_soon(systemd.feed_watchdog, interval)
@@ -162,8 +165,9 @@ def format_value(point: Point | None, value: Value) -> str:
     meta = point.meta if point is not None and point.meta else {}
     if meta.get("format") == "epoch-ms" and isinstance(value, int) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value / 1000).astimezone().isoformat(
-                timespec="milliseconds")
+            return (
+                datetime.fromtimestamp(value / 1000).astimezone().isoformat(timespec="milliseconds")
+            )
         except (OverflowError, OSError, ValueError):
             pass
     if isinstance(value, str):
@@ -241,7 +245,9 @@ def schema(plugin: str, markdown: bool, readme: Path | None) -> None:
     loaded = load_plugins()
     if plugin not in loaded.info:
         known = ", ".join(sorted(loaded.info))
-        raise click.BadParameter(f"unknown plugin {plugin!r}; installed: {known}", param_hint="PLUGIN")
+        raise click.BadParameter(
+            f"unknown plugin {plugin!r}; installed: {known}", param_hint="PLUGIN"
+        )
     types = {n: t.schema for n, t in loaded.types.items() if t.plugin == plugin}
     settings = loaded.settings_schema(plugin)
     if readme is not None:
@@ -303,8 +309,12 @@ def logger_list(config: Path, as_json: bool) -> None:
     out: dict[str, Any] = {}
     calendars: dict[str, Calendar] = {}
     for id, lg in loggers.items():
-        out[id] = {"configured": True, **lg.settings.as_dict(), "timezone": lg.calendar.name,
-                   "stored": stored.pop(id, None)}
+        out[id] = {
+            "configured": True,
+            **lg.settings.as_dict(),
+            "timezone": lg.calendar.name,
+            "stored": stored.pop(id, None),
+        }
         calendars[id] = lg.calendar
     for id, info in stored.items():
         out[id] = {"configured": False, "stored": info}
@@ -346,19 +356,41 @@ def logger_list(config: Path, as_json: bool) -> None:
 @logger.command("export")
 @config_argument
 @click.argument("id", metavar="ID")
-@click.option("--since", help="Start (inclusive): ISO 8601 date/time (local to the logger's "
-              "timezone unless it has an offset), epoch seconds, or a duration ago (7d).")
+@click.option(
+    "--since",
+    help="Start (inclusive): ISO 8601 date/time (local to the logger's "
+    "timezone unless it has an offset), epoch seconds, or a duration ago (7d).",
+)
 @click.option("--until", help="End (exclusive), same forms as --since.")
-@click.option("--level", type=click.Choice(LEVELS), default="raw", show_default=True,
-              help="Raw samples or a consolidation level.")
+@click.option(
+    "--level",
+    type=click.Choice(LEVELS),
+    default="raw",
+    show_default=True,
+    help="Raw samples or a consolidation level.",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
-@click.option("--point", "points", multiple=True, metavar="PATTERN",
-              help="Only these points (names or glob patterns); repeatable.")
-@click.option("--tariffs", is_flag=True,
-              help="Counters with tariffs: the increase and cost per tariff of each interval.")
+@click.option(
+    "--point",
+    "points",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only these points (names or glob patterns); repeatable.",
+)
+@click.option(
+    "--tariffs",
+    is_flag=True,
+    help="Counters with tariffs: the increase and cost per tariff of each interval.",
+)
 def logger_export(
-    config: Path, id: str, since: str | None, until: str | None, level: str, fmt: str,
-    points: tuple[str, ...], tariffs: bool,
+    config: Path,
+    id: str,
+    since: str | None,
+    until: str | None,
+    level: str,
+    fmt: str,
+    points: tuple[str, ...],
+    tariffs: bool,
 ) -> None:
     """Write the rows of data logger ID to stdout, oldest first."""
     loggers = _load_loggers(config)
@@ -372,8 +404,10 @@ def logger_export(
             param_hint="--level",
         )
     if tariffs and level == "raw":
-        raise click.BadParameter("tariffs are per interval: add --level hour (or minute, day, "
-                                 "month)", param_hint="--tariffs")
+        raise click.BadParameter(
+            "tariffs are per interval: add --level hour (or minute, day, month)",
+            param_hint="--tariffs",
+        )
     now = time.time()
     bounds = {}
     for name, text in (("--since", since), ("--until", until)):
@@ -382,8 +416,9 @@ def logger_export(
         except TimeError as exc:
             raise click.BadParameter(str(exc), param_hint=name) from None
     if not loggers.reader.exists():
-        click.echo(f"error: {DatabaseMissing(f'no data logger database at {loggers.path}')}",
-                   err=True)
+        click.echo(
+            f"error: {DatabaseMissing(f'no data logger database at {loggers.path}')}", err=True
+        )
         sys.exit(1)
     query = lg.tariff_query if tariffs else lg.iter_query
     rows = query(bounds["--since"], bounds["--until"], level, points or None)

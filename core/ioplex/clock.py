@@ -25,7 +25,7 @@ class SystemClock:
         except PermissionError:
             raise PermissionError(
                 "setting the system clock needs root (or CAP_SYS_TIME); "
-                "use [host] clock = \"virtual\" for tests and demos"
+                'use [host] clock = "virtual" for tests and demos'
             ) from None
 
 

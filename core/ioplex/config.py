@@ -100,9 +100,7 @@ def read(source: ConfigSource) -> tuple[dict[str, Any], str | None, Path]:
     return data, str(path), path.resolve().parent
 
 
-SECRET_FORMS = (
-    '{ env = "VAR" }, { env = "VAR", default = "value" } or { file = "path" }'
-)
+SECRET_FORMS = '{ env = "VAR" }, { env = "VAR", default = "value" } or { file = "path" }'
 
 
 def resolve_secrets(
@@ -126,29 +124,35 @@ def resolve_secrets(
                     return environ[var]
                 if "default" in node:
                     return node["default"]
-                problems.append(Problem(
-                    where, f"environment variable {var!r} is not set (add default = \"...\" "
-                    "to the table to fall back to a value)"
-                ))
+                problems.append(
+                    Problem(
+                        where,
+                        f'environment variable {var!r} is not set (add default = "..." '
+                        "to the table to fall back to a value)",
+                    )
+                )
                 return None
             if keys == {"file"} and isinstance(node["file"], str):
                 file = base_dir / os.path.expanduser(node["file"])
                 try:
                     value = file.read_text(encoding="utf-8").rstrip("\r\n")
                 except OSError as exc:
-                    problems.append(Problem(
-                        where, f"cannot read secret file {str(file)!r}: {exc.strerror}"
-                    ))
+                    problems.append(
+                        Problem(where, f"cannot read secret file {str(file)!r}: {exc.strerror}")
+                    )
                     return None
                 secrets.append(value)
                 return value
             if keys & {"env", "file"} and keys <= {"env", "file", "default"} | keys:
                 extra = sorted(keys - {"env", "file", "default"})
-                problems.append(Problem(
-                    where, "not a valid secret table"
-                    + (f" (unexpected key {', '.join(map(repr, extra))})" if extra else "")
-                    + f"; write {SECRET_FORMS}"
-                ))
+                problems.append(
+                    Problem(
+                        where,
+                        "not a valid secret table"
+                        + (f" (unexpected key {', '.join(map(repr, extra))})" if extra else "")
+                        + f"; write {SECRET_FORMS}",
+                    )
+                )
                 return None
             return {k: walk(v, join_path(where, k)) for k, v in node.items()}
         if isinstance(node, list):
@@ -285,7 +289,11 @@ def _writeonly_values(instance: Any, schema: Any) -> list[str]:
     if isinstance(instance, dict) and isinstance(schema, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in instance:
-                if isinstance(sub, dict) and sub.get("writeOnly") and isinstance(instance[key], str):
+                if (
+                    isinstance(sub, dict)
+                    and sub.get("writeOnly")
+                    and isinstance(instance[key], str)
+                ):
                     found.append(instance[key])
                 found.extend(_writeonly_values(instance[key], sub))
     return found
@@ -332,8 +340,11 @@ def load(
             continue  # reported by the host schema
         if name.lower() in seen:
             problems.append(
-                Problem(where, f"duplicate I/O server name: {seen[name.lower()]!r} is already "
-                        "defined (names are compared without case)")
+                Problem(
+                    where,
+                    f"duplicate I/O server name: {seen[name.lower()]!r} is already "
+                    "defined (names are compared without case)",
+                )
             )
             continue
         seen[name.lower()] = name
@@ -356,8 +367,11 @@ def load(
         if name not in plugins.info:
             hint = difflib.get_close_matches(name, list(plugins.info), n=1)
             problems.append(
-                Problem(join_path("plugins", name), f"unknown plugin {name!r}"
-                        + (f"; did you mean {hint[0]!r}?" if hint else "; see `ioplex plugins`"))
+                Problem(
+                    join_path("plugins", name),
+                    f"unknown plugin {name!r}"
+                    + (f"; did you mean {hint[0]!r}?" if hint else "; see `ioplex plugins`"),
+                )
             )
     for name in plugins.info:
         table = plugin_tables.get(name, {})
@@ -366,7 +380,9 @@ def load(
         schema = plugins.settings_schema(name)
         if schema is None:
             if table:
-                problems.append(Problem(join_path("plugins", name), f"plugin {name!r} takes no settings"))
+                problems.append(
+                    Problem(join_path("plugins", name), f"plugin {name!r} takes no settings")
+                )
             continue
         secrets_here = secrets + _writeonly_values(table, schema)
         problems.extend(keep(validate(table, schema, join_path("plugins", name), secrets_here)))
@@ -374,9 +390,11 @@ def load(
 
     if len(problems) == before_sections:  # the plugins' own tables are valid: check deeper
         loggers = tables.get("loggers", {})
-        problems.extend(plugins.check_config(
-            plugin_settings, ioservers, base_dir, loggers if isinstance(loggers, dict) else {}
-        ))
+        problems.extend(
+            plugins.check_config(
+                plugin_settings, ioservers, base_dir, loggers if isinstance(loggers, dict) else {}
+            )
+        )
     if outline or problems:
         raise ConfigError(problems, source_name)
 
@@ -398,11 +416,13 @@ def load(
         try:
             host.zone  # noqa: B018 - loading the zone is the check
         except (ZoneInfoNotFoundError, ValueError):
-            problems.append(Problem(
-                "host.timezone",
-                f"unknown time zone {host.timezone!r}; use an IANA name such as "
-                "\"Europe/Rome\" or \"UTC\"",
-            ))
+            problems.append(
+                Problem(
+                    "host.timezone",
+                    f"unknown time zone {host.timezone!r}; use an IANA name such as "
+                    '"Europe/Rome" or "UTC"',
+                )
+            )
     config = Config(host, ioservers, plugin_settings, data["loggers"], source_name, base_dir)
     for check in LOGGER_VALIDATORS:
         problems.extend(check(data["loggers"], config))

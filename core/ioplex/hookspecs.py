@@ -28,7 +28,6 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-
 # --- plugin hooks -------------------------------------------------------------------------
 
 

@@ -31,6 +31,7 @@ log = logging.getLogger("ioplex.host")
 GC_FREEZE_AFTER = 10_000
 """Points declared between two freezes of the garbage collector (see `Host._keep_gc_clear`)."""
 
+
 @dataclass
 class Reload:
     """What `Host.reload` changed."""
@@ -45,9 +46,16 @@ class Reload:
     """Whether the data loggers were restarted."""
 
     def __str__(self) -> str:
-        parts = [f"{what} {', '.join(names)}" for what, names in (
-            ("added", self.added), ("removed", self.removed), ("restarted", self.changed),
-            ("services restarted:", self.services)) if names]
+        parts = [
+            f"{what} {', '.join(names)}"
+            for what, names in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("restarted", self.changed),
+                ("services restarted:", self.services),
+            )
+            if names
+        ]
         if self.loggers:
             parts.append("data loggers restarted")
         return "; ".join(parts) or "nothing changed"
@@ -123,8 +131,9 @@ class Host:
         """
         if plugins is None:
             plugins = load_plugins(environ)
-        host = cls(config_module.load(source, plugins, environ=environ), plugins,
-                   freeze_gc=freeze_gc)
+        host = cls(
+            config_module.load(source, plugins, environ=environ), plugins, freeze_gc=freeze_gc
+        )
         host._environ = environ
         return host
 
@@ -179,7 +188,9 @@ class Host:
         self._stack = stack
         log.info(
             "host %s started: %d I/O servers, %d plugins",
-            self.name, len(self.ioservers), len(self.plugins.info),
+            self.name,
+            len(self.ioservers),
+            len(self.plugins.info),
         )
         return self
 
@@ -232,14 +243,20 @@ class Host:
     def _start_ioserver(self, io: IOServer) -> None:
         if io.driver is not None and self._tg is not None:
             self._tg.start_soon(
-                self._scoped, f"ioserver:{io.name}", self._run_ioserver, io,
+                self._scoped,
+                f"ioserver:{io.name}",
+                self._run_ioserver,
+                io,
                 name=f"ioplex ioserver {io.name}",
             )
 
     def _start_service(self, impl: Any) -> None:
         if self._tg is not None:
             self._tg.start_soon(
-                self._scoped, f"plugin:{impl.plugin_name}", self._run_service, impl,
+                self._scoped,
+                f"plugin:{impl.plugin_name}",
+                self._run_service,
+                impl,
                 name=f"ioplex plugin {impl.plugin_name}",
             )
 
@@ -335,21 +352,21 @@ class Host:
                 result.changed.append(name)
         result.added = [name for name in new.ioservers if name not in old.ioservers]
         result.services = [
-            impl.plugin_name for impl in self.plugins.impls("serve")
+            impl.plugin_name
+            for impl in self.plugins.impls("serve")
             if old.plugins.get(impl.plugin_name) != new.plugins.get(impl.plugin_name)
         ]
         if new.host != old.host:
             log.warning("reload: [host] settings changed; they apply at the next start")
         stopped = set(result.removed) | set(result.changed)
-        feeding = {
-            feed.source for lg in self.loggers.values() for feed in lg.feeds
-        } & stopped
+        feeding = {feed.source for lg in self.loggers.values() for feed in lg.feeds} & stopped
         result.loggers = new.loggers != old.loggers or bool(feeding)
         # Driver-added feeds (from factories) of instances that keep running must survive a
         # restart of the loggers; stopped instances add theirs again when re-created.
         kept_feeds = [
             (lg.id, feed.source, feed.source_id, feed.interval)
-            for lg in self.loggers.values() for feed in lg.feeds
+            for lg in self.loggers.values()
+            for feed in lg.feeds
             if feed.source not in stopped and lg.settings.source != feed.source
         ]
 
@@ -439,9 +456,11 @@ class Host:
 
     async def wait_online(self, *names: str, timeout: float | None = 10.0) -> None:
         """Wait until the named I/O servers (default: all that can start) are online."""
-        targets = [self.ioservers[n] for n in names] if names else [
-            io for io in self.ioservers.values() if io.state is not State.FAILED
-        ]
+        targets = (
+            [self.ioservers[n] for n in names]
+            if names
+            else [io for io in self.ioservers.values() if io.state is not State.FAILED]
+        )
         with anyio.fail_after(timeout):
             for io in targets:
                 await io.wait_online()

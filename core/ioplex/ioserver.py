@@ -119,8 +119,16 @@ class IOServer:
             quality = Quality.GOOD if self.online or not follows_connection else Quality.BAD
         registry = self.host.ui if ui else self.host.points
         point = registry.declare(
-            f"{self.name}.{id}", value, owner=self, writable=writable, type=type,
-            quality=quality, meta=meta, quiet=quiet, nonfinite=nonfinite, sensitive=sensitive,
+            f"{self.name}.{id}",
+            value,
+            owner=self,
+            writable=writable,
+            type=type,
+            quality=quality,
+            meta=meta,
+            quiet=quiet,
+            nonfinite=nonfinite,
+            sensitive=sensitive,
             follows_connection=follows_connection,
         )
         table[id] = point
@@ -146,8 +154,17 @@ class IOServer:
         check_pattern(f"{self.name}.{pattern}")
         match = re.compile(fnmatch.translate(pattern)).match
         self._families.append(
-            (match, {"writable": writable, "type": type, "ui": ui, "meta": meta,
-                     "sensitive": sensitive, "follows_connection": follows_connection})
+            (
+                match,
+                {
+                    "writable": writable,
+                    "type": type,
+                    "ui": ui,
+                    "meta": meta,
+                    "sensitive": sensitive,
+                    "follows_connection": follows_connection,
+                },
+            )
         )
 
     def _declare_from_family(self, id: str, ui: bool) -> Point | None:

@@ -167,9 +167,7 @@ class Plugins:
                         f"{self.types[type_name].plugin!r}"
                     )
                 check_plugin_schema(schema, f"plugin {name}, type {type_name}")
-                self.types[type_name] = IOServerType(
-                    type_name, name, factory, schema, description
-                )
+                self.types[type_name] = IOServerType(type_name, name, factory, schema, description)
                 info.types.append(type_name)
 
             call_impl(impl, register=register)
@@ -185,7 +183,10 @@ class Plugins:
         for module_name in DEFAULT_PLUGINS:
             module = importlib.import_module(module_name)
             self.register(
-                module, module_name.rsplit(".", 1)[1], version=version, builtin=True,
+                module,
+                module_name.rsplit(".", 1)[1],
+                version=version,
+                builtin=True,
                 distribution="ioplex",
             )
 
@@ -211,8 +212,13 @@ class Plugins:
             if mismatch:
                 info = PluginInfo(ep.name, version, dist_name, error=mismatch)
                 self.failed.append(info)
-                log.error("plugin %s %s (%s) is skipped: %s",
-                          ep.name, version or "", dist_name or ep.value, mismatch)
+                log.error(
+                    "plugin %s %s (%s) is skipped: %s",
+                    ep.name,
+                    version or "",
+                    dist_name or ep.value,
+                    mismatch,
+                )
                 continue
             try:
                 plugin = ep.load()
@@ -223,7 +229,10 @@ class Plugins:
                 self.failed.append(info)
                 log.error(
                     "plugin %s %s (%s) failed to import and is skipped: %s",
-                    ep.name, version or "", dist_name or ep.value, info.error,
+                    ep.name,
+                    version or "",
+                    dist_name or ep.value,
+                    info.error,
                 )
                 continue
             self.register(plugin, ep.name, version=version, distribution=dist_name)
@@ -248,17 +257,22 @@ class Plugins:
             try:
                 problems.extend(
                     call_impl(
-                        impl, settings=settings.get(name), ioservers=mine, base_dir=base_dir,
+                        impl,
+                        settings=settings.get(name),
+                        ioservers=mine,
+                        base_dir=base_dir,
                         loggers=loggers or {},
                     )
                     or ()
                 )
             except Exception as exc:  # noqa: BLE001 - a plugin is isolated
-                problems.append(Problem(
-                    f"plugins.{name}",
-                    f"plugin {name!r} failed to check its configuration: "
-                    f"{type(exc).__name__}: {exc}",
-                ))
+                problems.append(
+                    Problem(
+                        f"plugins.{name}",
+                        f"plugin {name!r} failed to check its configuration: "
+                        f"{type(exc).__name__}: {exc}",
+                    )
+                )
         return problems
 
     def impls(self, hook: str) -> list[pluggy.HookImpl]:

@@ -32,8 +32,7 @@ MAX_NAME = 255
 # bidirectional overrides and isolates, which make a name look like another one in a log or
 # on a page (the "Trojan Source" trick), and lone surrogates, which no encoder can write.
 _UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069"
-    "\ufeff\ud800-\udfff]"
+    "[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\ud800-\udfff]"
 )
 
 INT_MIN = -(2**63)
@@ -266,7 +265,7 @@ class Point:
     def id(self) -> str:
         """The name without the owning instance's prefix (``light.1`` of ``dummy.light.1``);
         the whole name for a host-local UI variable."""
-        return self.name[len(self.owner.name) + 1:] if self.owner is not None else self.name
+        return self.name[len(self.owner.name) + 1 :] if self.owner is not None else self.name
 
     @property
     def unit(self) -> str | None:

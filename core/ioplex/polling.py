@@ -120,8 +120,11 @@ class Poller:
     ) -> None:
         if read is None and read_many is None:
             raise TypeError("Poller needs read or read_many")
-        for what, number in (("interval", interval), ("timeout", timeout),
-                             ("write_timeout", write_timeout)):
+        for what, number in (
+            ("interval", interval),
+            ("timeout", timeout),
+            ("write_timeout", write_timeout),
+        ):
             if not number > 0:
                 raise ValueError(f"Poller {what} must be positive, not {number!r}")
         if max_pending < 1 or batch < 1:
@@ -247,9 +250,14 @@ class Poller:
         after a reconnect: ``stale`` until the driver sets them."""
         polled = {p.point for p in self._polled.values()}
         self.io.host.points.set_quality(
-            [p for p in self.io.points()
-             if p.quality is Quality.BAD and p.follows_connection
-             and p is not self.io.connection and p not in polled],
+            [
+                p
+                for p in self.io.points()
+                if p.quality is Quality.BAD
+                and p.follows_connection
+                and p is not self.io.connection
+                and p not in polled
+            ],
             Quality.STALE,
         )
 
@@ -290,7 +298,7 @@ class Poller:
             if not polled.removed and self._declared(polled.point):
                 due.append(polled)
         for start in range(0, len(due), self.batch if self._read_many else 1):
-            chunk = due[start:start + (self.batch if self._read_many else 1)]
+            chunk = due[start : start + (self.batch if self._read_many else 1)]
             values = await self._fetch(chunk)
             for polled, value in zip(chunk, values, strict=True):
                 self._accept(polled, value, good, bad)
@@ -337,7 +345,10 @@ class Poller:
             return
         try:
             value = check_value(
-                point.name, value, point.type, max_string=self.io.host.points.max_string,
+                point.name,
+                value,
+                point.type,
+                max_string=self.io.host.points.max_string,
                 nonfinite=point.nonfinite,
             )
         except PointTypeError as exc:
@@ -459,8 +470,9 @@ class Poller:
         point = polled.point
         assert self._write is not None
         try:
-            await self._exchange(f"writing {shown} to {point.name}", self._write,
-                                 polled.address, value)
+            await self._exchange(
+                f"writing {shown} to {point.name}", self._write, polled.address, value
+            )
         except DeviceError as exc:
             raise WriteError(f"{point.name}: the device refused {shown}: {exc}") from exc
         except (ConnectionError, FatalError) as exc:
@@ -479,8 +491,9 @@ class Poller:
             return exc
         except (ConnectionError, FatalError) as exc:
             self._fail(exc)
-            raise WriteError(f"{point.name}: {shown} written, not confirmed: "
-                             f"{describe(exc)}") from exc
+            raise WriteError(
+                f"{point.name}: {shown} written, not confirmed: {describe(exc)}"
+            ) from exc
 
     def _store_confirmed(self, polled: _Polled, value: Value | DeviceError) -> None:
         good: list[tuple[Point, Value]] = []

@@ -63,17 +63,28 @@ class LoopGuard:
             middle = [via] if hops <= 2 else ["...", via]
             path = " -> ".join([origin, *middle, origin])
             self._once(
-                "loop", "%s: loop detected: %s originates on this host and came back after "
+                "loop",
+                "%s: loop detected: %s originates on this host and came back after "
                 "%d mirror(s) (%s); points that originate here are never mirrored back",
-                self.where, name, hops, path,
+                self.where,
+                name,
+                hops,
+                path,
             )
             return None
         if hops > self.max_hops:
             self.refused += 1
             self._once(
-                "hops", "%s: not mirroring %s (origin %s, via %s): it went through %d mirrors, "
+                "hops",
+                "%s: not mirroring %s (origin %s, via %s): it went through %d mirrors, "
                 "more than the limit of %d (a cycle that does not pass through this host, or a "
-                "very long chain)", self.where, name, origin, via, hops, self.max_hops,
+                "very long chain)",
+                self.where,
+                name,
+                origin,
+                via,
+                hops,
+                self.max_hops,
             )
             return None
         return {ORIGIN: origin, HOPS: hops}

@@ -282,9 +282,7 @@ class Registry:
             type = VALUE_TYPES[type]
         if type is None and value is not None:
             type = value.__class__
-        value = check_value(
-            name, value, type, max_string=self.max_string, nonfinite=nonfinite
-        )
+        value = check_value(name, value, type, max_string=self.max_string, nonfinite=nonfinite)
         point = Point(
             name,
             None if not quiet else value,
@@ -358,7 +356,10 @@ class Registry:
             ):
                 try:
                     value = check_value(
-                        point.name, value, point.type, max_string=max_string,
+                        point.name,
+                        value,
+                        point.type,
+                        max_string=max_string,
                         nonfinite=point.nonfinite,
                     )
                 except PointTypeError as exc:
@@ -394,7 +395,9 @@ class Registry:
                         self._wake(sink)
         if refused:
             self.refused += len(refused)
-            more = f" (and {len(refused) - 1} more values of this batch)" if len(refused) > 1 else ""
+            more = (
+                f" (and {len(refused) - 1} more values of this batch)" if len(refused) > 1 else ""
+            )
             raise PointTypeError(f"{refused[0]}{more}")
         return changed
 

@@ -117,8 +117,13 @@ async def supervise(
         attempt += 1
         if slow:
             delay = backoff.maximum
-            repeats.error(detail, "%s: %s; is another program using it? Retrying every %.0f s",
-                          what, detail, delay)
+            repeats.error(
+                detail,
+                "%s: %s; is another program using it? Retrying every %.0f s",
+                what,
+                detail,
+                delay,
+            )
         else:
             delay = backoff.delay(attempt - 1)
             repeats.warning(detail, "%s: %s; retry %d in %.1f s", what, detail, attempt, delay)

@@ -57,8 +57,12 @@ class Dummy:
             due += rate * interval
             for _ in range(int(due)):
                 point = random.choice(points)
-                ioserver.set(point, _grow(point) if point.name in self.meters
-                             else _drift(point, start.get(point.id)))
+                ioserver.set(
+                    point,
+                    _grow(point)
+                    if point.name in self.meters
+                    else _drift(point, start.get(point.id)),
+                )
             due -= int(due)
 
     @hookimpl
@@ -95,5 +99,9 @@ def _drift(point: Point, start: Any) -> Any:
 
 @hookimpl
 def register_ioserver_types(register: Any) -> None:
-    register("dummy", Dummy, load_schema(__package__, "dummy.schema.json"),
-             "points declared in the configuration, optionally simulated")
+    register(
+        "dummy",
+        Dummy,
+        load_schema(__package__, "dummy.schema.json"),
+        "points declared in the configuration, optionally simulated",
+    )

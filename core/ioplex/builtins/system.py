@@ -28,9 +28,14 @@ class System:
         self.ioserver = ioserver
         host = ioserver.host
         self.time = ioserver.declare(
-            "time", self._now_ms(), writable=host.config.host.allow_set_clock,
-            meta={"unit": "ms", "format": "epoch-ms",
-                  "description": "the host clock, milliseconds since the epoch"},
+            "time",
+            self._now_ms(),
+            writable=host.config.host.allow_set_clock,
+            meta={
+                "unit": "ms",
+                "format": "epoch-ms",
+                "description": "the host clock, milliseconds since the epoch",
+            },
         )
         self.uptime = ioserver.declare(
             "uptime", 0, meta={"unit": "s", "description": "seconds since the host started"}
@@ -82,5 +87,9 @@ class System:
 
 @hookimpl
 def register_ioserver_types(register: Any) -> None:
-    register("system", System, load_schema(__package__, "system.schema.json"),
-             "the host clock and health (uptime, I/O server and plugin states)")
+    register(
+        "system",
+        System,
+        load_schema(__package__, "system.schema.json"),
+        "the host clock and health (uptime, I/O server and plugin states)",
+    )

@@ -139,8 +139,7 @@ class Consolidator:
         key = (point, start)
         agg = self.buckets.get(key)
         if agg is None:
-            agg = self.buckets[key] = [0, 0.0, None, None, 0.0 if self.counter else None,
-                                       0.0, 0.0]
+            agg = self.buckets[key] = [0, 0.0, None, None, 0.0 if self.counter else None, 0.0, 0.0]
         return agg
 
     # -- samples ---------------------------------------------------------------------------------
@@ -324,7 +323,7 @@ class Consolidator:
             return {}
         out: dict[str, Buckets] = {self.finest: self.buckets}
         below = self.finest
-        for level in ORDER[ORDER.index(self.finest) + 1:ORDER.index(self.levels[-1]) + 1]:
+        for level in ORDER[ORDER.index(self.finest) + 1 : ORDER.index(self.levels[-1]) + 1]:
             out[level] = roll_up(out[below], lambda t, level=level: self.calendar.floor(level, t))
             below = level
         return {level: out[level] for level in self.levels}
@@ -335,7 +334,7 @@ class Consolidator:
             return {}
         out: dict[str, TariffBuckets] = {self.finest: self.tariff_buckets}
         below = self.finest
-        for level in ORDER[ORDER.index(self.finest) + 1:ORDER.index(self.levels[-1]) + 1]:
+        for level in ORDER[ORDER.index(self.finest) + 1 : ORDER.index(self.levels[-1]) + 1]:
             floor = self.calendar.floor
             starts: dict[int, int] = {}
             rolled: TariffBuckets = {}

@@ -84,7 +84,11 @@ def as_record(row: Row, calendar: Calendar) -> dict[str, Any]:
 
 
 def write_rows(
-    rows: Iterable[Row], out: IO[str], fmt: str, level: str, calendar: Calendar,
+    rows: Iterable[Row],
+    out: IO[str],
+    fmt: str,
+    level: str,
+    calendar: Calendar,
     tariffs: bool = False,
 ) -> int:
     """Write `rows` to `out` as CSV (with a header) or as one JSON array; return the count.

@@ -192,9 +192,16 @@ class DataLogger:
                 f"data logger {self.id!r} has tariffs per {', '.join(self.levels[1:])}, "
                 f"not {level!r}"
             )
-        return list(self._owner.reader.tariffs(
-            self.id, _seconds(start, "start"), _seconds(end, "end"), level, points, self.calendar
-        ))
+        return list(
+            self._owner.reader.tariffs(
+                self.id,
+                _seconds(start, "start"),
+                _seconds(end, "end"),
+                level,
+                points,
+                self.calendar,
+            )
+        )
 
     def samples_after(self, seq: int, limit: int) -> list[Sample]:
         """Committed raw samples with ``seq`` greater than `seq`, ascending, at most `limit`:

@@ -96,7 +96,10 @@ class Reader:
         return [Sample(s, t, p, v, QUALITIES[q]) for s, t, p, v, q in rows]
 
     def _where(
-        self, name: str, start: float | None, end: float | None,
+        self,
+        name: str,
+        start: float | None,
+        end: float | None,
         points: str | Iterable[str] | None,
     ) -> tuple[list[str], list[Any]] | None:
         """The WHERE terms and parameters of a query, None when nothing can match."""
@@ -169,8 +172,7 @@ class Reader:
     ) -> Iterator[TariffInterval]:
         """Per-tariff rows of logger `name` at `level` (not raw), in time order."""
         if level not in LEVELS[1:]:
-            raise ValueError(f"tariffs are consolidated per {', '.join(LEVELS[1:])}, "
-                             f"not {level!r}")
+            raise ValueError(f"tariffs are consolidated per {', '.join(LEVELS[1:])}, not {level!r}")
         found = self._where(name, start, end, points)
         if found is None:
             return iter(())
@@ -196,16 +198,11 @@ class Reader:
         conn = self.conn()
         out: dict[str, dict[str, Any]] = {}
         for lid, name, kind, timezone, last_seq, consolidated in conn.execute(
-            "SELECT id, name, kind, timezone, last_seq, consolidated_seq FROM loggers "
-            "ORDER BY name"
+            "SELECT id, name, kind, timezone, last_seq, consolidated_seq FROM loggers ORDER BY name"
         ).fetchall():
             # Two queries, not min() and max() in one: each alone is a single index lookup.
-            (first,) = conn.execute(
-                "SELECT min(time) FROM raw WHERE logger = ?", (lid,)
-            ).fetchone()
-            (last,) = conn.execute(
-                "SELECT max(time) FROM raw WHERE logger = ?", (lid,)
-            ).fetchone()
+            (first,) = conn.execute("SELECT min(time) FROM raw WHERE logger = ?", (lid,)).fetchone()
+            (last,) = conn.execute("SELECT max(time) FROM raw WHERE logger = ?", (lid,)).fetchone()
             (npoints,) = conn.execute(
                 "SELECT count(*) FROM points WHERE logger = ?", (lid,)
             ).fetchone()

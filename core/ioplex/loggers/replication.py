@@ -127,10 +127,16 @@ class Feed:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "source": self.source, "source_id": self.source_id, "interval": self.interval,
-            "hwm": self.hwm, "store": self.store, "generation": self.generation,
-            "stored": self.stored, "polls": self.polls,
-            "failures": self.failures, "last_error": self.last_error,
+            "source": self.source,
+            "source_id": self.source_id,
+            "interval": self.interval,
+            "hwm": self.hwm,
+            "store": self.store,
+            "generation": self.generation,
+            "stored": self.stored,
+            "polls": self.polls,
+            "failures": self.failures,
+            "last_error": self.last_error,
         }
 
     def retry_delay(self) -> float:
@@ -181,7 +187,10 @@ class Feed:
                 delay = self.retry_delay()
                 log.warning(
                     "%s failed: %s; retry %d in %.1f s",
-                    self._what(), self.last_error, self.failures, delay,
+                    self._what(),
+                    self.last_error,
+                    self.failures,
+                    delay,
                 )
             else:
                 if self.failures:
@@ -207,7 +216,10 @@ class Feed:
                     log.warning(
                         "%s: the remote logger database was replaced or restored (store %s, "
                         "was %s); replicating it again from its beginning, skipping samples "
-                        "already held", self._what(), store, self.store,
+                        "already held",
+                        self._what(),
+                        store,
+                        self.store,
                     )
                 self.generation = await loggers._write(
                     loggers._store.set_feed_store, self.id, store, restart

@@ -277,8 +277,11 @@ class DataLoggers(Mapping[str, DataLogger]):
                 if logger.settings.on_change:
                     logger._listener = self.host.points.listen(logger._on_change, *logger.points)
                 if logger.settings.every is not None:
-                    self._tg.start_soon(self._sample_loop, logger,
-                                        name=f"ioplex logger {logger.id}: periodic samples")
+                    self._tg.start_soon(
+                        self._sample_loop,
+                        logger,
+                        name=f"ioplex logger {logger.id}: periodic samples",
+                    )
         self._tg.start_soon(self._flush_loop, name="ioplex loggers: recording")
         self._tg.start_soon(self._maintain_loop, name="ioplex loggers: consolidation, retention")
         self._stack = stack
@@ -380,8 +383,11 @@ class DataLoggers(Mapping[str, DataLogger]):
         self.set_aside += len(aside)
         for logger, point, reason in aside:
             self._set_aside_log.warning(
-                f"{logger}\0{point}", "data logger %r: a sample of %s cannot be stored and was "
-                "set aside (%s)", logger, printable(point), reason,
+                f"{logger}\0{point}",
+                "data logger %r: a sample of %s cannot be stored and was set aside (%s)",
+                logger,
+                printable(point),
+                reason,
             )
 
     async def _flush_loop(self) -> None:
@@ -398,8 +404,10 @@ class DataLoggers(Mapping[str, DataLogger]):
                 # second); samples keep queuing within max_pending meanwhile.
                 pause = min(MAX_RETRY_PAUSE, max(1.0, pause * 2))
                 self._set_aside_log.error(
-                    "flush", "data loggers: writing a batch failed, retrying in %.0f s: %s",
-                    pause, exc,
+                    "flush",
+                    "data loggers: writing a batch failed, retrying in %.0f s: %s",
+                    pause,
+                    exc,
                 )
             else:
                 pause = 0.0
@@ -411,7 +419,9 @@ class DataLoggers(Mapping[str, DataLogger]):
                 log.warning(
                     "data logger %r has dropped %d samples so far: more than %d were waiting "
                     "to be written (the disk cannot keep up)",
-                    logger.id, logger.dropped, self.max_pending,
+                    logger.id,
+                    logger.dropped,
+                    self.max_pending,
                 )
                 self._reported_drops[logger.id] = logger.dropped
 
@@ -431,8 +441,12 @@ class DataLoggers(Mapping[str, DataLogger]):
             horizon = None if logger.feeds else (self._flushed_until or 0.0)
             while True:
                 n, more = await self._write(
-                    self._store.consolidate, logger._state, logger.settings, logger.calendar,
-                    self.consolidate_chunk, horizon,
+                    self._store.consolidate,
+                    logger._state,
+                    logger.settings,
+                    logger.calendar,
+                    self.consolidate_chunk,
+                    horizon,
                 )
                 total += n
                 if n < self.consolidate_chunk and not more:

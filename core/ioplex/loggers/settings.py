@@ -56,7 +56,7 @@ def parse_duration(value: Any) -> float | None:
     """
     expected = (
         "expected a positive number of seconds, a number with a unit "
-        f"({', '.join(DURATION_UNITS)}) such as \"7d\", or \"forever\""
+        f'({", ".join(DURATION_UNITS)}) such as "7d", or "forever"'
     )
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise DurationError(f"invalid duration {value!r}: {expected}")
@@ -77,7 +77,7 @@ def parse_duration(value: Any) -> float | None:
         seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
         raise DurationError(
-            f"retention must be positive, got {value!r}; use \"forever\" to keep rows for good"
+            f'retention must be positive, got {value!r}; use "forever" to keep rows for good'
         )
     return seconds
 
@@ -132,7 +132,11 @@ class LoggerSettings:
 
 
 DEFAULT_RETENTION: dict[str, str] = {
-    "raw": "7d", "minute": "7d", "hour": "2y", "day": "10y", "month": FOREVER,
+    "raw": "7d",
+    "minute": "7d",
+    "hour": "2y",
+    "day": "10y",
+    "month": FOREVER,
 }
 """Mirrors the defaults in the host schema, for tables built without it (tests, scripts)."""
 
@@ -176,14 +180,16 @@ def parse(
     levels = set(table.get("levels", ("hour", "day", "month"))) | {"raw"}
     unknown = levels - set(LEVELS)
     if unknown:
-        problem(f"unknown levels {sorted(unknown)}; expected some of {', '.join(LEVELS[1:])}",
-                "levels")
+        problem(
+            f"unknown levels {sorted(unknown)}; expected some of {', '.join(LEVELS[1:])}", "levels"
+        )
 
     retention: dict[str, float | None] = {}
     for level, value in {**DEFAULT_RETENTION, **table.get("retention", {})}.items():
         if level not in LEVELS:
-            problem(f"unknown level {level!r}; expected one of {', '.join(LEVELS)}",
-                    "retention", level)
+            problem(
+                f"unknown level {level!r}; expected one of {', '.join(LEVELS)}", "retention", level
+            )
             continue
         try:
             retention[level] = parse_duration(value)
@@ -195,27 +201,38 @@ def parse(
         try:
             zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            problem(f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Rome' "
-                    "or 'UTC'", "timezone")
+            problem(
+                f"unknown time zone {timezone!r}; use an IANA name such as 'Europe/Rome' or 'UTC'",
+                "timezone",
+            )
 
     wrap = table.get("wrap")
     if wrap is not None and kind != "counter":
         problem(f"wrap applies to counter loggers only; this logger's kind is {kind!r}", "wrap")
-    if wrap is not None and (isinstance(wrap, bool) or not isinstance(wrap, int | float)
-                             or wrap <= 0):
-        problem(f"wrap must be a positive number (the counter's modulus, e.g. 65536), "
-                f"got {wrap!r}", "wrap")
+    if wrap is not None and (
+        isinstance(wrap, bool) or not isinstance(wrap, int | float) or wrap <= 0
+    ):
+        problem(
+            f"wrap must be a positive number (the counter's modulus, e.g. 65536), got {wrap!r}",
+            "wrap",
+        )
 
     reset_below = table.get("reset_below", 0.5)
-    if (isinstance(reset_below, bool) or not isinstance(reset_below, int | float)
-            or not 0 < reset_below <= 1):
-        problem(f"reset_below must be a fraction above 0 and at most 1, got {reset_below!r}",
-                "reset_below")
+    if (
+        isinstance(reset_below, bool)
+        or not isinstance(reset_below, int | float)
+        or not 0 < reset_below <= 1
+    ):
+        problem(
+            f"reset_below must be a fraction above 0 and at most 1, got {reset_below!r}",
+            "reset_below",
+        )
     tariffs = None
     if table.get("tariffs") is not None:
         if kind != "counter":
-            problem(f"tariffs apply to counter loggers only; this logger's kind is {kind!r}",
-                    "tariffs")
+            problem(
+                f"tariffs apply to counter loggers only; this logger's kind is {kind!r}", "tariffs"
+            )
         else:
             try:
                 tariffs = parse_tariffs(table["tariffs"], join_path(where, "tariffs"))
@@ -235,8 +252,9 @@ def parse(
                 every = None
     on_change = table.get("on_change", True)
     if not on_change and every is None and not problems:
-        problem("on_change = false records nothing without 'every' (e.g. every = \"1min\")",
-                "on_change")
+        problem(
+            "on_change = false records nothing without 'every' (e.g. every = \"1min\")", "on_change"
+        )
     hold = None
     if table.get("hold") is not None:
         try:
@@ -248,8 +266,9 @@ def parse(
     source_id = table.get("source_id") or (id if source else None)
     interval = table.get("pollinterval", 60.0)
     if isinstance(interval, bool) or not isinstance(interval, int | float) or interval <= 0:
-        problem(f"pollinterval must be a positive number of seconds, got {interval!r}",
-                "pollinterval")
+        problem(
+            f"pollinterval must be a positive number of seconds, got {interval!r}", "pollinterval"
+        )
 
     if problems:
         return None, problems
@@ -284,8 +303,11 @@ def check_loggers(tables: dict[str, Any], config: Config) -> list[Problem]:
         if source is not None and source not in config.ioservers:
             known = list(config.ioservers)
             hint = difflib.get_close_matches(source, known, n=1)
-            also = (f"did you mean {hint[0]!r}?" if hint
-                    else f"configured: {', '.join(known) or 'none'}")
+            also = (
+                f"did you mean {hint[0]!r}?"
+                if hint
+                else f"configured: {', '.join(known) or 'none'}"
+            )
             problems.append(
                 Problem(join_path(where, "source"), f"unknown I/O server {source!r}; {also}")
             )
@@ -315,8 +337,7 @@ def unmatched_patterns(settings: LoggerSettings, instances: Iterable[str]) -> li
         if any(fnmatch.fnmatchcase(name, head) for name in known):
             continue
         hint = difflib.get_close_matches(head, known, n=1)
-        also = (f"did you mean {hint[0]!r}?" if hint
-                else f"configured: {', '.join(known) or 'none'}")
+        also = f"did you mean {hint[0]!r}?" if hint else f"configured: {', '.join(known) or 'none'}"
         out.append(
             f"data logger {settings.id!r}: {join_path(join_path('loggers', settings.id), 'points')}"
             f"[{i}] {pattern!r} matches "

@@ -162,9 +162,8 @@ many bound parameters (the default limit is 32766, 999 before SQLite 3.32)."""
 
 @functools.lru_cache(maxsize=64)
 def _insert_statement(rows: int) -> str:
-    return (
-        "INSERT INTO raw (logger, seq, time, point, value, quality) VALUES "
-        + ",".join(["(?,?,?,?,?,?)"] * rows)
+    return "INSERT INTO raw (logger, seq, time, point, value, quality) VALUES " + ",".join(
+        ["(?,?,?,?,?,?)"] * rows
     )
 
 
@@ -282,8 +281,9 @@ class Store:
                     f"({SCHEMA_VERSION}); upgrade ioplex"
                 )
             return
-        log.info("data loggers: upgrading %s from schema version 1 to %d", self.path,
-                 SCHEMA_VERSION)
+        log.info(
+            "data loggers: upgrading %s from schema version 1 to %d", self.path, SCHEMA_VERSION
+        )
         try:
             conn.execute("BEGIN")
             for view in VIEWS.values():  # views follow renamed tables: drop, recreate after
@@ -312,9 +312,16 @@ class Store:
         self._migrate()
         db["loggers"].create(
             {
-                "id": int, "name": str, "kind": str, "timezone": str, "levels": str,
-                "settings": str, "last_seq": int, "consolidated_seq": int,
-                "created": float, "updated": float,
+                "id": int,
+                "name": str,
+                "kind": str,
+                "timezone": str,
+                "levels": str,
+                "settings": str,
+                "last_seq": int,
+                "consolidated_seq": int,
+                "created": float,
+                "updated": float,
             },
             pk="id",
             not_null={"name", "kind", "timezone", "last_seq", "consolidated_seq"},
@@ -333,8 +340,14 @@ class Store:
             ["logger", "name"], "points_logger_name", unique=True, if_not_exists=True
         )
         db["feeds"].create(
-            {"id": int, "logger": int, "source": str, "source_id": str, "hwm": int,
-             "updated": float},
+            {
+                "id": int,
+                "logger": int,
+                "source": str,
+                "source_id": str,
+                "hwm": int,
+                "updated": float,
+            },
             pk="id",
             not_null={"logger", "source", "source_id", "hwm"},
             defaults={"hwm": 0},
@@ -342,7 +355,9 @@ class Store:
             if_not_exists=True,
         )
         db["feeds"].create_index(
-            ["logger", "source", "source_id"], "feeds_logger_source", unique=True,
+            ["logger", "source", "source_id"],
+            "feeds_logger_source",
+            unique=True,
             if_not_exists=True,
         )
         db["qualities"].create({"code": int, "name": str}, pk="code", if_not_exists=True)
@@ -415,7 +430,10 @@ class Store:
             if row["kind"] != settings.kind:
                 log.warning(
                     "data logger %r changed kind from %s to %s: intervals consolidated before "
-                    "the change keep the old meaning", settings.id, row["kind"], settings.kind,
+                    "the change keep the old meaning",
+                    settings.id,
+                    row["kind"],
+                    settings.kind,
                 )
             table.update(row["id"], record)
             lid = row["id"]
@@ -436,7 +454,8 @@ class Store:
         state.newest = newest or 0.0
         for pid, pname, base, held, held_time, suspect, suspect_time in conn.execute(
             "SELECT id, name, last_value, held, held_time, suspect, suspect_time FROM points "
-            "WHERE logger = ?", (lid,)
+            "WHERE logger = ?",
+            (lid,),
         ):
             state.points[pname] = pid
             if base is not None or held is not None or suspect is not None:
@@ -469,16 +488,28 @@ class Store:
         """The feed's id, high-water mark, remote store id and generation, creating its row
         at mark 0 the first time."""
         assert self.db is not None
-        found = list(self.db["feeds"].rows_where(
-            "logger = ? AND source = ? AND source_id = ?", [state.id, source, source_id]
-        ))
+        found = list(
+            self.db["feeds"].rows_where(
+                "logger = ? AND source = ? AND source_id = ?", [state.id, source, source_id]
+            )
+        )
         if found:
             row = found[0]
             return row["id"], row["hwm"], row["store"], row["generation"] or 0
-        pk = self.db["feeds"].insert(
-            {"logger": state.id, "source": source, "source_id": source_id, "hwm": 0,
-             "updated": time.time(), "generation": 0}
-        ).last_pk
+        pk = (
+            self.db["feeds"]
+            .insert(
+                {
+                    "logger": state.id,
+                    "source": source,
+                    "source_id": source_id,
+                    "hwm": 0,
+                    "updated": time.time(),
+                    "generation": 0,
+                }
+            )
+            .last_pk
+        )
         return pk, 0, None, 0
 
     def set_feed_store(self, feed: int, store: str, restart: bool) -> int:
@@ -489,7 +520,8 @@ class Store:
             if restart:
                 conn.execute(
                     "UPDATE feeds SET store = ?, hwm = 0, generation = generation + 1, "
-                    "updated = ? WHERE id = ?", (store, time.time(), feed),
+                    "updated = ? WHERE id = ?",
+                    (store, time.time(), feed),
                 )
             else:
                 conn.execute("UPDATE feeds SET store = ? WHERE id = ?", (store, feed))
@@ -531,7 +563,16 @@ class Store:
                         self.set_aside.append((state.name, name, f"{type(exc).__name__}: {exc}"))
                         continue
                     seq += 1
-                    append((lid, seq, t, pid, recorded, 0 if quality is good else codes.get(quality, 2)))
+                    append(
+                        (
+                            lid,
+                            seq,
+                            t,
+                            pid,
+                            recorded,
+                            0 if quality is good else codes.get(quality, 2),
+                        )
+                    )
                 state.last_seq = seq
                 conn.execute("UPDATE loggers SET last_seq = ? WHERE id = ?", (seq, lid))
             self._insert_raw(rows)
@@ -555,7 +596,7 @@ class Store:
         conn = self.conn
         size = self._rows_per_insert
         for start in range(0, len(rows), size):
-            chunk = rows[start:start + size]
+            chunk = rows[start : start + size]
             conn.execute(_insert_statement(len(chunk)), list(chain.from_iterable(chunk)))
 
     def write_replicated(
@@ -592,10 +633,19 @@ class Store:
                 except (OverflowError, ValueError, TypeError) as exc:
                     self.set_aside.append((state.name, point, f"{type(exc).__name__}: {exc}"))
                     recorded = None  # kept as a row without a number: its seq stays in order
-                cursor = conn.execute(INSERT_REPLICATED, (
-                    state.id, seq + 1, t, pid, recorded, QUALITY_CODES[quality], feed,
-                    base + origin,
-                ))
+                cursor = conn.execute(
+                    INSERT_REPLICATED,
+                    (
+                        state.id,
+                        seq + 1,
+                        t,
+                        pid,
+                        recorded,
+                        QUALITY_CODES[quality],
+                        feed,
+                        base + origin,
+                    ),
+                )
                 if cursor.rowcount:  # 0 when the row was a duplicate: no seq is spent
                     seq += 1
                     stored += 1
@@ -658,8 +708,14 @@ class Store:
         )
         try:
             c = Consolidator(
-                settings.kind, levels, calendar, state.point_states, carried=state.carried,
-                wrap=settings.wrap, reset_below=settings.reset_below, hold=settings.hold,
+                settings.kind,
+                levels,
+                calendar,
+                state.point_states,
+                carried=state.carried,
+                wrap=settings.wrap,
+                reset_below=settings.reset_below,
+                hold=settings.hold,
                 tariffs=settings.tariffs,
             )
             c.add(rows)
@@ -682,8 +738,9 @@ class Store:
                     more = c.floor(edge) > until
             if not rows and not c.buckets and not c.dirty:
                 if carried != state.carried:
-                    conn.execute("UPDATE loggers SET carried_until = ? WHERE id = ?",
-                                 (carried, state.id))
+                    conn.execute(
+                        "UPDATE loggers SET carried_until = ? WHERE id = ?", (carried, state.id)
+                    )
                     conn.commit()
                     state.carried = carried
                 return 0, more
@@ -727,17 +784,30 @@ class Store:
         if settings.tariffs is not None:
             tariffs = settings.tariffs.tariffs
             for level, slots in c.tariff_result().items():
-                conn.executemany(UPSERT_TARIFF, [
-                    (lid, level, point, start, tariffs[slot].name, delta,
-                     delta * tariffs[slot].rate)
-                    for (point, start, slot), (delta,) in slots.items()
-                ])
+                conn.executemany(
+                    UPSERT_TARIFF,
+                    [
+                        (
+                            lid,
+                            level,
+                            point,
+                            start,
+                            tariffs[slot].name,
+                            delta,
+                            delta * tariffs[slot].rate,
+                        )
+                        for (point, start, slot), (delta,) in slots.items()
+                    ],
+                )
         states = state.point_states
         conn.executemany(
             "UPDATE points SET last_value = ?, held = ?, held_time = ?, suspect = ?, "
             "suspect_time = ? WHERE id = ?",
-            [(ps.base, ps.held, ps.held_time, ps.suspect, ps.suspect_time, pid)
-             for pid in c.dirty if (ps := states.get(pid)) is not None],
+            [
+                (ps.base, ps.held, ps.held_time, ps.suspect, ps.suspect_time, pid)
+                for pid in c.dirty
+                if (ps := states.get(pid)) is not None
+            ],
         )
         mark = rows[-1][0] if rows else state.consolidated_seq
         conn.execute(

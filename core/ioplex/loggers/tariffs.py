@@ -72,15 +72,16 @@ def _minutes(text: str, where: str) -> list[int]:
     """Minutes of the week a ``when`` entry covers."""
     text = text.strip().lower()
     m = _TIME_RE.search(text)
-    days_text = (text[:m.start()] if m else text).strip()
-    if m and text[m.end():].strip():
-        raise TariffError(f"{where}: unexpected {text[m.end():].strip()!r} after the time range")
+    days_text = (text[: m.start()] if m else text).strip()
+    if m and text[m.end() :].strip():
+        raise TariffError(f"{where}: unexpected {text[m.end() :].strip()!r} after the time range")
     days = _days(days_text, where) if days_text else list(range(7))
     if m:
         h1, m1, h2, m2 = (int(g) for g in m.groups())
         if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
-            raise TariffError(f"{where}: invalid time range {m.group(0)!r}; use HH:MM-HH:MM "
-                              "(00:00 to 24:00)")
+            raise TariffError(
+                f"{where}: invalid time range {m.group(0)!r}; use HH:MM-HH:MM (00:00 to 24:00)"
+            )
         start, end = h1 * 60 + m1, h2 * 60 + m2
         if end <= start:
             end += 1440  # runs past midnight
@@ -117,8 +118,10 @@ def parse_tariffs(table: dict[str, Any], where: str) -> Tariffs:
             default = index
             continue
         if isinstance(when, str) or not isinstance(when, list) or not when:
-            raise TariffError(f"{here}.when: expected a non-empty list of strings such as "
-                              f"\"mon-fri 08:00-19:00\", got {when!r}")
+            raise TariffError(
+                f"{here}.when: expected a non-empty list of strings such as "
+                f'"mon-fri 08:00-19:00", got {when!r}'
+            )
         for i, entry in enumerate(when):
             if not isinstance(entry, str):
                 raise TariffError(f"{here}.when[{i}]: expected a string, got {entry!r}")

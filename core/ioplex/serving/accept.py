@@ -45,8 +45,10 @@ class _Backoff:
         if exc.errno in RESOURCE_ERRORS:
             self.pause = min(MAX_PAUSE, max(0.05, self.pause * 2))
             self.ratelog.warning(
-                "resources", "%s: cannot accept a connection (%s); pausing accepts",
-                self.what, exc.strerror or exc,
+                "resources",
+                "%s: cannot accept a connection (%s); pausing accepts",
+                self.what,
+                exc.strerror or exc,
             )
             await anyio.sleep(self.pause)
         elif exc.errno not in TRANSIENT_ERRORS:
@@ -129,7 +131,9 @@ async def accept_sockets(
 
 
 async def _guarded(
-    work: Awaitable[None], ratelog: RateLimitedLog, what: str,
+    work: Awaitable[None],
+    ratelog: RateLimitedLog,
+    what: str,
     log: logging.Logger | logging.LoggerAdapter,
 ) -> None:
     try:

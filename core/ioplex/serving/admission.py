@@ -118,7 +118,9 @@ class Ticket:
             return True
         scope = self._scope
         return (
-            scope is not None and scope.cancel_called and not self.evicted
+            scope is not None
+            and scope.cancel_called
+            and not self.evicted
             and not self.is_authenticated
         )
 
@@ -168,9 +170,7 @@ class Admission:
     def unauthenticated(self) -> int:
         return len(self._waiting)
 
-    def admit(
-        self, client: str | None, close: Callable[[], None] | None = None
-    ) -> Ticket | None:
+    def admit(self, client: str | None, close: Callable[[], None] | None = None) -> Ticket | None:
         """A ticket for a new connection from `client`, or None when it must be refused.
 
         `close`, when given, is called to close the connection if it is evicted or (through

@@ -69,7 +69,7 @@ class AllowList:
             except (ValueError, TypeError):
                 raise ValueError(
                     f"{where}[{i}]: {entry!r} is not an IP address or network "
-                    "(e.g. \"192.168.1.10\", \"10.0.0.0/8\", \"::1\", or \"*\" for any)"
+                    '(e.g. "192.168.1.10", "10.0.0.0/8", "::1", or "*" for any)'
                 ) from None
         return cls(networks or None)
 
@@ -85,4 +85,8 @@ class AllowList:
         return address is not None and any(address in net for net in self.networks)
 
     def __repr__(self) -> str:
-        return "AllowList(*)" if self.networks is None else f"AllowList({list(map(str, self.networks))})"
+        return (
+            "AllowList(*)"
+            if self.networks is None
+            else f"AllowList({list(map(str, self.networks))})"
+        )

@@ -46,7 +46,9 @@ def loads(data: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ValueError(
+            f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     stack = [(obj, 1)]
     while stack:
         node, depth = stack.pop()

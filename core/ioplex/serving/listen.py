@@ -19,11 +19,11 @@ def parse_listen(text: str) -> tuple[str, int]:
         except ValueError:
             raise ValueError(f"{text!r}: {host!r} in brackets is not an IPv6 address") from None
     elif ":" in host:
-        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. \"[::1]:9598\"")
+        raise ValueError(f'{text!r}: write an IPv6 address in brackets, e.g. "[::1]:9598"')
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(
-            f"{text!r} is not host:port (e.g. \"127.0.0.1:9598\", \"0.0.0.0:443\", "
-            "\"[::]:8443\"; port 0 picks a free one)"
+            f'{text!r} is not host:port (e.g. "127.0.0.1:9598", "0.0.0.0:443", '
+            '"[::]:8443"; port 0 picks a free one)'
         )
     return host, int(port)
 

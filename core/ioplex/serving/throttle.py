@@ -84,7 +84,9 @@ class AuthThrottle:
         """Attempts refused unchecked, because their prefix was locked or the global cap hit."""
 
     def _refill(self, now: float) -> None:
-        self._tokens = min(self.global_rate, self._tokens + (now - self._refilled) * self.global_rate)
+        self._tokens = min(
+            self.global_rate, self._tokens + (now - self._refilled) * self.global_rate
+        )
         self._refilled = now
 
     def locked_for(self, client: str | None) -> float:
@@ -124,8 +126,11 @@ class AuthThrottle:
         self._window_failures += 1
         self._window_prefixes.add(key)
         if self._log.warning(
-            "failures", "%s: wrong password from %s (%d wrong in a row from its network)",
-            self.what, key, record.failures,
+            "failures",
+            "%s: wrong password from %s (%d wrong in a row from its network)",
+            self.what,
+            key,
+            record.failures,
         ):
             self._window_failures = 0
             self._window_prefixes.clear()

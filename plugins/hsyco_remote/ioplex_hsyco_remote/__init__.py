@@ -31,6 +31,7 @@ __all__ = ["Mirror"]
 PRIVATE_API_OPTIONS = ("ui", "clocksync", "dataloggers")
 """Options that need the private API (API v1 here): nothing in rioget carries them."""
 
+
 @ioplex.hookimpl
 def register_ioserver_types(register: Any) -> None:
     register(
@@ -68,16 +69,21 @@ def check_config(
         if options["protocol"] == "rioget":
             for option in PRIVATE_API_OPTIONS:
                 value = options[option]
-                if (remote_ids(value) if option == "dataloggers" else value):
-                    problems.append(ioplex.Problem(
-                        f"{where}.{option}",
-                        "needs HSYCO's private API, which protocol = \"rioget\" does not "
-                        "have (rioget mirrors I/O points only); remove it or use "
-                        "protocol = \"auto\" with an ioplex remote",
-                    ))
+                if remote_ids(value) if option == "dataloggers" else value:
+                    problems.append(
+                        ioplex.Problem(
+                            f"{where}.{option}",
+                            'needs HSYCO\'s private API, which protocol = "rioget" does not '
+                            "have (rioget mirrors I/O points only); remove it or use "
+                            'protocol = "auto" with an ioplex remote',
+                        )
+                    )
         elif options["convert"] and options["protocol"] == "api":
-            problems.append(ioplex.Problem(
-                f"{where}.convert", "applies to rioget only; API v1 values keep their types"))
+            problems.append(
+                ioplex.Problem(
+                    f"{where}.convert", "applies to rioget only; API v1 values keep their types"
+                )
+            )
         for pattern in options["convert"]:
             try:
                 check_pattern(pattern)

@@ -69,8 +69,12 @@ class Sessions:
     requests it makes it cannot push a concentrator's session out of the table.
     """
 
-    def __init__(self, ttl: float = SESSION_TTL, limit: int = MAX_SESSIONS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl: float = SESSION_TTL,
+        limit: int = MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl = ttl
         self.limit = limit
         self._clock = clock
@@ -129,8 +133,13 @@ class Gate:
         self._password = password.encode("utf-8")
         self.allowed = allowed
         self.throttle = AuthThrottle(
-            free_failures=FREE_FAILURES, base_delay=BASE_LOCKOUT, max_delay=MAX_LOCKOUT,
-            global_rate=GLOBAL_RATE, log=log, what="hsyco_remote server", clock=clock,
+            free_failures=FREE_FAILURES,
+            base_delay=BASE_LOCKOUT,
+            max_delay=MAX_LOCKOUT,
+            global_rate=GLOBAL_RATE,
+            log=log,
+            what="hsyco_remote server",
+            clock=clock,
         )
         self.sessions = Sessions(clock=clock)
         self.refusals = RateLimitedLog(log)
@@ -161,8 +170,9 @@ class Gate:
             return Decision(Verdict.THROTTLED, retry_after=wait)
         if password is not None and self._matches(password):
             self.throttle.succeeded(client)
-            return Decision(Verdict.OK,
-                            session=self.sessions.create(client) if new_session else None)
+            return Decision(
+                Verdict.OK, session=self.sessions.create(client) if new_session else None
+            )
         self.throttle.failed(client)
         return Decision(Verdict.PASSWORD)
 

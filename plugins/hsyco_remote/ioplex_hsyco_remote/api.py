@@ -65,7 +65,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
         dumps({"error": {"code": code, "message": message}}),
-        status_code=status, media_type="application/json", headers=headers,
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
     )
 
 
@@ -87,8 +89,9 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     if text is None:
         return default
     if len(text) > 24:
-        raise BadRequest(f"query parameter {name}: {len(text)} characters is not an integer "
-                         f"in {low}..{high}")
+        raise BadRequest(
+            f"query parameter {name}: {len(text)} characters is not an integer in {low}..{high}"
+        )
     try:
         value = int(text)
     except ValueError:
@@ -164,8 +167,11 @@ class Api:
 
         async def endpoint(request: Request) -> Response:
             client = request.client.host if request.client else None
-            decision = self.gate.check(client, password_from(request.headers.get("authorization")),
-                                       request.headers.get(SESSION_HEADER))
+            decision = self.gate.check(
+                client,
+                password_from(request.headers.get("authorization")),
+                request.headers.get(SESSION_HEADER),
+            )
             if decision.verdict is not Verdict.OK:
                 return self.refusal(request, client, decision)
             if self.authenticated is not None:
@@ -175,12 +181,22 @@ class Api:
             except BadRequest as exc:
                 response = error(exc.status, exc.code, str(exc))
             except ClientDisconnect:
-                log.debug("%s %s from %s: the client went away mid-request", request.method,
-                          request.url.path, client)
+                log.debug(
+                    "%s %s from %s: the client went away mid-request",
+                    request.method,
+                    request.url.path,
+                    client,
+                )
                 response = Response(status_code=499)  # never sent: nobody is listening
             except Exception as exc:  # a bug: contained to this request, logged rate-limited
-                self._faults.error("handler", "%s %s from %s failed: %r", request.method,
-                                   request.url.path, client, exc)
+                self._faults.error(
+                    "handler",
+                    "%s %s from %s failed: %r",
+                    request.method,
+                    request.url.path,
+                    client,
+                    exc,
+                )
                 log.debug("request failure", exc_info=True)
                 response = error(500, "internal", "the server failed to answer this request")
             if decision.session is not None:
@@ -195,12 +211,20 @@ class Api:
         self.gate.log_refusal(f"{request.method} {request.url.path}", client, verdict)
         if verdict is Verdict.THROTTLED:
             retry = max(1, math.ceil(decision.retry_after))
-            return error(429, "throttled", f"{verdict.value}; retry in {retry} s",
-                         {"Retry-After": str(retry)})
+            return error(
+                429,
+                "throttled",
+                f"{verdict.value}; retry in {retry} s",
+                {"Retry-After": str(retry)},
+            )
         if verdict is Verdict.ADDRESS:
             return error(403, "address_not_allowed", f"client address {client} is not allowed")
-        return error(401, "unauthorized", "wrong or missing password",
-                     {"WWW-Authenticate": 'Bearer realm="ioplex hsyco_remote"'})
+        return error(
+            401,
+            "unauthorized",
+            "wrong or missing password",
+            {"WWW-Authenticate": 'Bearer realm="ioplex hsyco_remote"'},
+        )
 
     def routes(self) -> list[Route]:
         p = API_PREFIX
@@ -225,8 +249,11 @@ class Api:
         return {
             "time": self.host.time(),
             "point": point.name if point is not None else None,
-            "writable": bool(point is not None and point.writable
-                             and self.writes.allows(point.name, point.sensitive)),
+            "writable": bool(
+                point is not None
+                and point.writable
+                and self.writes.allows(point.name, point.sensitive)
+            ),
         }
 
     def _loggers(self) -> Any:
@@ -234,17 +261,19 @@ class Api:
 
     async def info(self, request: Request) -> Response:
         changelog = self.changelog
-        return ok({
-            "api": 1,
-            "host": self.host.name,
-            "epoch": changelog.epoch,
-            "seq": changelog.seq,
-            "time": self.host.time(),
-            "control": self.control,
-            "count": self.exposure.report(NAMESPACES),
-            "clock": self._clock(),
-            "loggers": sorted(self._loggers()),
-        })
+        return ok(
+            {
+                "api": 1,
+                "host": self.host.name,
+                "epoch": changelog.epoch,
+                "seq": changelog.seq,
+                "time": self.host.time(),
+                "control": self.control,
+                "count": self.exposure.report(NAMESPACES),
+                "clock": self._clock(),
+                "loggers": sorted(self._loggers()),
+            }
+        )
 
     async def clock(self, request: Request) -> Response:
         return ok(self._clock())
@@ -266,8 +295,12 @@ class Api:
             points = [p for p in (self.exposure.get(ns, n) for n in names) if p is not None]
         else:
             points = self.exposure.points(ns)
-        head = {"epoch": self.changelog.epoch, "seq": self.changelog.seq, "ns": ns,
-                "count": len(points)}
+        head = {
+            "epoch": self.changelog.epoch,
+            "seq": self.changelog.seq,
+            "ns": ns,
+            "count": len(points),
+        }
         here = self.host.name
 
         async def lines() -> AsyncIterator[bytes]:
@@ -290,8 +323,9 @@ class Api:
             try:
                 parts.append(dumps(row))
             except (ValueError, TypeError, RecursionError) as exc:
-                self._faults.warning("encode", "%s: value not sent, sent as bad (%s)",
-                                     printable(str(row[0])), exc)
+                self._faults.warning(
+                    "encode", "%s: value not sent, sent as bad (%s)", printable(str(row[0])), exc
+                )
                 row = [row[0], None, "bad", *row[quality_at + 1 :]]
                 parts.append(dumps(row))
         return b"[" + b",".join(parts) + b"]"
@@ -310,8 +344,15 @@ class Api:
         changelog = self.changelog
         if not spaces:
             await changelog.wait(2**63, min(wait, MAX_WAIT))  # wakes only when the log closes
-            return ok({"epoch": changelog.epoch, "seq": changelog.seq, "more": False,
-                       "time": self.host.time(), "count": {}})
+            return ok(
+                {
+                    "epoch": changelog.epoch,
+                    "seq": changelog.seq,
+                    "more": False,
+                    "time": self.host.time(),
+                    "count": {},
+                }
+            )
         try:
             changelog.check(epoch, since)
             if wait > 0 and changelog.seq <= since:
@@ -319,8 +360,15 @@ class Api:
                     await anyio.sleep(BATCH_DELAY)
                 changelog.check(epoch, since)
         except ResyncNeeded as exc:
-            return ok({"resync": True, "reason": str(exc), "epoch": changelog.epoch,
-                       "seq": changelog.seq, "time": self.host.time()})
+            return ok(
+                {
+                    "resync": True,
+                    "reason": str(exc),
+                    "epoch": changelog.epoch,
+                    "seq": changelog.seq,
+                    "time": self.host.time(),
+                }
+            )
         entries, next_seq, more = changelog.since(since, limit, spaces)
         rows: dict[str, list[list[Any]]] = {ns: [] for ns in spaces}
         registries = {"io": self.host.points, "ui": self.host.ui}
@@ -328,49 +376,71 @@ class Api:
             point = registries[ns].get(name)
             if point is not None:
                 rows[ns].append([name, point.value, point.quality])
-        head = {"epoch": changelog.epoch, "seq": next_seq, "more": more,
-                "time": self.host.time(), "count": self.exposure.report(spaces)}
+        head = {
+            "epoch": changelog.epoch,
+            "seq": next_seq,
+            "more": more,
+            "time": self.host.time(),
+            "count": self.exposure.report(spaces),
+        }
         try:
             return ok({**head, **rows})
         except (ValueError, TypeError, RecursionError):
-            body = dumps(head)[:-1] + b"".join(
-                b',"' + ns.encode() + b'":' + self._encode_rows(r, 2) for ns, r in rows.items()
-            ) + b"}"
+            body = (
+                dumps(head)[:-1]
+                + b"".join(
+                    b',"' + ns.encode() + b'":' + self._encode_rows(r, 2) for ns, r in rows.items()
+                )
+                + b"}"
+            )
             return Response(body, media_type="application/json")
 
     async def write(self, request: Request) -> Response:
         """Write one exposed point; refused (403, nothing changed) unless `control` allows it."""
         if not self.writes.enabled:
-            return error(403, "control_disabled",
-                         "writes are disabled on this server (plugins.hsyco_remote.server.control "
-                         "is false)")
+            return error(
+                403,
+                "control_disabled",
+                "writes are disabled on this server (plugins.hsyco_remote.server.control is false)",
+            )
         body = await read_json(request)
         if not isinstance(body, dict):
-            raise BadRequest("the body must be a JSON object {\"ns\", \"name\", \"value\"}")
+            raise BadRequest('the body must be a JSON object {"ns", "name", "value"}')
         ns = body.get("ns", "io")
         name = body.get("name")
         if not isinstance(ns, str) or ns not in NAMESPACES:
-            raise BadRequest(f"ns={str(ns)[:20]!r}: expected \"io\" or \"ui\"")
+            raise BadRequest(f'ns={str(ns)[:20]!r}: expected "io" or "ui"')
         if not isinstance(name, str) or not name:
             raise BadRequest("name: expected a point name (a non-empty string)")
         if "value" not in body:
             raise BadRequest("value: missing")
         value = body["value"]
         if value is not None and type(value) not in (str, int, float, bool):
-            raise BadRequest("value: expected a string, number, boolean or null, "
-                             f"got {type(value).__name__}")
+            raise BadRequest(
+                f"value: expected a string, number, boolean or null, got {type(value).__name__}"
+            )
         what = "UI variable" if ns == "ui" else "point"
         point = self.exposure.get(ns, name)
         if point is None:
             return error(404, "unknown_point", f"unknown {what} {printable(name[:300])!r}")
-        allowed = (self.writes.allows_point(self.host, name) if ns == "io"
-                   else self.writes.allows(name, False))
+        allowed = (
+            self.writes.allows_point(self.host, name)
+            if ns == "io"
+            else self.writes.allows(name, False)
+        )
         if not allowed:
-            return error(403, "not_allowed",
-                         f"{what} {name}: not writable from remote hosts (not matched by "
-                         "plugins.hsyco_remote.server.control"
-                         + ("; a sensitive point must be named there without wildcards in its "
-                            "instance part" if point.sensitive else "") + ")")
+            return error(
+                403,
+                "not_allowed",
+                f"{what} {name}: not writable from remote hosts (not matched by "
+                "plugins.hsyco_remote.server.control"
+                + (
+                    "; a sensitive point must be named there without wildcards in its instance part"
+                    if point.sensitive
+                    else ""
+                )
+                + ")",
+            )
         registry = self.exposure.registry(ns)
         try:
             with anyio.fail_after(WRITE_TIMEOUT):
@@ -385,8 +455,16 @@ class Api:
             return error(504, "timeout", f"{name}: the write took longer than {WRITE_TIMEOUT:g} s")
         except Exception as exc:  # noqa: BLE001 - the driver's refusal: WriteError or anything
             return error(502, "write_failed", str(exc) or type(exc).__name__)
-        return ok({"ok": True, "ns": ns, "name": name, "value": value,
-                   "current": point.value, "quality": point.quality})
+        return ok(
+            {
+                "ok": True,
+                "ns": ns,
+                "name": name,
+                "value": value,
+                "current": point.value,
+                "quality": point.quality,
+            }
+        )
 
     async def loggers(self, request: Request) -> Response:
         return ok({"loggers": sorted(self._loggers())})
@@ -400,29 +478,40 @@ class Api:
         logger_id = request.path_params["id"]
         logger = self._loggers().get(logger_id)
         if logger is None:
-            return error(404, "unknown_logger", f"unknown data logger {printable(logger_id[:300])!r}")
+            return error(
+                404, "unknown_logger", f"unknown data logger {printable(logger_id[:300])!r}"
+            )
         after = _int(request, "after", 0, 0, 2**63)
         limit = _int(request, "limit", 1000, 1, MAX_SAMPLES)
         reader = getattr(logger, "asamples_after", None)  # in a worker thread: SQLite blocks
         rows = await reader(after, limit) if reader else logger.samples_after(after, limit)
         exposed = self.exposure.exposed
-        samples = [[seq, t, point, value, str(quality)]
-                   for seq, t, point, value, quality in rows if exposed("io", point)]
-        return ok({
-            "logger": logger_id,
-            "store": getattr(self._loggers(), "store_id", None),
-            "samples": samples,
-            "next": rows[-1][0] if rows else after,
-            "more": len(rows) >= limit,
-        })
+        samples = [
+            [seq, t, point, value, str(quality)]
+            for seq, t, point, value, quality in rows
+            if exposed("io", point)
+        ]
+        return ok(
+            {
+                "logger": logger_id,
+                "store": getattr(self._loggers(), "store_id", None),
+                "samples": samples,
+                "next": rows[-1][0] if rows else after,
+                "more": len(rows) >= limit,
+            }
+        )
 
 
 async def read_json(request: Request) -> Any:
     """The request body as JSON: at most `MAX_BODY` bytes (413 past it, counted while
     reading), within `BODY_TIMEOUT` seconds (408), nested at most `MAX_DEPTH` deep (400)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and len(declared) < 20 \
-            and int(declared) > MAX_BODY:
+    if (
+        declared is not None
+        and declared.isdigit()
+        and len(declared) < 20
+        and int(declared) > MAX_BODY
+    ):
         raise BadRequest(f"the body is larger than {MAX_BODY} bytes", 413, "too_large")
     size = 0
     chunks: list[bytes] = []

@@ -25,8 +25,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 log = logging.getLogger("ioplex.plugin.hsyco_remote.server")
 
-_DNS_NAME = re.compile(r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                       r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"
 VALIDITY = datetime.timedelta(days=3650)
@@ -55,9 +57,7 @@ def normalize_fingerprint(text: str) -> str:
         raw = raw[7:]
     hexdigits = "".join(c for c in raw if c not in ": ").upper()
     if len(hexdigits) != 64 or any(c not in "0123456789ABCDEF" for c in hexdigits):
-        raise ValueError(
-            f"{text!r} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"
-        )
+        raise ValueError(f"{text!r} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")
     return ":".join(hexdigits[i : i + 2] for i in range(0, 64, 2))
 
 
@@ -92,7 +92,7 @@ def check_names(names: Iterable[str], where: str) -> list[str]:
             if not _DNS_NAME.fullmatch(text):
                 raise ValueError(
                     f"{where}[{i}]: {name!r} is neither an IP address nor a DNS name "
-                    "(e.g. \"192.168.1.20\", \"fe80::1\", \"hsyco.example.org\")"
+                    '(e.g. "192.168.1.20", "fe80::1", "hsyco.example.org")'
                 ) from None
         checked.append(text)
     return checked
@@ -147,7 +147,9 @@ def load_or_create(directory: Path, host_name: str, names: Iterable[str] = ()) -
             "hsyco_remote server: the certificate %s does not name %s: generating a new one "
             "(SHA-256 fingerprint %s is replaced; replicating hosts that pinned it must pin "
             "the new one); the old files are kept as *.old",
-            certfile, ", ".join(missing), kept.fingerprint,
+            certfile,
+            ", ".join(missing),
+            kept.fingerprint,
         )
         certfile.replace(certfile.with_name(CERT_FILE + ".old"))
         keyfile.replace(keyfile.with_name(KEY_FILE + ".old"))
@@ -206,9 +208,15 @@ def self_signed(host_name: str, names: Iterable[str] = ()) -> tuple[bytes, bytes
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

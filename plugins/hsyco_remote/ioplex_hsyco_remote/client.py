@@ -101,8 +101,13 @@ class RemoteClient:
 
     async def _keep_session(self, response: httpx.Response) -> None:
         token = response.headers.get(SESSION_HEADER)
-        if (token and token != self.session and len(token) <= MAX_SESSION_TOKEN
-                and token.isascii() and token.isprintable()):
+        if (
+            token
+            and token != self.session
+            and len(token) <= MAX_SESSION_TOKEN
+            and token.isascii()
+            and token.isprintable()
+        ):
             self.session = token
             self._http.headers[SESSION_HEADER] = token
 
@@ -174,7 +179,9 @@ class RemoteClient:
         if epoch is not None:
             params["epoch"] = epoch
         return await self._json(
-            "GET", "/changes", params=params,
+            "GET",
+            "/changes",
+            params=params,
             timeout=httpx.Timeout(wait + POLL_MARGIN, connect=CONNECT_TIMEOUT),
         )
 
@@ -212,7 +219,8 @@ class RemoteClient:
         """Write one remote point; WriteError with the remote's reason when refused."""
         try:
             response = await self._http.post(
-                "/write", content=json.dumps({"ns": ns, "name": name, "value": value}),
+                "/write",
+                content=json.dumps({"ns": ns, "name": name, "value": value}),
                 headers={"content-type": "application/json"},
             )
         except httpx.TransportError as exc:
@@ -225,14 +233,19 @@ class RemoteClient:
         try:
             return response.json()
         except ValueError:
-            raise WriteError(f"{local_name}: {self.url} answered the write with something "
-                             "that is not JSON; it may not have been carried out") from None
+            raise WriteError(
+                f"{local_name}: {self.url} answered the write with something "
+                "that is not JSON; it may not have been carried out"
+            ) from None
 
-    async def samples(self, logger: str, after: int, limit: int) -> tuple[list[list[Any]], str | None]:
+    async def samples(
+        self, logger: str, after: int, limit: int
+    ) -> tuple[list[list[Any]], str | None]:
         """Samples after the mark, and the identity of the remote's logger database (None
         from servers older than store ids)."""
         data = await self._json(
-            "GET", f"/loggers/{_path_segment(logger)}/samples",
+            "GET",
+            f"/loggers/{_path_segment(logger)}/samples",
             params={"after": after, "limit": limit},
         )
         if not isinstance(data, dict) or not isinstance(data.get("samples"), list):

@@ -52,15 +52,19 @@ class ClockWatch:
         self.remote_point = clock.get("point")
         self.remote_writable = bool(clock.get("writable"))
         if self.remote_point is not None and self.point is None:
-            self.point = self.io.declare(DELTA_ID, None, type=float, quality=Quality.GOOD,
-                                         quiet=quiet)
+            self.point = self.io.declare(
+                DELTA_ID, None, type=float, quality=Quality.GOOD, quiet=quiet
+            )
         elif self.remote_point is None and self.point is not None:
             # the remote no longer shows its clock: the last delta is no longer true
             self.io.set(self.point, self.point.value, quality=Quality.BAD)
         self._last_update = -UPDATE_INTERVAL
         if self.clocksync and self.remote_point is None:
-            self._warn_once("no-system", "clocksync is on but the remote has no system I/O "
-                            "server exposed: its clock cannot be read or set")
+            self._warn_once(
+                "no-system",
+                "clocksync is on but the remote has no system I/O "
+                "server exposed: its clock cannot be read or set",
+            )
 
     def observe(
         self, remote_time: float, local_time: float | None = None, *, quiet: bool = False
@@ -99,14 +103,21 @@ class ClockWatch:
         """Set the remote's clock to this host's (milliseconds, like system.time)."""
         self._last_sync = time.monotonic()
         if not self.control:
-            self._warn_once("control", "clocksync: the remote's clock differs by %.1f s but its "
-                            "server control is off (plugins.hsyco_remote.server.control)",
-                            self.delta)
+            self._warn_once(
+                "control",
+                "clocksync: the remote's clock differs by %.1f s but its "
+                "server control is off (plugins.hsyco_remote.server.control)",
+                self.delta,
+            )
             return
         if not self.remote_writable:
-            self._warn_once("writable", "clocksync: the remote's clock differs by %.1f s but "
-                            "%s is read-only there (its [host] allow_set_clock is false)",
-                            self.delta, self.remote_point)
+            self._warn_once(
+                "writable",
+                "clocksync: the remote's clock differs by %.1f s but "
+                "%s is read-only there (its [host] allow_set_clock is false)",
+                self.delta,
+                self.remote_point,
+            )
             return
         assert self.remote_point is not None
         delta = self.delta
@@ -118,8 +129,12 @@ class ClockWatch:
             return
         self.syncs += 1
         self._last_update = -UPDATE_INTERVAL  # show the new delta at the next answer
-        self.log.info("%s: set the remote's clock (it was %+.3f s off; drift limit %g s)",
-                      self.where, delta, self.drift)
+        self.log.info(
+            "%s: set the remote's clock (it was %+.3f s off; drift limit %g s)",
+            self.where,
+            delta,
+            self.drift,
+        )
 
     def _warn_once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._warned:

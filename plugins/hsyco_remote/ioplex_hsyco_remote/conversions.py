@@ -76,4 +76,3 @@ class Conversions:
         if text is None or kind == "str":
             return text
         return CONVERTERS[kind][1](text)
-

@@ -50,14 +50,19 @@ def check_feeds(loggers: dict[str, Any], ioservers: dict[str, Any]) -> list[Prob
             continue
         for remote_id, local_id in local_ids(name, io.options).items():
             if local_id not in loggers:
-                key = local_id if local_id.replace("_", "").replace("-", "").isalnum() \
+                key = (
+                    local_id
+                    if local_id.replace("_", "").replace("-", "").isalnum()
                     else f'"{local_id}"'
-                problems.append(Problem(
-                    f"ioservers.{name}.options.dataloggers",
-                    f"{remote_id!r} is replicated into the local data logger {local_id!r}, "
-                    f"which is not defined: add a [loggers.{key}] table (its own points = [], "
-                    "levels and retention)",
-                ))
+                )
+                problems.append(
+                    Problem(
+                        f"ioservers.{name}.options.dataloggers",
+                        f"{remote_id!r} is replicated into the local data logger {local_id!r}, "
+                        f"which is not defined: add a [loggers.{key}] table (its own points = [], "
+                        "levels and retention)",
+                    )
+                )
     return problems
 
 
@@ -96,12 +101,15 @@ class Feeds:
             return
         loggers = getattr(ioserver.host, "loggers", None)
         if loggers is None or not hasattr(loggers, "add_feed"):
-            raise FatalError(f"{where}.options.dataloggers: this ioplex has no data loggers "
-                             "to replicate into (ioplex with host.loggers is needed)")
+            raise FatalError(
+                f"{where}.options.dataloggers: this ioplex has no data loggers "
+                "to replicate into (ioplex with host.loggers is needed)"
+            )
         for remote_id, local_id in local_ids(ioserver.name, options).items():
             try:
-                loggers.add_feed(local_id, ioserver.name, remote_id,
-                                 options["dataloggerspollinterval"])
+                loggers.add_feed(
+                    local_id, ioserver.name, remote_id, options["dataloggerspollinterval"]
+                )
             except (IoplexError, ValueError) as exc:  # an undefined local logger
                 raise FatalError(f"{where}.options.dataloggers: {remote_id!r}: {exc}") from None
             self.local[remote_id] = local_id

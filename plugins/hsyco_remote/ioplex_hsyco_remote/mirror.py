@@ -86,16 +86,19 @@ def tls_trust(where: str, options: dict[str, Any], base_dir: Path) -> tuple[Any,
     try:
         context = trust.client_context(cafile, pin)
     except (OSError, ValueError) as exc:
-        raise FatalError(f"{where}.options.cafile: cannot load {str(cafile)!r}: "
-                         f"{getattr(exc, 'strerror', None) or exc}") from None
+        raise FatalError(
+            f"{where}.options.cafile: cannot load {str(cafile)!r}: "
+            f"{getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if pin is not None:
         hint = f"only the certificate with {where}.options.fingerprint is accepted"
     elif cafile is not None:
-        hint = (f"it must be signed by {where}.options.cafile ({cafile}) and name "
-                "the address")
+        hint = f"it must be signed by {where}.options.cafile ({cafile}) and name the address"
     else:
-        hint = (f"set {where}.options.cafile to the remote's CA or certificate file, or "
-                f"{where}.options.fingerprint to the SHA-256 fingerprint its log shows")
+        hint = (
+            f"set {where}.options.cafile to the remote's CA or certificate file, or "
+            f"{where}.options.fingerprint to the SHA-256 fingerprint its log shows"
+        )
     return context, hint
 
 
@@ -136,8 +139,15 @@ class Mirror:
         self.rioget = RiogetMirror(self)
         self.speaking: str | None = None
         """The protocol of the current (or last) session: "api" or "rioget"."""
-        self.stats = {"full": 0, "resumed": 0, "polls": 0, "changes": 0, "described": 0,
-                      "refused": 0, "throttled": 0}
+        self.stats = {
+            "full": 0,
+            "resumed": 0,
+            "polls": 0,
+            "changes": 0,
+            "described": 0,
+            "refused": 0,
+            "throttled": 0,
+        }
         self._fresh = False
         self._resync_requested = False
         self._resync_done = anyio.Event()
@@ -161,8 +171,12 @@ class Mirror:
                 delay, new = self.refusals.refused(str(exc))
                 self._waiting(f"refused: {exc}", delay)
                 if new:
-                    ioserver.log.error("%s; retrying in %.0f s, then every %g s at most, until "
-                                       "it is accepted", exc, delay, self.refusals.cap)
+                    ioserver.log.error(
+                        "%s; retrying in %.0f s, then every %g s at most, until it is accepted",
+                        exc,
+                        delay,
+                        self.refusals.cap,
+                    )
             except Throttled as exc:
                 self.stats["throttled"] += 1
                 delay = max(exc.retry_after, MIN_POLL_INTERVAL)
@@ -178,21 +192,33 @@ class Mirror:
     def _accepted(self) -> None:
         ended = self.refusals.accepted()
         if ended is not None:
-            self.io.log.warning("%s: accepted again by https://%s:%d (was: %s)",
-                                self.where, self.address, self.port, ended)
+            self.io.log.warning(
+                "%s: accepted again by https://%s:%d (was: %s)",
+                self.where,
+                self.address,
+                self.port,
+                ended,
+            )
 
     async def _session(self) -> None:
         if self.protocol != "rioget":
-            async with RemoteClient(self.address, self.port, self._password, self.ssl_context,
-                                    self.where, self.trust_hint) as client:
+            async with RemoteClient(
+                self.address,
+                self.port,
+                self._password,
+                self.ssl_context,
+                self.where,
+                self.trust_hint,
+            ) as client:
                 try:
                     info = await client.info()
                 except NotIoplex as exc:
                     if self.protocol == "api":
                         raise RemoteError(
                             f"{self.where}: {exc}: the remote is not an ioplex host; set "
-                            f"{self.where}.options.protocol = \"rioget\" (or \"auto\") to "
-                            "mirror an HSYCO server") from None
+                            f'{self.where}.options.protocol = "rioget" (or "auto") to '
+                            "mirror an HSYCO server"
+                        ) from None
                     self.rioget.fell_back(str(exc))
                 else:
                     await self._api_session(client, info)
@@ -219,8 +245,11 @@ class Mirror:
         self.aligned = True
         ioserver.log.info(
             "%s: %s %s: %d points, %d UI variables mirrored",
-            self.where, "resumed with" if resumed else "aligned with", client.url,
-            len(self.mirrored["io"]), len(self.mirrored["ui"]),
+            self.where,
+            "resumed with" if resumed else "aligned with",
+            client.url,
+            len(self.mirrored["io"]),
+            len(self.mirrored["ui"]),
         )
         try:
             if self.spaces:
@@ -251,9 +280,11 @@ class Mirror:
             except Throttled as exc:
                 self.stats["throttled"] += 1
                 if held + exc.retry_after > self.throttle_hold:
-                    raise RemoteError(f"{exc}; throttled for longer than "
-                                      f"{self.where}.options.throttlehold = "
-                                      f"{self.throttle_hold:g} s") from None
+                    raise RemoteError(
+                        f"{exc}; throttled for longer than "
+                        f"{self.where}.options.throttlehold = "
+                        f"{self.throttle_hold:g} s"
+                    ) from None
                 if held == 0.0:
                     self.io.log.warning("%s; mirrored points keep their quality meanwhile", exc)
                 held += exc.retry_after
@@ -272,25 +303,31 @@ class Mirror:
             started = time.monotonic()
             with anyio.CancelScope() as scope:
                 self._poll_scope = scope
-                answer = await self._throttled(client.changes, self.epoch, self.seq,
-                                               min(wait, LONG_POLL), self.spaces)
+                answer = await self._throttled(
+                    client.changes, self.epoch, self.seq, min(wait, LONG_POLL), self.spaces
+                )
             self._poll_scope = None
             if scope.cancelled_caught:
                 continue
             self.stats["polls"] += 1
             if answer.get("resync"):
-                self.io.log.info("%s: realigning with %s: %s", self.where, client.url,
-                                 answer.get("reason"))
+                self.io.log.info(
+                    "%s: realigning with %s: %s", self.where, client.url, answer.get("reason")
+                )
                 await self._align(client, quiet=False)
                 continue
             applied = await self._apply_answer(client, answer)
             self.clock.observe(answer["time"])
             if self.clock.sync_due():
                 await self.clock.sync(client)
-            if (self.discovery and self._resync_at is None
-                    and self._count_differs(answer.get("count") or {})):
+            if (
+                self.discovery
+                and self._resync_at is None
+                and self._count_differs(answer.get("count") or {})
+            ):
                 self._resync_at = self._last_resync + max(
-                    self.min_resync_interval, 4 * self._align_seconds)
+                    self.min_resync_interval, 4 * self._align_seconds
+                )
             if not applied and not answer.get("more") and time.monotonic() - started < 1.0:
                 await anyio.sleep(MIN_POLL_INTERVAL)
 
@@ -348,14 +385,26 @@ class Mirror:
         if point is None:
             if ns == "io" and name == DELTA_ID:
                 self._skipped[ns].add(name)
-                self.io.log.warning("%s: remote point %r clashes with %s.%s and is not mirrored",
-                                    self.where, name, self.io.name, DELTA_ID)
+                self.io.log.warning(
+                    "%s: remote point %r clashes with %s.%s and is not mirrored",
+                    self.where,
+                    name,
+                    self.io.name,
+                    DELTA_ID,
+                )
                 return
             # A point of any type is declared empty first, or it would take its value's type.
             try:
-                point = self.io.declare(name, value if type_ is not None else None,
-                                        writable=bool(writable), type=type_, ui=ui,
-                                        quality=quality, quiet=quiet, meta=meta)
+                point = self.io.declare(
+                    name,
+                    value if type_ is not None else None,
+                    writable=bool(writable),
+                    type=type_,
+                    ui=ui,
+                    quality=quality,
+                    quiet=quiet,
+                    meta=meta,
+                )
             except PointError as exc:  # a name or value this host's contract refuses
                 self._skipped[ns].add(name)
                 self.io.log.warning("%s: remote point not mirrored: %s", self.where, exc)
@@ -421,8 +470,10 @@ class Mirror:
         """The answer's position, which must move forward (or stay, when nothing is left)."""
         new = answer["seq"]
         if new < seq or (new == seq and answer.get("more")):
-            raise RemoteError(f"{client.url}: the change log position went from {seq} to "
-                              f"{new}{' with more to come' if answer.get('more') else ''}")
+            raise RemoteError(
+                f"{client.url}: the change log position went from {seq} to "
+                f"{new}{' with more to come' if answer.get('more') else ''}"
+            )
         return new
 
     def _apply(self, ns: str, rows: list[list[Any]]) -> list[str]:
@@ -507,13 +558,16 @@ class Mirror:
     @hookimpl
     async def write(self, ioserver: IOServer, point: Point, value: Any, namespace: str) -> None:
         if self.speaking == "rioget":
-            raise WriteError(f"{point.name}: {self.where} mirrors https://{self.address}:"
-                             f"{self.port} through HSYCO's public rioget API, which is read-only: "
-                             "HSYCO's write API (\"Sending I/O Commands\") is not public")
+            raise WriteError(
+                f"{point.name}: {self.where} mirrors https://{self.address}:"
+                f"{self.port} through HSYCO's public rioget API, which is read-only: "
+                'HSYCO\'s write API ("Sending I/O Commands") is not public'
+            )
         client = self.client
         if client is None:
-            raise WriteError(f"{point.name}: {self.where} is not connected to "
-                             f"https://{self.address}:{self.port}")
+            raise WriteError(
+                f"{point.name}: {self.where} is not connected to https://{self.address}:{self.port}"
+            )
         remote = point.name[len(ioserver.name) + 1 :]
         await client.write(namespace, remote, value, point.name)
 
@@ -525,8 +579,9 @@ class Mirror:
         the kernel replicates a replaced or restored one again from its beginning."""
         client = self.client
         if client is None:
-            raise ConnectionError(f"{self.where} is not connected: data logger {logger!r} "
-                                  "will catch up once it is")
+            raise ConnectionError(
+                f"{self.where} is not connected: data logger {logger!r} will catch up once it is"
+            )
         rows, store = await self._throttled(client.samples, source_id, since, limit)
         try:
             batch = [
@@ -534,6 +589,7 @@ class Mirror:
                 for seq, t, point, value, quality in rows
             ]
         except (TypeError, ValueError):
-            raise RemoteError(f"{client.url}: malformed sample rows for logger "
-                              f"{source_id!r}") from None
+            raise RemoteError(
+                f"{client.url}: malformed sample rows for logger {source_id!r}"
+            ) from None
         return ReplicatedRows(batch, store=store)

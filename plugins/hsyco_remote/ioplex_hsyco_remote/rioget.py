@@ -84,8 +84,9 @@ class Rioget:
         try:
             return rioget_string(value)
         except (ValueError, TypeError) as exc:  # the value contract makes this unreachable
-            self._unprintable.warning("value", "rioget: %s: value not sent (%s)",
-                                      printable(name), exc)
+            self._unprintable.warning(
+                "value", "rioget: %s: value not sent (%s)", printable(name), exc
+            )
             return ""
 
     async def answer(self, stamp: int) -> dict[str, Any]:

@@ -64,8 +64,9 @@ def parse_answer(body: bytes) -> RiogetAnswer:
         raise RemoteError("the rioget answer has no hsycostate object")
     stamp = state.get("timestamp")
     if isinstance(stamp, bool) or not isinstance(stamp, int) or stamp <= 0:
-        raise RemoteError(f"the rioget answer's timestamp is not a positive integer: "
-                          f"{str(stamp)[:40]!r}")
+        raise RemoteError(
+            f"the rioget answer's timestamp is not a positive integer: {str(stamp)[:40]!r}"
+        )
     system = state.get("system")
     io = state.get("io", {})
     if io is None:
@@ -81,8 +82,10 @@ def parse_answer(body: bytes) -> RiogetAnswer:
         elif isinstance(value, int | float):
             values[name] = jsontext.dumps(value)
         else:
-            raise RemoteError(f"the rioget answer's value of {name[:80]!r} is a "
-                              f"{type(value).__name__}, not a string")
+            raise RemoteError(
+                f"the rioget answer's value of {name[:80]!r} is a "
+                f"{type(value).__name__}, not a string"
+            )
     return RiogetAnswer(stamp, values, system if isinstance(system, str) else None)
 
 
@@ -140,8 +143,9 @@ class RiogetClient:
                 async for chunk in response.aiter_bytes():
                     body += chunk
                     if len(body) > MAX_ANSWER:
-                        raise RemoteError(f"{self.url}{PATH}: the answer exceeds "
-                                          f"{MAX_ANSWER // 2**20} MiB")
+                        raise RemoteError(
+                            f"{self.url}{PATH}: the answer exceeds {MAX_ANSWER // 2**20} MiB"
+                        )
         except httpx.TransportError as exc:
             raise self._transport_error(exc, time.monotonic() - started) from None
         try:
@@ -157,9 +161,11 @@ class RiogetClient:
             wait = retry_after(response.headers.get("retry-after"))
             raise Throttled(f"{self.url}{PATH}: throttling this host for {wait:g} s", wait)
         if status in (401, 403):
-            raise Refused(f"{self.where}: {self.url}{PATH} refused this host (HTTP {status}): "
-                          f"wrong {self.where}.password, or this host's address is not in "
-                          "the remote's RemoteServerAddress")
+            raise Refused(
+                f"{self.where}: {self.url}{PATH} refused this host (HTTP {status}): "
+                f"wrong {self.where}.password, or this host's address is not in "
+                "the remote's RemoteServerAddress"
+            )
         raise RemoteError(f"{self.url}{PATH}: HTTP {status}")
 
     def _transport_error(self, exc: httpx.TransportError, elapsed: float) -> Exception:
@@ -179,6 +185,6 @@ class RiogetClient:
             )
         if isinstance(exc, httpx.TimeoutException):
             return TimeoutError(f"{self.url}{PATH}: no answer in time ({type(exc).__name__})")
-        return ConnectionError(f"{self.url}{PATH}: {type(exc).__name__}: "
-                               f"{exc or 'connection lost'}")
-
+        return ConnectionError(
+            f"{self.url}{PATH}: {type(exc).__name__}: {exc or 'connection lost'}"
+        )

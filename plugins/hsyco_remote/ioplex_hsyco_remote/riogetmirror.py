@@ -58,14 +58,19 @@ class RiogetMirror:
             unused.append("dataloggers")
         m.io.log.warning(
             "%s: https://%s:%d is not an ioplex host (%s): mirroring its I/O points through "
-            "HSYCO's public rioget endpoint, read-only%s", m.where, m.address, m.port, reason,
+            "HSYCO's public rioget endpoint, read-only%s",
+            m.where,
+            m.address,
+            m.port,
+            reason,
             f"; {', '.join(unused)} need(s) its private API and stay off" if unused else "",
         )
 
     async def session(self) -> None:
         m = self.m
-        async with RiogetClient(m.address, m.port, m._password, m.ssl_context, m.where,
-                                m.trust_hint) as client:
+        async with RiogetClient(
+            m.address, m.port, m._password, m.ssl_context, m.where, m.trust_hint
+        ) as client:
             answer = await m._throttled(client.poll, 1)
             m.speaking = "rioget"
             m._accepted()
@@ -74,8 +79,12 @@ class RiogetMirror:
             m.io.set_online(restore_quality=False)
             m.io.set_state(State.ONLINE, DETAIL)
             self.aligned = True
-            m.io.log.info("%s: aligned with %s over rioget: %d points mirrored (read-only)",
-                          m.where, client.url, len(self.table))
+            m.io.log.info(
+                "%s: aligned with %s over rioget: %d points mirrored (read-only)",
+                m.where,
+                client.url,
+                len(self.table),
+            )
             await self._follow(client, answer.timestamp)
 
     async def _follow(self, client: RiogetClient, timestamp: int) -> None:
@@ -122,8 +131,13 @@ class RiogetMirror:
             except ValueError as exc:
                 value, quality = None, Quality.BAD
                 self.bad_values.warning(
-                    f"convert:{name}", "%s: %s: %s (convert = %r); its value is empty, quality "
-                    "bad", m.where, name[:200], exc, kind)
+                    f"convert:{name}",
+                    "%s: %s: %s (convert = %r); its value is empty, quality bad",
+                    m.where,
+                    name[:200],
+                    exc,
+                    kind,
+                )
             point = table.get(name)
             if point is not None and point.type is not kinds.point_type(kind):
                 m._forget("io", name)  # mirrored before with another type (API v1, convert)
@@ -147,19 +161,31 @@ class RiogetMirror:
             return None
         if name == DELTA_ID:
             skipped.add(name)
-            m.io.log.warning("%s: remote point %r clashes with %s.%s and is not mirrored",
-                             m.where, name, m.io.name, DELTA_ID)
+            m.io.log.warning(
+                "%s: remote point %r clashes with %s.%s and is not mirrored",
+                m.where,
+                name,
+                m.io.name,
+                DELTA_ID,
+            )
             return None
         meta: dict[str, Any] = {ORIGIN: m.address, HOPS: 1, "protocol": "rioget"}
         try:
             # Writable as on the HSYCO server; the write hook says why it is refused here.
-            point = m.io.declare(name, None, writable=True, type=Conversions.point_type(kind),
-                                 quality=quality, quiet=quiet, meta=meta)
+            point = m.io.declare(
+                name,
+                None,
+                writable=True,
+                type=Conversions.point_type(kind),
+                quality=quality,
+                quiet=quiet,
+                meta=meta,
+            )
         except PointError as exc:  # a name this host's contract refuses
             skipped.add(name)
-            self.bad_values.warning(f"name:{name}", "%s: remote point not mirrored: %s",
-                                    m.where, exc)
+            self.bad_values.warning(
+                f"name:{name}", "%s: remote point not mirrored: %s", m.where, exc
+            )
             return None
         self.table[name] = point
         return point
-

@@ -120,15 +120,15 @@ def parse_settings(table: dict[str, Any], base_dir: Path) -> ServerSettings | No
             raise ValueError(f"{WHERE}.listen: {exc}") from None
         allowed = AllowList.parse(table["address"], f"{WHERE}.address")
         writes = RemoteWrites(table["control"], f"{WHERE}.control")
-        names = tuple(certificates.check_names(_patterns(table.get("names", [])),
-                                               f"{WHERE}.names"))
+        names = tuple(certificates.check_names(_patterns(table.get("names", [])), f"{WHERE}.names"))
     except ValueError as exc:
         raise FatalError(str(exc)) from None
     cert, key = table["certificate"], table["key"]
     if bool(cert) != bool(key):
         missing = "key" if cert else "certificate"
-        raise FatalError(f"{WHERE}.{missing}: required when "
-                         f"{'certificate' if cert else 'key'} is set")
+        raise FatalError(
+            f"{WHERE}.{missing}: required when {'certificate' if cert else 'key'} is set"
+        )
     return ServerSettings(
         bind_host=bind_host,
         port=port,
@@ -148,8 +148,10 @@ def _missing_password(table: dict[str, Any]) -> str | None:
     given = sorted(k for k, v in table.items() if k != "password" and v != DEFAULTS.get(k))
     if table.get("password") or not given:
         return None
-    return (f"{WHERE}.password: required to run the server "
-            f"({', '.join(given)} {'is' if len(given) == 1 else 'are'} set)")
+    return (
+        f"{WHERE}.password: required to run the server "
+        f"({', '.join(given)} {'is' if len(given) == 1 else 'are'} set)"
+    )
 
 
 def check_settings(table: dict[str, Any], base_dir: Path) -> list[Problem]:
@@ -201,8 +203,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on {host}:{port} ({WHERE}.listen): "
-                                 f"{exc.strerror}") from None
+        raise OSError(
+            exc.errno, f"cannot listen on {host}:{port} ({WHERE}.listen): {exc.strerror}"
+        ) from None
     return sock
 
 
@@ -296,16 +299,22 @@ class _Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE and self._head_too_long(data):
-            log.debug("hsyco_remote server: request head from %s over %d bytes",
-                      self.client and self.client[0], MAX_HEAD)
+            log.debug(
+                "hsyco_remote server: request head from %s over %d bytes",
+                self.client and self.client[0],
+                MAX_HEAD,
+            )
             self._refuse_unparsable()
             return
         try:
             super().data_received(data)
         except Exception as exc:  # noqa: BLE001 - whatever the client sent, only it suffers
-            _faults.warning("parse", "hsyco_remote server: a request from %s could not be "
-                            "parsed (%s); answered 400", self.client and self.client[0],
-                            type(exc).__name__)
+            _faults.warning(
+                "parse",
+                "hsyco_remote server: a request from %s could not be parsed (%s); answered 400",
+                self.client and self.client[0],
+                type(exc).__name__,
+            )
             self._refuse_unparsable()
             return
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
@@ -342,8 +351,12 @@ class _Protocol(H11Protocol):
     def _head_timed_out(self) -> None:
         self._head_timer = None
         if self.conn.their_state is h11.IDLE and self.timeout_keep_alive_task is None:
-            log.debug("hsyco_remote server: closed a connection from %s that sent no complete "
-                      "request head within %g s", self.client and self.client[0], HEAD_TIMEOUT)
+            log.debug(
+                "hsyco_remote server: closed a connection from %s that sent no complete "
+                "request head within %g s",
+                self.client and self.client[0],
+                HEAD_TIMEOUT,
+            )
             self._abort()
 
     def _abort(self) -> None:
@@ -359,18 +372,31 @@ class _Protocol(H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         """h11 refused the request (malformed, or a head over `MAX_HEAD` bytes): a JSON 400."""
-        log.debug("hsyco_remote server: malformed request from %s: %s",
-                  self.client and self.client[0], msg)
+        log.debug(
+            "hsyco_remote server: malformed request from %s: %s",
+            self.client and self.client[0],
+            msg,
+        )
         self._refuse_unparsable()
 
     def _refuse_unparsable(self) -> None:
         with contextlib.suppress(Exception):
-            body = dumps({"error": {"code": "bad_request",
-                                    "message": "the request could not be parsed as HTTP/1.1 "
-                                               f"(or its head is over {MAX_HEAD} bytes)"}})
-            self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"
-                                 b"\r\nconnection: close\r\ncontent-length: "
-                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+            body = dumps(
+                {
+                    "error": {
+                        "code": "bad_request",
+                        "message": "the request could not be parsed as HTTP/1.1 "
+                        f"(or its head is over {MAX_HEAD} bytes)",
+                    }
+                }
+            )
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json"
+                b"\r\nconnection: close\r\ncontent-length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
         self._close()
 
 
@@ -411,7 +437,9 @@ async def accept_loop(
             ticket.close = scope.cancel
             try:
                 await loop.connect_accepted_socket(
-                    functools.partial(protocol_factory, ticket), conn, ssl=ssl_context,
+                    functools.partial(protocol_factory, ticket),
+                    conn,
+                    ssl=ssl_context,
                     ssl_handshake_timeout=HANDSHAKE_TIMEOUT,
                     ssl_shutdown_timeout=SHUTDOWN_GRACE,
                 )
@@ -426,9 +454,14 @@ async def accept_loop(
         client = address[0] if isinstance(address, tuple) else None
         ticket = slots.admit(client, conn.close)
         if ticket is None:
-            refusals.warning("full", "%s: refused a connection from %s: all %d connection "
-                             "slots are held by clients that logged in", what, client,
-                             MAX_CONNECTIONS)
+            refusals.warning(
+                "full",
+                "%s: refused a connection from %s: all %d connection "
+                "slots are held by clients that logged in",
+                what,
+                client,
+                MAX_CONNECTIONS,
+            )
             conn.close()
             return None
         return handshake(conn, ticket, client)
@@ -444,9 +477,12 @@ def build_app(api: Api, rioget: Rioget) -> Starlette:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's own refusals (unknown path, wrong method) as JSON errors too."""
     status = getattr(exc, "status_code", 400)
-    return error(status, "not_found" if status == 404 else "bad_request",
-                 str(getattr(exc, "detail", "")) or "bad request",
-                 dict(getattr(exc, "headers", None) or {}))
+    return error(
+        status,
+        "not_found" if status == 404 else "bad_request",
+        str(getattr(exc, "detail", "")) or "bad request",
+        dict(getattr(exc, "headers", None) or {}),
+    )
 
 
 async def run(host: Any, table: dict[str, Any]) -> None:
@@ -470,10 +506,21 @@ async def run(host: Any, table: dict[str, Any]) -> None:
     changelog = ChangeLog(host.points, host.ui, settings.io_filter, settings.ui_filter)
     slots = Slots()
     with sock, changelog, _quiet_loggers("uvicorn.error", "asyncio"):
-        api = Api(host, exposure, changelog, gate, settings.writes,
-                  authenticated=lambda scope: slots.authenticated(scope.get("client")))
-        rioget = Rioget(host, exposure, changelog, gate,
-                        authenticated=lambda scope: slots.authenticated(scope.get("client")))
+        api = Api(
+            host,
+            exposure,
+            changelog,
+            gate,
+            settings.writes,
+            authenticated=lambda scope: slots.authenticated(scope.get("client")),
+        )
+        rioget = Rioget(
+            host,
+            exposure,
+            changelog,
+            gate,
+            authenticated=lambda scope: slots.authenticated(scope.get("client")),
+        )
         app = build_app(api, rioget)
         protocol = type("Protocol", (_Protocol,), {"slots": slots})
         config = uvicorn.Config(
@@ -482,9 +529,9 @@ async def run(host: Any, table: dict[str, Any]) -> None:
             ws="none",
             ssl_certfile=str(cert.certfile),
             ssl_keyfile=str(cert.keyfile),
-            log_config=None,        # the host configures logging, not uvicorn
-            access_log=False,       # rioget URLs carry the password
-            proxy_headers=False,    # X-Forwarded-For must not get past the address check
+            log_config=None,  # the host configures logging, not uvicorn
+            access_log=False,  # rioget URLs carry the password
+            proxy_headers=False,  # X-Forwarded-For must not get past the address check
             server_header=False,
             lifespan="off",
             limit_concurrency=MAX_CONNECTIONS + 1,  # a backstop: the slots decide first
@@ -495,17 +542,33 @@ async def run(host: Any, table: dict[str, Any]) -> None:
         config.load()
         server = _HostedServer(config)
         url = f"https://{_url_host(settings.bind_host)}:{port}"
-        _write_info(info_file, {"url": url, "host": settings.bind_host, "port": port,
-                                "fingerprint": cert.fingerprint,
-                                "certificate": str(cert.certfile)})
+        _write_info(
+            info_file,
+            {
+                "url": url,
+                "host": settings.bind_host,
+                "port": port,
+                "fingerprint": cert.fingerprint,
+                "certificate": str(cert.certfile),
+            },
+        )
         control = settings.writes
         log.info(
             "hsyco_remote server of host %s listening on %s; certificate %s (%s), SHA-256 "
             "fingerprint %s; control %s",
-            host.name, url, cert.certfile, "self-signed, generated now" if cert.generated
-            else "configured" if settings.certificate else "self-signed", cert.fingerprint,
-            "enabled for every point that is not sensitive" if control.everything
-            else f"enabled for {', '.join(control.patterns)}" if control.patterns
+            host.name,
+            url,
+            cert.certfile,
+            "self-signed, generated now"
+            if cert.generated
+            else "configured"
+            if settings.certificate
+            else "self-signed",
+            cert.fingerprint,
+            "enabled for every point that is not sensitive"
+            if control.everything
+            else f"enabled for {', '.join(control.patterns)}"
+            if control.patterns
             else "disabled",
         )
 
@@ -518,8 +581,14 @@ async def run(host: Any, table: dict[str, Any]) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_watch_topology, exposure, changelog)
-                tg.start_soon(accept_loop, sock, make_protocol, config.ssl, slots,
-                              f"hsyco_remote server of host {host.name}")
+                tg.start_soon(
+                    accept_loop,
+                    sock,
+                    make_protocol,
+                    config.ssl,
+                    slots,
+                    f"hsyco_remote server of host {host.name}",
+                )
                 await server.serve(sockets=[])  # no listeners of its own: accept_loop's
                 finished = True  # uvicorn stopped by itself, and has shut down already
                 raise RuntimeError(f"the HTTPS server on {url} stopped unexpectedly")

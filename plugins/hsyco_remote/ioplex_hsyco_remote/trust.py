@@ -64,4 +64,3 @@ def certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
-

@@ -42,7 +42,11 @@ PAGE_SIZE = 1000
 """Points per line of the full-state stream."""
 
 TYPE_NAMES: dict[type | None, str | None] = {
-    str: "str", int: "int", float: "float", bool: "bool", None: None,
+    str: "str",
+    int: "int",
+    float: "float",
+    bool: "bool",
+    None: None,
 }
 TYPES: dict[str | None, type | None] = {v: k for k, v in TYPE_NAMES.items()}
 QUALITIES: dict[str, Quality] = {q.value: q for q in Quality}
@@ -63,8 +67,15 @@ def dumps(data: Any) -> bytes:
 def state_row(point: Point, here: str) -> list[Any]:
     """A point's state row; `here` is this host's name (the origin of its own points)."""
     origin, hops = provenance(point, here)
-    return [point.name, point.value, point.quality, TYPE_NAMES.get(point.type), point.writable,
-            origin, hops]
+    return [
+        point.name,
+        point.value,
+        point.quality,
+        TYPE_NAMES.get(point.type),
+        point.writable,
+        origin,
+        hops,
+    ]
 
 
 def row_provenance(row: list[Any], remote_host: str) -> tuple[str, int]:

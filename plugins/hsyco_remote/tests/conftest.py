@@ -53,12 +53,17 @@ class Kit:
         config: dict[str, Any] = {
             "host": self.host_table(name, **(host or {})),
             "ioservers": {
-                "dummy": {"plugin": "dummy",
-                          "options": {"points": points if points is not None else {"light.1": 0}}},
+                "dummy": {
+                    "plugin": "dummy",
+                    "options": {"points": points if points is not None else {"light.1": 0}},
+                },
                 **(ioservers or {}),
             },
-            "plugins": {"hsyco_remote": {"server": {
-                "listen": "127.0.0.1:0", "password": PASSWORD, **server}}},
+            "plugins": {
+                "hsyco_remote": {
+                    "server": {"listen": "127.0.0.1:0", "password": PASSWORD, **server}
+                }
+            },
         }
         if system:
             config["ioservers"]["system"] = {"plugin": "system", "options": {"pollinterval": 0.1}}
@@ -68,8 +73,13 @@ class Kit:
 
     def mirror_table(self, info: dict[str, Any], **options: Any) -> dict[str, Any]:
         options.setdefault("fingerprint", info["fingerprint"])
-        return {"plugin": "hsyco_remote", "address": "127.0.0.1", "port": info["port"],
-                "password": PASSWORD, "options": options}
+        return {
+            "plugin": "hsyco_remote",
+            "address": "127.0.0.1",
+            "port": info["port"],
+            "password": PASSWORD,
+            "options": options,
+        }
 
     def replicating(
         self,
@@ -103,8 +113,9 @@ def _load_fake_hsyco() -> Any:
 
     name = "ioplex_hsyco_remote_tests_fake_hsyco"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(
-            "fake_hsyco.py"))
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("fake_hsyco.py")
+        )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -138,17 +149,31 @@ class Hsyco:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.cert.configure_cert(context)
         kwargs.setdefault("drop_after", 0.2)
-        return fake_hsyco.FakeHsyco(points, kwargs.pop("password", HSYCO_PASSWORD), context, **kwargs)
+        return fake_hsyco.FakeHsyco(
+            points, kwargs.pop("password", HSYCO_PASSWORD), context, **kwargs
+        )
 
-    def mirror_config(self, port: int, name: str = "top", instance: str = "hsyco",
-                      loggers: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+    def mirror_config(
+        self,
+        port: int,
+        name: str = "top",
+        instance: str = "hsyco",
+        loggers: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
         options.setdefault("cafile", str(self.cafile))
         options.setdefault("retryrefused", 0.3)
         config: dict[str, Any] = {
             "host": Kit(self.tmp_path).host_table(name),
-            "ioservers": {instance: {"plugin": "hsyco_remote", "address": "127.0.0.1",
-                                     "port": port, "password": HSYCO_PASSWORD,
-                                     "options": options}},
+            "ioservers": {
+                instance: {
+                    "plugin": "hsyco_remote",
+                    "address": "127.0.0.1",
+                    "port": port,
+                    "password": HSYCO_PASSWORD,
+                    "options": options,
+                }
+            },
         }
         if loggers:
             config["loggers"] = loggers

@@ -59,8 +59,15 @@ class FakeHsyco:
         self._stopped = anyio.Event()
         self.throttled = 0
         self.retry_after = 1
-        self.stats = {"full": 0, "delta": 0, "idle": 0, "dropped": 0, "not_found": 0,
-                      "throttled": 0, "connections": 0}
+        self.stats = {
+            "full": 0,
+            "delta": 0,
+            "idle": 0,
+            "dropped": 0,
+            "not_found": 0,
+            "throttled": 0,
+            "connections": 0,
+        }
         for name, value in points.items():
             self.set(name, value)
 
@@ -85,10 +92,12 @@ class FakeHsyco:
         self.throttled, self.retry_after = answers, retry_after
 
     # -- the server ------------------------------------------------------------------------------
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-                  ) -> None:
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1",
-                                                   local_port=self.port, reuse_port=False)
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        listener = await anyio.create_tcp_listener(
+            local_host="127.0.0.1", local_port=self.port, reuse_port=False
+        )
         self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
         tls = TLSListener(listener, self.ssl_context, standard_compatible=False)
         try:
@@ -126,8 +135,13 @@ class FakeHsyco:
                     target = rest.rsplit(" ", 1)[0]
                     if not await self._answer(stream, method, target):
                         return
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
-                ssl.SSLError, OSError):
+        except (
+            anyio.EndOfStream,
+            anyio.BrokenResourceError,
+            anyio.ClosedResourceError,
+            ssl.SSLError,
+            OSError,
+        ):
             return
 
     async def _answer(self, stream: anyio.abc.ByteStream, method: str, target: str) -> bool:
@@ -146,8 +160,7 @@ class FakeHsyco:
         if self.throttled:
             self.throttled -= 1
             self.stats["throttled"] += 1
-            await self._send(stream, 429, b"", "text/plain",
-                             {"Retry-After": str(self.retry_after)})
+            await self._send(stream, 429, b"", "text/plain", {"Retry-After": str(self.retry_after)})
             return True
         if version != "1" or not stamp.isdigit() or int(stamp) <= 0:
             await self._send(stream, 400, b"Bad Request", "text/plain")
@@ -163,8 +176,11 @@ class FakeHsyco:
                     await self._changed.wait()
                 io = self._since(since)
             self.stats["delta" if io else "idle"] += 1
-        state: dict[str, Any] = {"timestamp": max(self.last_change, 1), "system": "system",
-                                 "topotime": self.topotime}
+        state: dict[str, Any] = {
+            "timestamp": max(self.last_change, 1),
+            "system": "system",
+            "topotime": self.topotime,
+        }
         if io:
             state["io"] = io
         body = json.dumps({"hsycostate": state}, ensure_ascii=False).encode("utf-8")
@@ -175,11 +191,18 @@ class FakeHsyco:
         return {n: self.values[n] for n, t in self.changed_at.items() if t > stamp}
 
     @staticmethod
-    async def _send(stream: anyio.abc.ByteStream, status: int, body: bytes, media: str,
-                    headers: dict[str, str] | None = None) -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found",
-                  429: "Too Many Requests"}[status]
-        lines = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {media}",
-                 f"Content-Length: {len(body)}"]
+    async def _send(
+        stream: anyio.abc.ByteStream,
+        status: int,
+        body: bytes,
+        media: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}[status]
+        lines = [
+            f"HTTP/1.1 {status} {reason}",
+            f"Content-Type: {media}",
+            f"Content-Length: {len(body)}",
+        ]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         await stream.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)

@@ -120,7 +120,8 @@ def test_a_session_is_never_locked_out_by_others_failures():
     # a made-up token is no session, and a token never lets a foreign address in
     assert gate.check("10.0.0.2", None, "x" * 32).verdict is Verdict.PASSWORD
     fresh = gate.check("10.0.0.3", "pw").session
-    assert Gate("pw", allow("10.0.0.0/8")).check("192.0.2.1", None, fresh).verdict is \
-        Verdict.ADDRESS
+    assert (
+        Gate("pw", allow("10.0.0.0/8")).check("192.0.2.1", None, fresh).verdict is Verdict.ADDRESS
+    )
     # rioget clients get no session
     assert gate.check("10.0.0.4", "pw", new_session=False).session is None

@@ -44,11 +44,12 @@ async def test_openapi_documents_every_route_behind_the_password(kit, info_of):
     assert response.status_code == 200
     doc = response.json()
     assert doc["openapi"].startswith("3.1")
-    documented = {(path, method.upper()) for path, item in doc["paths"].items()
-                  for method in item}
-    routes = {(route.path.removeprefix("/api/v1"), method)
-              for route in Api(None, None, None, None, RemoteWrites(False)).routes()  # type: ignore[arg-type]
-              for method in route.methods - {"HEAD"}}
+    documented = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
+    routes = {
+        (route.path.removeprefix("/api/v1"), method)
+        for route in Api(None, None, None, None, RemoteWrites(False)).routes()  # type: ignore[arg-type]
+        for method in route.methods - {"HEAD"}
+    }
     assert documented == routes
     for path, item in doc["paths"].items():
         for operation in item.values():
@@ -94,19 +95,30 @@ async def test_writes_are_refused_without_control(kit, info_of):
 
 
 async def test_writes_with_control(kit, info_of):
-    config = kit.serving(points=POINTS, control=True, system=True,
-                         io_filter=["dummy.light.*", "dummy.temp", "system.*"])
+    config = kit.serving(
+        points=POINTS,
+        control=True,
+        system=True,
+        io_filter=["dummy.light.*", "dummy.temp", "system.*"],
+    )
     async with ioplex.Host.from_config(config) as leaf:
         leaf.ui.declare("note", "x", writable=True)
         info = await info_of(leaf)
         async with api_client(info, kit.password) as client:
+
             async def write(**body) -> httpx.Response:
                 return await client.post("/write", json=body)
 
             response = await write(name="dummy.light.1", value=1)
             assert response.status_code == 200, response.text
-            assert response.json() == {"ok": True, "ns": "io", "name": "dummy.light.1",
-                                       "value": 1, "current": 1, "quality": "good"}
+            assert response.json() == {
+                "ok": True,
+                "ns": "io",
+                "name": "dummy.light.1",
+                "value": 1,
+                "current": 1,
+                "quality": "good",
+            }
             assert leaf.points["dummy.light.1"].value == 1
             assert (await write(name="dummy.temp", value=3)).json()["value"] == 3.0
             assert (await write(ns="ui", name="note", value="y*z")).status_code == 200
@@ -124,9 +136,12 @@ async def test_writes_with_control(kit, info_of):
             ]
             for body, status, code in cases:
                 response = await write(**body)
-                assert (response.status_code, response.json()["error"]["code"]) == (status, code), body
-            response = await client.post("/write", content=b"{not json",
-                                         headers={"content-type": "application/json"})
+                assert (response.status_code, response.json()["error"]["code"]) == (status, code), (
+                    body
+                )
+            response = await client.post(
+                "/write", content=b"{not json", headers={"content-type": "application/json"}
+            )
             assert response.status_code == 400
             assert "not valid JSON" in response.json()["error"]["message"]
     assert leaf.points["dummy.light.1"].value == 1  # none of the refused writes changed it
@@ -134,8 +149,11 @@ async def test_writes_with_control(kit, info_of):
 
 
 async def test_state_stream_and_filters(kit, info_of):
-    config = kit.serving(points=POINTS, io_filter=["dummy.light.*", "dummy.temp", "dummy.door"],
-                         ui_filter=["shown.*"])
+    config = kit.serving(
+        points=POINTS,
+        io_filter=["dummy.light.*", "dummy.temp", "dummy.door"],
+        ui_filter=["shown.*"],
+    )
     async with ioplex.Host.from_config(config) as leaf:
         leaf.ui.declare("shown.a", 1)
         leaf.ui.declare("hidden", 2)
@@ -148,13 +166,19 @@ async def test_state_stream_and_filters(kit, info_of):
             rows = [row for page in pages for row in page]
             assert head["ns"] == "io" and head["count"] == len(rows) == 3
             assert tail == {"end": True, "count": 3}
-            assert sorted(rows) == [["dummy.door", False, "stale", "bool", True, "leaf", 0],
-                                    ["dummy.light.1", 0, "good", "int", True, "leaf", 0],
-                                    ["dummy.temp", 21.5, "good", "float", True, "leaf", 0]]
+            assert sorted(rows) == [
+                ["dummy.door", False, "stale", "bool", True, "leaf", 0],
+                ["dummy.light.1", 0, "good", "int", True, "leaf", 0],
+                ["dummy.temp", 21.5, "good", "float", True, "leaf", 0],
+            ]
             head, *pages, tail = ndjson(await client.get("/state", params={"ns": "ui"}))
             assert [row[0] for page in pages for row in page] == ["shown.a"]
-            picked = ndjson(await client.get("/state", params=[
-                ("name", "dummy.temp"), ("name", "dummy.status"), ("name", "nope")]))
+            picked = ndjson(
+                await client.get(
+                    "/state",
+                    params=[("name", "dummy.temp"), ("name", "dummy.status"), ("name", "nope")],
+                )
+            )
             assert [row[0] for page in picked[1:-1] for row in page] == ["dummy.temp"]
             bad = await client.get("/state", params={"ns": "io,ui"})
             assert bad.status_code == 400 and "exactly one" in bad.json()["error"]["message"]
@@ -178,8 +202,9 @@ async def test_changes_long_poll_paging_and_resync(kit, info_of):
             assert body["ui"] == [["ui.var", 5, "good"]]
             assert body["more"] is False and abs(body["time"] - leaf.time()) < 5
             # paging: limit 1 gives the oldest change and a position to continue from
-            page = (await client.get("/changes", params={"since": seq, "limit": 1,
-                                                          "ns": "io"})).json()
+            page = (
+                await client.get("/changes", params={"since": seq, "limit": 1, "ns": "io"})
+            ).json()
             assert page["io"] == [["dummy.light.1", 3, "good"]] and page["more"] is True
             rest = (await client.get("/changes", params={"since": page["seq"], "ns": "io"})).json()
             assert rest["io"] == [["dummy.status", "s*", "good"]] and rest["more"] is False
@@ -197,8 +222,12 @@ async def test_changes_long_poll_paging_and_resync(kit, info_of):
 
 
 async def test_clock_endpoint(kit, info_of):
-    for control, writable in ((True, True), (["system.time"], True), (False, False),
-                              (["dummy.*"], False)):
+    for control, writable in (
+        (True, True),
+        (["system.time"], True),
+        (False, False),
+        (["dummy.*"], False),
+    ):
         config = kit.serving(system=True, host={"allow_set_clock": True}, control=control)
         async with ioplex.Host.from_config(config) as leaf:
             info = await info_of(leaf)

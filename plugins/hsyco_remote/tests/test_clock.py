@@ -14,8 +14,9 @@ VIRTUAL = {"clock": "virtual"}
 
 
 def leaf_config(kit, *, control: bool, allow_set_clock: bool = True) -> dict:
-    return kit.serving(system=True, control=control,
-                       host={**VIRTUAL, "allow_set_clock": allow_set_clock})
+    return kit.serving(
+        system=True, control=control, host={**VIRTUAL, "allow_set_clock": allow_set_clock}
+    )
 
 
 async def test_delta_follows_the_remote_clock(kit, info_of, until):
@@ -62,15 +63,19 @@ async def test_clocksync_sets_the_remote_clock_when_drift_is_reached(kit, info_o
             assert top.ioservers["remote"].driver.clock.syncs == 1
 
 
-@pytest.mark.parametrize("control, allow, reason", [
-    (False, True, "server control is off"),
-    (True, False, "read-only there"),
-])
+@pytest.mark.parametrize(
+    "control, allow, reason",
+    [
+        (False, True, "server control is off"),
+        (True, False, "read-only there"),
+    ],
+)
 async def test_clocksync_needs_remote_control_and_a_settable_clock(
     kit, info_of, until, caplog, control, allow, reason
 ):
-    async with ioplex.Host.from_config(leaf_config(kit, control=control,
-                                                   allow_set_clock=allow)) as leaf:
+    async with ioplex.Host.from_config(
+        leaf_config(kit, control=control, allow_set_clock=allow)
+    ) as leaf:
         leaf.clock.set(leaf.time() + 50)
         info = await info_of(leaf)
         config = kit.replicating(info, host=VIRTUAL, clocksync=True, drift=4)

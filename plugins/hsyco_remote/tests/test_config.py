@@ -27,7 +27,9 @@ def test_schema_errors_name_the_setting(kit):
     config["plugins"]["hsyco_remote"]["server"]["contrl"] = True
     text = problems(config)
     assert "plugins.hsyco_remote.server.listen: 'nonsense' does not match" in text
-    assert "plugins.hsyco_remote.server.contrl: unknown key 'contrl'; did you mean 'control'?" in text
+    assert (
+        "plugins.hsyco_remote.server.contrl: unknown key 'contrl'; did you mean 'control'?" in text
+    )
 
     info = {"port": 8443, "fingerprint": "12:34"}
     text = problems(kit.replicating(info, drift=-1, dataloggerspollinterval=0))
@@ -44,16 +46,26 @@ def test_schema_errors_name_the_setting(kit):
     assert "42" not in text
 
 
-@pytest.mark.parametrize("server, message", [
-    ({"listen": "127.0.0.1:99999"}, "plugins.hsyco_remote.server.listen: '127.0.0.1:99999' is not"),
-    ({"address": ["10.0.0.1", "ten"]}, "plugins.hsyco_remote.server.address[1]: 'ten' is not"),
-    ({"io_filter": ["dummy.[x"]}, "plugins.hsyco_remote.server.io_filter[0]: invalid pattern"),
-    ({"certificate": "cert.pem"}, "plugins.hsyco_remote.server.key: required when certificate"),
-    ({"certificate": "missing.pem", "key": "missing.key"},
-     "plugins.hsyco_remote.server.certificate/key: cannot read"),
-    ({"password": "", "control": True},
-     "plugins.hsyco_remote.server.password: required to run the server (control, listen are set)"),
-])
+@pytest.mark.parametrize(
+    "server, message",
+    [
+        (
+            {"listen": "127.0.0.1:99999"},
+            "plugins.hsyco_remote.server.listen: '127.0.0.1:99999' is not",
+        ),
+        ({"address": ["10.0.0.1", "ten"]}, "plugins.hsyco_remote.server.address[1]: 'ten' is not"),
+        ({"io_filter": ["dummy.[x"]}, "plugins.hsyco_remote.server.io_filter[0]: invalid pattern"),
+        ({"certificate": "cert.pem"}, "plugins.hsyco_remote.server.key: required when certificate"),
+        (
+            {"certificate": "missing.pem", "key": "missing.key"},
+            "plugins.hsyco_remote.server.certificate/key: cannot read",
+        ),
+        (
+            {"password": "", "control": True},
+            "plugins.hsyco_remote.server.password: required to run the server (control, listen are set)",
+        ),
+    ],
+)
 def test_server_settings_checked_before_anything_starts(kit, server, message):
     config = kit.serving()
     config["plugins"]["hsyco_remote"]["server"].update(server)
@@ -92,8 +104,10 @@ async def test_port_in_use_is_retried_with_a_clear_message(kit, info_of, caplog,
         config = kit.serving(name="second", listen=f"127.0.0.1:{info['port']}")
         async with ioplex.Host.from_config(config) as second:
             await until(lambda: second.services.get("hsyco_remote") is State.RETRYING)
-    assert f"cannot listen on 127.0.0.1:{info['port']} (plugins.hsyco_remote.server.listen)" \
+    assert (
+        f"cannot listen on 127.0.0.1:{info['port']} (plugins.hsyco_remote.server.listen)"
         in caplog.text
+    )
 
 
 def test_a_replicated_logger_without_its_local_table_is_a_config_error(kit):
@@ -107,12 +121,17 @@ def test_a_replicated_logger_without_its_local_table_is_a_config_error(kit):
     ioplex.Host.from_config(config)
 
 
-@pytest.mark.parametrize("interval, ok", [(0.001, False), (0, False), (1.5, False), (1, True),
-                                          (60, True)])
+@pytest.mark.parametrize(
+    "interval, ok", [(0.001, False), (0, False), (1.5, False), (1, True), (60, True)]
+)
 def test_dataloggerspollinterval_is_a_positive_integer(kit, interval, ok):
     info = {"port": 8443, "fingerprint": ""}
-    config = kit.replicating(info, dataloggers="energy", dataloggerspollinterval=interval,
-                             loggers={"remote.energy": {"points": []}})
+    config = kit.replicating(
+        info,
+        dataloggers="energy",
+        dataloggerspollinterval=interval,
+        loggers={"remote.energy": {"points": []}},
+    )
     if ok:
         ioplex.Host.from_config(config)
     else:
@@ -122,7 +141,9 @@ def test_dataloggerspollinterval_is_a_positive_integer(kit, interval, ok):
 def test_readme_has_the_schema_tables():
     output = subprocess.run(
         [sys.executable, "-m", "ioplex", "schema", "hsyco_remote", "--markdown"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     text = README.read_text(encoding="utf-8")
     begin, end = "<!-- BEGIN ioplex schema -->\n", "<!-- END ioplex schema -->"

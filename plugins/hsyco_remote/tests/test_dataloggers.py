@@ -9,8 +9,10 @@ import pytest
 
 pytestmark = pytest.mark.anyio
 
-LEAF_LOGGERS = {"energy": {"points": ["dummy.meter.*"], "kind": "counter"},
-                "temps": {"points": ["dummy.temp"]}}
+LEAF_LOGGERS = {
+    "energy": {"points": ["dummy.meter.*"], "kind": "counter"},
+    "temps": {"points": ["dummy.temp"]},
+}
 
 
 def rows(logger: ioplex.DataLogger) -> list[tuple]:
@@ -28,14 +30,18 @@ async def record(leaf: ioplex.Host, start: int, count: int) -> None:
 
 def leaf_config(kit, port: int | None = None) -> dict:
     extra = {"listen": f"127.0.0.1:{port}"} if port else {}
-    return kit.serving(points={"meter.1": 0, "meter.2": 0, "temp": 0.0},
-                       loggers=LEAF_LOGGERS, **extra)
+    return kit.serving(
+        points={"meter.1": 0, "meter.2": 0, "temp": 0.0}, loggers=LEAF_LOGGERS, **extra
+    )
 
 
 def top_config(kit, info: dict, **options) -> dict:
     return kit.replicating(
-        info, loggers={"remote.energy": {"points": [], "kind": "counter"}},
-        dataloggers="energy", dataloggerspollinterval=1, **options,
+        info,
+        loggers={"remote.energy": {"points": [], "kind": "counter"}},
+        dataloggers="energy",
+        dataloggerspollinterval=1,
+        **options,
     )
 
 
@@ -81,9 +87,13 @@ async def test_local_ids_without_the_prefix(kit, info_of, until):
     async with ioplex.Host.from_config(leaf_config(kit)) as leaf:
         info = await info_of(leaf)
         await record(leaf, 1, 20)
-        config = kit.replicating(info, loggers={"temps": {"points": []}},
-                                 dataloggers="temps; ", dataloggersnameprefix=False,
-                                 dataloggerspollinterval=1)
+        config = kit.replicating(
+            info,
+            loggers={"temps": {"points": []}},
+            dataloggers="temps; ",
+            dataloggersnameprefix=False,
+            dataloggerspollinterval=1,
+        )
         async with ioplex.Host.from_config(config) as top:
             await replicated(top, rows(leaf.loggers["temps"]), "temps", until)
             assert {r[1] for r in rows(top.loggers["temps"])} == {"dummy.temp"}
@@ -99,19 +109,24 @@ async def test_samples_endpoint(kit, info_of):
         info = await info_of(leaf)
         await record(leaf, 1, 5)
         context = ssl.create_default_context(cafile=info["certificate"])
-        async with httpx.AsyncClient(base_url=info["url"] + "/api/v1", verify=context,
-                                     headers=bearer(kit.password)) as client:
+        async with httpx.AsyncClient(
+            base_url=info["url"] + "/api/v1", verify=context, headers=bearer(kit.password)
+        ) as client:
             assert (await client.get("/loggers")).json() == {"loggers": ["energy", "temps"]}
             first = (await client.get("/loggers/energy/samples", params={"limit": 3})).json()
             assert len(first["samples"]) == 3 and first["more"] is True
             last_seq = first["samples"][-1][0]
-            rest = (await client.get("/loggers/energy/samples",
-                                     params={"after": last_seq, "limit": 1000})).json()
+            rest = (
+                await client.get(
+                    "/loggers/energy/samples", params={"after": last_seq, "limit": 1000}
+                )
+            ).json()
             assert rest["more"] is False
             seqs = [s[0] for s in first["samples"] + rest["samples"]]
             assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
             local = leaf.loggers["energy"].samples_after(0, 3)
-            assert first["samples"] == [[s.seq, s.time, s.point, s.value, str(s.quality)]
-                                        for s in local]
+            assert first["samples"] == [
+                [s.seq, s.time, s.point, s.value, str(s.quality)] for s in local
+            ]
             missing = await client.get("/loggers/nope/samples")
             assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.anyio
 
 
 async def test_a_concentrator_recovers_after_the_remote_password_was_wrong(
-        kit, info_of, until, background, caplog):
+    kit, info_of, until, background, caplog
+):
     caplog.set_level(logging.INFO)
     async with anyio.create_task_group() as tg:
         leaf_run = background(kit.serving(points={"light.1": 1}))
@@ -27,12 +28,17 @@ async def test_a_concentrator_recovers_after_the_remote_password_was_wrong(
             await top.wait_online("remote")
             # the remote is restarted for a while with another password
             await leaf_run.stop()
-            wrong = kit.serving(points={"light.1": 2}, listen=f"127.0.0.1:{info['port']}",
-                                password="changed by mistake")
+            wrong = kit.serving(
+                points={"light.1": 2},
+                listen=f"127.0.0.1:{info['port']}",
+                password="changed by mistake",
+            )
             leaf_run = background(wrong)
             await leaf_run.start(tg)
-            await until(lambda: io.state is State.RETRYING
-                        and "refused" in (io.detail or ""), what="the refusal")
+            await until(
+                lambda: io.state is State.RETRYING and "refused" in (io.detail or ""),
+                what="the refusal",
+            )
             assert "ioservers.remote.password: refused by" in io.detail
             assert top.points["remote.dummy.light.1"].quality is Quality.BAD
             attempts = io.driver.stats["refused"]
@@ -41,8 +47,9 @@ async def test_a_concentrator_recovers_after_the_remote_password_was_wrong(
             assert caplog.text.count("ioservers.remote.password: refused by") == 1
             # fixed: back by itself, with the remote's current values
             await leaf_run.stop()
-            leaf_run = background(kit.serving(points={"light.1": 3},
-                                              listen=f"127.0.0.1:{info['port']}"))
+            leaf_run = background(
+                kit.serving(points={"light.1": 3}, listen=f"127.0.0.1:{info['port']}")
+            )
             leaf = await leaf_run.start(tg)
             await until(lambda: top.points["remote.dummy.light.1"].value == 3, timeout=15)
             assert io.state is State.ONLINE and io.detail is None
@@ -54,7 +61,8 @@ async def test_a_concentrator_recovers_after_the_remote_password_was_wrong(
 
 
 async def test_a_refused_certificate_heals_when_the_pinned_one_is_back(
-        kit, info_of, until, background):
+    kit, info_of, until, background
+):
     """Another certificate served for a while (a wrong deployment) is refused and retried;
     once the pinned one is back, so is the mirror."""
     pinned_config = kit.serving(host={"data_dir": str(kit.tmp_path / "pinned")})
@@ -81,29 +89,40 @@ async def test_a_refused_certificate_heals_when_the_pinned_one_is_back(
 
 async def test_a_mirror_of_data_loggers_only(kit, info_of, until):
     loggers = {"energy": {"points": ["dummy.meter"], "kind": "counter"}}
-    async with ioplex.Host.from_config(kit.serving(points={"meter": 0},
-                                                   loggers=loggers)) as leaf:
+    async with ioplex.Host.from_config(kit.serving(points={"meter": 0}, loggers=loggers)) as leaf:
         info = await info_of(leaf)
         for n in range(1, 6):
             await leaf.write("dummy.meter", n)
         await leaf.loggers.flush()
-        config = kit.replicating(info, io=False, ui=False, dataloggers="energy",
-                                 dataloggerspollinterval=1,
-                                 loggers={"remote.energy": {"points": [], "kind": "counter"}})
+        config = kit.replicating(
+            info,
+            io=False,
+            ui=False,
+            dataloggers="energy",
+            dataloggerspollinterval=1,
+            loggers={"remote.energy": {"points": [], "kind": "counter"}},
+        )
         async with ioplex.Host.from_config(config) as top:
             await top.wait_online("remote")
             local = top.loggers["remote.energy"]
             remote = leaf.loggers["energy"]
-            await until(lambda: len(local.samples_after(0, 100))
-                        == len(remote.samples_after(0, 100)) >= 5, what="replication")
+            await until(
+                lambda: len(local.samples_after(0, 100)) == len(remote.samples_after(0, 100)) >= 5,
+                what="replication",
+            )
             assert "remote.dummy.meter" not in top.points
             await anyio.sleep(1.5)  # it stays online: no reconnect loop
             io = top.ioservers["remote"]
             assert io.state is State.ONLINE and io.driver.stats["full"] == 1
             await leaf.write("dummy.meter", 6)
             await leaf.loggers.flush()
-            await until(lambda: [s.value for s in local.samples_after(0, 100)]
-                        == [s.value for s in remote.samples_after(0, 100)], what="more samples")
+            await until(
+                lambda: (
+                    [s.value for s in local.samples_after(0, 100)]
+                    == [s.value for s in remote.samples_after(0, 100)]
+                ),
+                what="more samples",
+            )
             assert local.samples_after(0, 100)[-1].value == 6
 
 
@@ -111,8 +130,9 @@ async def test_a_mirror_of_data_loggers_only(kit, info_of, until):
 async def test_local_loggers_record_the_initial_values(kit, info_of, until, startupevents):
     async with ioplex.Host.from_config(kit.serving(points={"temp": 21.5, "level": 3})) as leaf:
         info = await info_of(leaf)
-        config = kit.replicating(info, startupevents=startupevents,
-                                 loggers={"mirrored": {"points": ["remote.dummy.*"]}})
+        config = kit.replicating(
+            info, startupevents=startupevents, loggers={"mirrored": {"points": ["remote.dummy.*"]}}
+        )
         async with ioplex.Host.from_config(config) as top:
             events: list[str] = []
             top.points.listen(lambda e: events.append(e.name), "remote.dummy.*")
@@ -120,8 +140,10 @@ async def test_local_loggers_record_the_initial_values(kit, info_of, until, star
             await top.loggers.flush()
             samples = top.loggers["mirrored"].samples_after(0, 100)
             recorded = {(s.point, s.value, str(s.quality)) for s in samples}
-            assert {("remote.dummy.temp", 21.5, "good"),
-                    ("remote.dummy.level", 3, "good")} <= recorded
+            assert {
+                ("remote.dummy.temp", 21.5, "good"),
+                ("remote.dummy.level", 3, "good"),
+            } <= recorded
             # each initial value once, and events only when startupevents asks for them
             assert len([s for s in samples if s.point == "remote.dummy.temp"]) == 1
             assert bool(events) is startupevents

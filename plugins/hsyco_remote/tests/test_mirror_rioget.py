@@ -43,8 +43,12 @@ async def test_full_state_deltas_and_odd_values(hsyco, until, caplog):
 
             fake.set("dummy.scene", "x*y")
             fake.set("dummy.new.point", "Grüße*")  # appears with its first change
-            await until(lambda: top.points.get("hsyco.dummy.new.point") is not None
-                        and top.points["hsyco.dummy.scene"].value == "x*y")
+            await until(
+                lambda: (
+                    top.points.get("hsyco.dummy.new.point") is not None
+                    and top.points["hsyco.dummy.scene"].value == "x*y"
+                )
+            )
             assert top.points["hsyco.dummy.new.point"].value == "Grüße*"
             # idle: the long poll answers without io, and nothing changes here
             idle = fake.stats["idle"]
@@ -63,9 +67,16 @@ async def test_full_state_deltas_and_odd_values(hsyco, until, caplog):
 async def test_opt_in_conversion_per_pattern(hsyco, until, caplog):
     async with anyio.create_task_group() as tg:
         fake = await hsyco.server(POINTS, long_poll=0.5).start(tg)
-        config = hsyco.mirror_config(fake.port, protocol="rioget", convert={
-            "dummy.light.*": "int", "dummy.temp": "float", "dummy.door": "bool",
-            "system.time": "number"})
+        config = hsyco.mirror_config(
+            fake.port,
+            protocol="rioget",
+            convert={
+                "dummy.light.*": "int",
+                "dummy.temp": "float",
+                "dummy.door": "bool",
+                "system.time": "number",
+            },
+        )
         async with ioplex.Host.from_config(config) as top:
             await top.wait_online("hsyco")
             assert top.points["hsyco.dummy.light.1"].value == 0
@@ -122,10 +133,13 @@ async def test_restart_and_a_wrong_password_phase(hsyco, until, caplog):
 
             # restarted with a wrong password: dropped without reply, diagnosed, retried
             await fake.stop()
-            fake = await hsyco.server(points, port=port, long_poll=0.5,
-                                      password="changed").start(tg)
-            await until(lambda: io.state is State.RETRYING and "refused" in (io.detail or ""),
-                        what="the refusal in the instance state")
+            fake = await hsyco.server(points, port=port, long_poll=0.5, password="changed").start(
+                tg
+            )
+            await until(
+                lambda: io.state is State.RETRYING and "refused" in (io.detail or ""),
+                what="the refusal in the instance state",
+            )
             assert "without a reply" in io.detail
             assert "RemoteServerPassword" in io.detail and "RemoteServerAddress" in io.detail
             assert top.points["hsyco.dummy.scene"].quality is Quality.BAD
@@ -181,8 +195,7 @@ async def test_a_throttle_longer_than_the_hold_turns_points_bad(hsyco, until):
         async with ioplex.Host.from_config(config) as top:
             await top.wait_online("hsyco")
             fake.throttle(1000, retry_after=1)
-            await until(lambda: top.points["hsyco.dummy.temp"].quality is Quality.BAD,
-                        timeout=10)
+            await until(lambda: top.points["hsyco.dummy.temp"].quality is Quality.BAD, timeout=10)
             fake.throttle(0)
             await top.wait_online("hsyco")
             assert top.points["hsyco.dummy.temp"].quality is Quality.GOOD
@@ -190,8 +203,9 @@ async def test_a_throttle_longer_than_the_hold_turns_points_bad(hsyco, until):
 
 
 def test_rioget_needs_no_private_api_options(hsyco):
-    config = hsyco.mirror_config(8443, protocol="rioget", ui=True, clocksync=True,
-                                 dataloggers="energy")
+    config = hsyco.mirror_config(
+        8443, protocol="rioget", ui=True, clocksync=True, dataloggers="energy"
+    )
     with pytest.raises(ioplex.ConfigError) as caught:
         ioplex.Host.from_config(config)
     text = str(caught.value)
@@ -201,7 +215,9 @@ def test_rioget_needs_no_private_api_options(hsyco):
     with pytest.raises(ioplex.ConfigError, match=r"options.convert: invalid pattern"):
         ioplex.Host.from_config(config)
     config = hsyco.mirror_config(8443, protocol="rioget", convert={"a.*": "decimal"})
-    with pytest.raises(ioplex.ConfigError, match=r"options.convert.\"a.\*\": .decimal. is not one of"):
+    with pytest.raises(
+        ioplex.ConfigError, match=r"options.convert.\"a.\*\": .decimal. is not one of"
+    ):
         ioplex.Host.from_config(config)
 
 
@@ -211,34 +227,41 @@ def test_the_password_field_is_sent_raw():
 
 
 def test_documented_answer_shapes():
-    answer = parse_answer(b'{"hsycostate":{"timestamp":1403628740123000,"system":"system",'
-                          b'"topotime":1403171030000}}')
+    answer = parse_answer(
+        b'{"hsycostate":{"timestamp":1403628740123000,"system":"system","topotime":1403171030000}}'
+    )
     assert (answer.timestamp, answer.io, answer.system) == (1403628740123000, {}, "system")
-    answer = parse_answer('{"hsycostate":{"timestamp":2,"topotime":1,"io":{"a.b":"x*y",'
-                          '"c.d":"ü"}}}'.encode())
+    answer = parse_answer(
+        '{"hsycostate":{"timestamp":2,"topotime":1,"io":{"a.b":"x*y","c.d":"ü"}}}'.encode()
+    )
     assert answer.io == {"a.b": "x*y", "c.d": "ü"} and answer.system is None
 
 
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.one_of(
-    st.binary(max_size=200),
-    JSONISH.map(lambda v: __import__("json").dumps(v).encode()),
-    st.dictionaries(st.sampled_from(["timestamp", "io", "system", "topotime", "x"]), JSONISH)
-    .map(lambda d: __import__("json").dumps({"hsycostate": d}).encode()),
-))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        JSONISH.map(lambda v: __import__("json").dumps(v).encode()),
+        st.dictionaries(
+            st.sampled_from(["timestamp", "io", "system", "topotime", "x"]), JSONISH
+        ).map(lambda d: __import__("json").dumps({"hsycostate": d}).encode()),
+    )
+)
 def test_hostile_answers_raise_only_remote_error(body):
     try:
         answer = parse_answer(body)
     except RemoteError:
         return
     assert answer.timestamp > 0
-    assert all(isinstance(k, str) and (v is None or isinstance(v, str))
-               for k, v in answer.io.items())
+    assert all(
+        isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in answer.io.items()
+    )

@@ -21,14 +21,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def peer(kit, name: str, own: dict[str, Any], port: int, other: str, other_port: int,
-         **options: Any) -> dict[str, Any]:
+def peer(
+    kit, name: str, own: dict[str, Any], port: int, other: str, other_port: int, **options: Any
+) -> dict[str, Any]:
     """A host serving on `port` and mirroring `other` (on `other_port`) as instance `other`."""
     config = kit.serving(name=name, points=own, listen=f"127.0.0.1:{port}")
     cafile = kit.tmp_path / other / "hsyco_remote" / "cert.pem"
     config["ioservers"][other] = {
-        "plugin": "hsyco_remote", "address": "127.0.0.1", "port": other_port,
-        "password": kit.password, "options": {"cafile": str(cafile), **options}}
+        "plugin": "hsyco_remote",
+        "address": "127.0.0.1",
+        "port": other_port,
+        "password": kit.password,
+        "options": {"cafile": str(cafile), **options},
+    }
     return config
 
 
@@ -56,8 +61,9 @@ async def test_two_hosts_mirroring_each_other_stay_bounded(kit, until, caplog):
         await b.wait_online("a", timeout=15)
 
         def settled() -> bool:
-            return (set(a.points) == own_points(a) | {f"b.{n}" for n in own_points(b)}
-                    and set(b.points) == own_points(b) | {f"a.{n}" for n in own_points(a)})
+            return set(a.points) == own_points(a) | {f"b.{n}" for n in own_points(b)} and set(
+                b.points
+            ) == own_points(b) | {f"a.{n}" for n in own_points(a)}
 
         await until(settled, what="each host to hold the other's own points")
         counts = (len(a.points), len(b.points))
@@ -67,8 +73,7 @@ async def test_two_hosts_mirroring_each_other_stay_bounded(kit, until, caplog):
         assert (len(a.points), len(b.points)) == counts
         assert settled()
         # nothing came back home (b.a.connection is b's own point: its mirror's status)
-        assert not any(n.startswith(("b.a.dummy.", "a.b.dummy.")) for n in [*a.points,
-                                                                          *b.points])
+        assert not any(n.startswith(("b.a.dummy.", "a.b.dummy.")) for n in [*a.points, *b.points])
         assert "b.a.connection" in a.points
         assert b.points["a.dummy.x"].meta == {"origin": "a", "hops": 1}
         assert b.points["a.dummy.x"].quality is Quality.GOOD
@@ -82,8 +87,9 @@ async def test_the_hop_limit_bounds_a_chain(kit, info_of, until):
         leaf_info = await info_of(leaf)
         conc_config = kit.replicating(leaf_info, name="conc", instance="leaf")
         conc_config["ioservers"]["own"] = {"plugin": "dummy", "options": {"points": {"q": 2}}}
-        conc_config["plugins"] = {"hsyco_remote": {"server": {
-            "listen": "127.0.0.1:0", "password": kit.password}}}
+        conc_config["plugins"] = {
+            "hsyco_remote": {"server": {"listen": "127.0.0.1:0", "password": kit.password}}
+        }
         async with ioplex.Host.from_config(conc_config) as conc:
             conc_info = await info_of(conc)
             await conc.wait_online("leaf")
@@ -96,8 +102,9 @@ async def test_the_hop_limit_bounds_a_chain(kit, info_of, until):
                 await until(lambda: conc.points["leaf.dummy.p"].value == 5)
                 await anyio.sleep(0.5)
                 assert "conc.leaf.dummy.p" not in top.points
-            async with ioplex.Host.from_config(kit.replicating(conc_info, name="top2",
-                                                               instance="conc")) as top2:
+            async with ioplex.Host.from_config(
+                kit.replicating(conc_info, name="top2", instance="conc")
+            ) as top2:
                 await top2.wait_online("conc")
                 assert top2.points["conc.leaf.dummy.p"].meta == {"origin": "leaf", "hops": 2}
 
@@ -107,7 +114,8 @@ def rows(logger: ioplex.DataLogger) -> list[tuple]:
 
 
 async def test_a_replaced_remote_logger_database_is_copied_again(
-        kit, info_of, until, background, caplog):
+    kit, info_of, until, background, caplog
+):
     caplog.set_level(logging.WARNING)
     loggers = {"energy": {"points": ["dummy.meter"], "kind": "counter"}}
     leaf_config = kit.serving(points={"meter": 0}, loggers=loggers)
@@ -122,23 +130,29 @@ async def test_a_replaced_remote_logger_database_is_copied_again(
         leaf = await leaf_run.start(tg)
         info = await info_of(leaf)
         await record(leaf, range(1, 21))
-        config = kit.replicating(info, dataloggers="energy", dataloggerspollinterval=1,
-                                 loggers={"remote.energy": {"points": [], "kind": "counter"}})
+        config = kit.replicating(
+            info,
+            dataloggers="energy",
+            dataloggerspollinterval=1,
+            loggers={"remote.energy": {"points": [], "kind": "counter"}},
+        )
         async with ioplex.Host.from_config(config) as top:
             local = top.loggers["remote.energy"]
             first = rows(leaf.loggers["energy"])
             await until(lambda: rows(local) == first, what="the first database")
             await leaf_run.stop()
             (leaf.data_dir / "loggers.db").unlink()  # replaced: its seqs start again at 1
-            leaf_config["plugins"]["hsyco_remote"]["server"]["listen"] = \
-                f"127.0.0.1:{info['port']}"
+            leaf_config["plugins"]["hsyco_remote"]["server"]["listen"] = f"127.0.0.1:{info['port']}"
             leaf_run = background(leaf_config)
             leaf = await leaf_run.start(tg)
             await record(leaf, range(21, 31))
             second = rows(leaf.loggers["energy"])
             assert len(second) >= 10
-            await until(lambda: rows(local) == first + second, timeout=15,
-                        what="the new database, no gap, no duplicate")
+            await until(
+                lambda: rows(local) == first + second,
+                timeout=15,
+                what="the new database, no gap, no duplicate",
+            )
             await anyio.sleep(1.5)
             assert rows(local) == first + second
         await leaf_run.stop()

@@ -68,8 +68,10 @@ class Proxy:
 
 
 async def test_link_cut_then_restored_resumes_without_losing_a_final_value(kit, info_of, until):
-    async with ioplex.Host.from_config(kit.serving(points=POINTS, control=True)) as leaf, \
-            anyio.create_task_group() as tg:
+    async with (
+        ioplex.Host.from_config(kit.serving(points=POINTS, control=True)) as leaf,
+        anyio.create_task_group() as tg,
+    ):
         info = await info_of(leaf)
         proxy = Proxy(info["port"])
         await tg.start(proxy.run)
@@ -132,8 +134,10 @@ async def test_remote_restarted_mid_stream(kit, info_of, until, background):
 
             # the same remote comes back (same port, same data directory: same certificate)
             # with other values and one point fewer
-            again = kit.serving(points={**{k: -1 for k in POINTS if k != "p.199"}, "p.new": 42},
-                                listen=f"127.0.0.1:{info['port']}")
+            again = kit.serving(
+                points={**{k: -1 for k in POINTS if k != "p.199"}, "p.new": 42},
+                listen=f"127.0.0.1:{info['port']}",
+            )
             async with ioplex.Host.from_config(again) as leaf2:
                 assert (await info_of(leaf2))["fingerprint"] == info["fingerprint"]
                 await until(lambda: top.points["remote.connection"].value == "online")

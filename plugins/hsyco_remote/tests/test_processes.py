@@ -58,7 +58,8 @@ class LeafProcess:
         self.process = await anyio.open_process(
             [sys.executable, "-m", "ioplex", "run", str(config)],
             env={**_environ(), "LEAF_PASSWORD": self.password},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         with anyio.fail_after(30):
             while not self.info_file.exists():
@@ -139,7 +140,9 @@ async def test_the_examples_run_together(tmp_path, until):
     environ = {**_environ(), "REMOTE_PASSWORD": "example-password"}
     leaf = await anyio.open_process(
         [sys.executable, "-m", "ioplex", "run", str(tmp_path / "leaf.toml")],
-        env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         info_file = tmp_path / "data" / "leaf" / "hsyco_remote" / "server.json"
@@ -147,8 +150,9 @@ async def test_the_examples_run_together(tmp_path, until):
         port = json.loads(info_file.read_text())["port"]
         config = (tmp_path / "concentrator.toml").read_text().replace("8443", str(port))
         (tmp_path / "concentrator.toml").write_text(config)
-        host = ioplex.Host.from_config(tmp_path / "concentrator.toml",
-                                       environ={"REMOTE_PASSWORD": "example-password"})
+        host = ioplex.Host.from_config(
+            tmp_path / "concentrator.toml", environ={"REMOTE_PASSWORD": "example-password"}
+        )
         async with host:
             await host.wait_online("leaf", timeout=20)
             assert host.points["leaf.sensors.temp.living"].type is float

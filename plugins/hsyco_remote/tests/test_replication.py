@@ -10,7 +10,7 @@ pytestmark = pytest.mark.anyio
 
 ODD_VALUES = [
     "a*b*c",
-    'quotes " and \' and \\ backslash',
+    "quotes \" and ' and \\ backslash",
     "line one\nline two\r\nthree\ttab",
     "unicode: ü € 漢字 🚀 \u200b \U0010fffd \ufeff",
     "nul \x00 and bell \x07 and del \x7f",
@@ -49,8 +49,9 @@ async def test_points_are_mirrored_with_type_writability_and_quality(kit, info_o
 
 
 async def test_writes_go_to_the_remote_and_odd_values_round_trip(kit, info_of, until):
-    async with ioplex.Host.from_config(kit.serving(points={"text": "", "n": 0, "f": 0.5},
-                                                   control=True)) as leaf:
+    async with ioplex.Host.from_config(
+        kit.serving(points={"text": "", "n": 0, "f": 0.5}, control=True)
+    ) as leaf:
         info = await info_of(leaf)
         async with ioplex.Host.from_config(kit.replicating(info)) as top:
             await top.wait_online("remote")
@@ -128,8 +129,10 @@ async def test_ui_variables_are_mirrored_when_asked(kit, info_of, until):
 async def test_ui_variables_declared_in_toml_are_mirrored(kit, info_of, until):
     """The dummy I/O server's `ui` option declares UI variables from the configuration."""
     config = kit.serving(control=True)
-    config["ioservers"]["panel"] = {"plugin": "dummy",
-                                    "options": {"ui": {"scene": "evening", "level": 3}}}
+    config["ioservers"]["panel"] = {
+        "plugin": "dummy",
+        "options": {"ui": {"scene": "evening", "level": 3}},
+    }
     async with ioplex.Host.from_config(config) as leaf:
         info = await info_of(leaf)
         async with ioplex.Host.from_config(kit.replicating(info, ui=True)) as top:
@@ -142,8 +145,7 @@ async def test_ui_variables_declared_in_toml_are_mirrored(kit, info_of, until):
 
 @pytest.mark.parametrize("startupevents", [False, True])
 async def test_startup_events(kit, info_of, until, startupevents):
-    async with ioplex.Host.from_config(kit.serving(points={"a": 1, "b": "x"},
-                                                   system=True)) as leaf:
+    async with ioplex.Host.from_config(kit.serving(points={"a": 1, "b": "x"}, system=True)) as leaf:
         leaf.ui.declare("note", "n")
         info = await info_of(leaf)
         top = ioplex.Host.from_config(kit.replicating(info, startupevents=startupevents, ui=True))
@@ -154,8 +156,13 @@ async def test_startup_events(kit, info_of, until, startupevents):
             await top.wait_online("remote")
             alignment_events = set(seen) - {"remote.connection"}  # the instance's own status
             if startupevents:
-                assert {"remote.dummy.a", "remote.dummy.b", "remote.dummy.connection",
-                        "remote.note", "remote.time.delta"} <= alignment_events
+                assert {
+                    "remote.dummy.a",
+                    "remote.dummy.b",
+                    "remote.dummy.connection",
+                    "remote.note",
+                    "remote.time.delta",
+                } <= alignment_events
             else:
                 assert alignment_events == set()
             await leaf.write("dummy.a", 2)  # after the alignment, changes are events either way
@@ -200,8 +207,11 @@ async def test_without_discovery_points_are_kept(kit, info_of, until):
 
 
 async def test_filters_limit_what_is_mirrored(kit, info_of):
-    config = kit.serving(points={"light.1": 1, "light.2": 2, "secret.code": 1234},
-                         io_filter=["dummy.light.*"], ui_filter=["public.*"])
+    config = kit.serving(
+        points={"light.1": 1, "light.2": 2, "secret.code": 1234},
+        io_filter=["dummy.light.*"],
+        ui_filter=["public.*"],
+    )
     async with ioplex.Host.from_config(config) as leaf:
         leaf.ui.declare("public.note", "visible")
         leaf.ui.declare("private.note", "hidden")
@@ -218,8 +228,11 @@ async def test_three_level_chain(kit, info_of, until):
     async with ioplex.Host.from_config(kit.serving(points={"light.1": 0}, control=True)) as leaf:
         leaf_info = await info_of(leaf)
         concentrator_config = kit.replicating(leaf_info, name="conc", instance="leaf")
-        concentrator_config["plugins"] = {"hsyco_remote": {"server": {
-            "listen": "127.0.0.1:0", "password": kit.password, "control": True}}}
+        concentrator_config["plugins"] = {
+            "hsyco_remote": {
+                "server": {"listen": "127.0.0.1:0", "password": kit.password, "control": True}
+            }
+        }
         async with ioplex.Host.from_config(concentrator_config) as conc:
             conc_info = await info_of(conc)
             async with ioplex.Host.from_config(kit.replicating(conc_info, instance="conc")) as top:

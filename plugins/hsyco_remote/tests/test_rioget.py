@@ -19,11 +19,14 @@ POINTS = {"light.1": 0, "temp": 21.5, "door": False, "status": "a*b", "none": "x
 
 
 def client_for(info: dict) -> httpx.AsyncClient:
-    return httpx.AsyncClient(verify=ssl.create_default_context(cafile=info["certificate"]),
-                             timeout=20)
+    return httpx.AsyncClient(
+        verify=ssl.create_default_context(cafile=info["certificate"]), timeout=20
+    )
 
 
-async def rioget(client: httpx.AsyncClient, info: dict, stamp: int, password: str) -> httpx.Response:
+async def rioget(
+    client: httpx.AsyncClient, info: dict, stamp: int, password: str
+) -> httpx.Response:
     return await client.get(f"{info['url']}/x/rioget?1*{stamp}*{password}")
 
 
@@ -55,8 +58,10 @@ async def test_changes_with_long_poll(kit, info_of):
             # nothing changed: the request is held (a long poll), then answers the change
             answered: list[httpx.Response] = []
             async with anyio.create_task_group() as tg:
+
                 async def poll() -> None:
                     answered.append(await rioget(client, info, stamp, kit.password))
+
                 tg.start_soon(poll)
                 await anyio.sleep(0.5)
                 assert answered == []  # still held: nothing changed
@@ -115,8 +120,9 @@ async def test_password_forms_and_refusals(kit, info_of, caplog):
             assert response.status_code == 429 and response.content == b""
             assert int(response.headers["retry-after"]) >= 1
     # the server's log (not this test's own HTTP client's) never shows the password
-    server_log = "\n".join(r.getMessage() for r in caplog.records
-                           if not r.name.startswith(("httpx", "httpcore")))
+    server_log = "\n".join(
+        r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))
+    )
     assert "rioget from 127.0.0.1 refused: wrong or missing password" in server_log
     for form in (kit.password, quote(kit.password, safe=""), quote(kit.password), "pa%ss"):
         assert form not in server_log

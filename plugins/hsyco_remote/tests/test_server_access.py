@@ -50,8 +50,12 @@ class Valves:
 class ValvesPlugin:
     @ioplex.hookimpl
     def register_ioserver_types(self, register: Any) -> None:
-        register("valves", Valves, {"type": "object", "properties": {},
-                                     "additionalProperties": False}, "test valves")
+        register(
+            "valves",
+            Valves,
+            {"type": "object", "properties": {}, "additionalProperties": False},
+            "test valves",
+        )
 
 
 def plugins() -> ioplex.Plugins:
@@ -63,16 +67,22 @@ def plugins() -> ioplex.Plugins:
 _contexts: dict[str, ssl.SSLContext] = {}
 
 
-def client(info: dict, password: str | None = None, local: str | None = None,
-           **headers: str) -> httpx.AsyncClient:
+def client(
+    info: dict, password: str | None = None, local: str | None = None, **headers: str
+) -> httpx.AsyncClient:
     context = _contexts.get(info["certificate"])
     if context is None:
         context = _contexts[info["certificate"]] = ssl.create_default_context(
-            cafile=info["certificate"])
+            cafile=info["certificate"]
+        )
     transport = httpx.AsyncHTTPTransport(verify=context, local_address=local)
     base = bearer(password) if password is not None else {}
-    return httpx.AsyncClient(base_url=info["url"] + "/api/v1", transport=transport,
-                             headers={**base, **headers}, timeout=20)
+    return httpx.AsyncClient(
+        base_url=info["url"] + "/api/v1",
+        transport=transport,
+        headers={**base, **headers},
+        timeout=20,
+    )
 
 
 async def test_200_addresses_are_throttled_by_the_global_cap(kit, info_of, monkeypatch):
@@ -130,31 +140,40 @@ async def test_a_session_keeps_working_while_its_address_is_locked_out(kit, info
             assert (await forger.get("/info")).status_code == 429  # a bad token is no session
         # rioget clients (HSYCO's) keep the per-request password and get no token
         async with httpx.AsyncClient(
-                verify=ssl.create_default_context(cafile=info["certificate"])) as rioget:
+            verify=ssl.create_default_context(cafile=info["certificate"])
+        ) as rioget:
             answer = await rioget.get(f"{info['url']}/x/rioget?1*1*{kit.password}")
             assert answer.status_code == 429 and SESSION_HEADER.lower() not in answer.headers
 
 
-@pytest.mark.parametrize(("control", "writable"), [
-    (True, {"valves.valve", "dummy.a"}),
-    ("*", {"valves.valve", "dummy.a"}),
-    (["valves.*"], {"valves.valve", "valves.exec", "valves.exec.last"}),
-    (["valves.valve", "valves.exec"], {"valves.valve", "valves.exec"}),
-    (["val*.exec*", "dummy.?"], {"dummy.a"}),
-    (["valves.exec.*"], {"valves.exec.last"}),
-    (False, set()),
-])
+@pytest.mark.parametrize(
+    ("control", "writable"),
+    [
+        (True, {"valves.valve", "dummy.a"}),
+        ("*", {"valves.valve", "dummy.a"}),
+        (["valves.*"], {"valves.valve", "valves.exec", "valves.exec.last"}),
+        (["valves.valve", "valves.exec"], {"valves.valve", "valves.exec"}),
+        (["val*.exec*", "dummy.?"], {"dummy.a"}),
+        (["valves.exec.*"], {"valves.exec.last"}),
+        (False, set()),
+    ],
+)
 async def test_control_patterns_and_sensitive_points(kit, info_of, control, writable):
-    config = kit.serving(points={"a": 1}, control=control,
-                         ioservers={"valves": {"plugin": "valves"}})
+    config = kit.serving(
+        points={"a": 1}, control=control, ioservers={"valves": {"plugin": "valves"}}
+    )
     Valves.written.clear()
     async with ioplex.Host.from_config(config, plugins=plugins()) as leaf:
         info = await info_of(leaf)
         await leaf.wait_online("valves")
         async with client(info, kit.password) as remote:
             allowed = set()
-            for name, value in (("valves.valve", 7), ("valves.exec", "rm -rf /"),
-                                ("valves.exec.last", "x"), ("dummy.a", 2)):
+            for name, value in (
+                ("valves.valve", 7),
+                ("valves.exec", "rm -rf /"),
+                ("valves.exec.last", "x"),
+                ("dummy.a", 2),
+            ):
                 response = await remote.post("/write", json={"name": name, "value": value})
                 if response.status_code == 200:
                     allowed.add(name)
@@ -162,8 +181,10 @@ async def test_control_patterns_and_sensitive_points(kit, info_of, control, writ
                     assert response.json()["value"] == value
                 else:
                     code = response.json()["error"]["code"]
-                    assert (response.status_code, code) in {(403, "not_allowed"),
-                                                            (403, "control_disabled")}
+                    assert (response.status_code, code) in {
+                        (403, "not_allowed"),
+                        (403, "control_disabled"),
+                    }
             assert allowed == writable
     assert {name for name, _ in Valves.written} == writable - {"dummy.a"}
     assert leaf.points["valves.valve"].value == 0  # the device never confirmed

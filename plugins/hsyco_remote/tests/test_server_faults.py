@@ -32,18 +32,26 @@ def tls_context(info: dict) -> ssl.SSLContext:
 
 def strict_json(data: bytes | str) -> Any:
     """JSON as a strict parser reads it: NaN and Infinity tokens are errors."""
+
     def refuse(name: str) -> Any:
         raise ValueError(f"bare {name} in JSON")
+
     return json.loads(data, parse_constant=refuse)
 
 
-async def raw_exchange(info: dict, request: bytes, *, timeout: float = 10.0,
-                       local_host: str | None = None) -> bytes:
+async def raw_exchange(
+    info: dict, request: bytes, *, timeout: float = 10.0, local_host: str | None = None
+) -> bytes:
     """Send `request` bytes over TLS as they are; everything the server answers until it
     closes (or `timeout`)."""
-    stream = await anyio.connect_tcp("127.0.0.1", info["port"], tls=True,
-                                     ssl_context=tls_context(info), tls_hostname="127.0.0.1",
-                                     local_host=local_host)
+    stream = await anyio.connect_tcp(
+        "127.0.0.1",
+        info["port"],
+        tls=True,
+        ssl_context=tls_context(info),
+        tls_hostname="127.0.0.1",
+        local_host=local_host,
+    )
     received = b""
     async with stream:
         await stream.send(request)
@@ -66,9 +74,13 @@ def get(path: bytes, headers: bytes = b"") -> bytes:
 
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
-    bad = [r for r in caplog.records
-           if r.exc_info or "Traceback" in r.getMessage()
-           or (r.levelno >= logging.ERROR and r.name.startswith(SERVER_LOGGERS))]
+    bad = [
+        r
+        for r in caplog.records
+        if r.exc_info
+        or "Traceback" in r.getMessage()
+        or (r.levelno >= logging.ERROR and r.name.startswith(SERVER_LOGGERS))
+    ]
     assert not bad, [r.getMessage()[:200] for r in bad]
 
 
@@ -78,12 +90,12 @@ async def test_every_malformed_request_is_a_4xx_json_error(kit, info_of, caplog)
     pw = kit.password.replace(" ", "%20").encode()
     deep = b"[" * 100_000 + b"]" * 100_000
     cases: list[tuple[bytes, int]] = [
-        (get(b"/x/rioget?1*%C2%B2*" + pw), 400),          # a superscript two as the stamp
-        (get(b"/x/rioget?1*\xc2\xb2*" + pw), 400),          # the same, raw
+        (get(b"/x/rioget?1*%C2%B2*" + pw), 400),  # a superscript two as the stamp
+        (get(b"/x/rioget?1*\xc2\xb2*" + pw), 400),  # the same, raw
         (get(b"/x/rioget?1*" + b"7" * 5000 + b"*" + pw), 400),
         (get(b"/x/rioget?1*0*" + pw), 400),
-        (get(b"/x/rioget?1*1*%ZZ%"), 403),                  # a malformed escape: just wrong
-        (get(b"/x/rioget?1*1*\xff\xfe\x80"), 400),           # not ASCII: not HTTP (h11)
+        (get(b"/x/rioget?1*1*%ZZ%"), 403),  # a malformed escape: just wrong
+        (get(b"/x/rioget?1*1*\xff\xfe\x80"), 400),  # not ASCII: not HTTP (h11)
         (get(b"/x/rioget?%%%"), 400),
         (get(b"/x/rioget"), 400),
         (get(b"/api/v1/changes?since=" + b"9" * 5000, auth), 400),
@@ -91,7 +103,7 @@ async def test_every_malformed_request_is_a_4xx_json_error(kit, info_of, caplog)
         (get(b"/api/v1/changes?wait=1e999", auth), 400),
         (get(b"/api/v1/state?ns=%00", auth), 400),
         (get(b"/api/v1/loggers/%FF/samples?after=-1", auth), 404),
-        (get(b"/\xff\xfe/x"), 400),                          # a path that is not ASCII
+        (get(b"/\xff\xfe/x"), 400),  # a path that is not ASCII
         (get(b"/nowhere"), 404),
         (b"BREW /x/rioget HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
         (b"GET /x/rioget?" + b"a" * 40_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),  # head
@@ -101,7 +113,7 @@ async def test_every_malformed_request_is_a_4xx_json_error(kit, info_of, caplog)
     writes = [
         (b"\xff\xfe\x00{", 400),
         (b'{"name": "dummy.a", "value": 1' + b"1" * 5000 + b"}", 400),  # a 5,001-digit integer
-        (b'{"name": "dummy.a", "value": ' + b"9" * 401 + b"}", 422),   # past 64 bits
+        (b'{"name": "dummy.a", "value": ' + b"9" * 401 + b"}", 422),  # past 64 bits
         (b'{"name": "dummy.a", "value": NaN}', 400),
         (deep, 400),
         (b'{"name": "dummy.a", "value": "' + b"x" * (api_module.MAX_BODY + 10) + b'"}', 413),
@@ -109,9 +121,17 @@ async def test_every_malformed_request_is_a_4xx_json_error(kit, info_of, caplog)
         (b'{"ns": ["io"], "name": "dummy.a", "value": 1}', 400),
     ]
     for body, status in writes:
-        cases.append((b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth
-                      + b"Content-Type: application/json\r\nContent-Length: "
-                      + str(len(body)).encode() + b"\r\n\r\n" + body, status))
+        cases.append(
+            (
+                b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                + auth
+                + b"Content-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body,
+                status,
+            )
+        )
     config = kit.serving(points={"a": 1}, control=True)
     async with ioplex.Host.from_config(config) as leaf:
         info = await info_of(leaf)
@@ -143,16 +163,16 @@ async def test_non_finite_values_are_written_as_strings(kit, info_of):
             assert rows["odd.nan"][1] == "NaN" and rows["odd.nan"][3] == "float"
             assert rows["odd.inf"][1] == "Infinity" and rows["odd.ninf"][1] == "-Infinity"
             leaf.points.update(leaf.points["odd.inf"], float("-inf"))
-            changes = strict_json((await client.get(f"{api}/changes",
-                                                    params={"since": since})).content)
+            changes = strict_json(
+                (await client.get(f"{api}/changes", params={"since": since})).content
+            )
             assert ["odd.inf", "-Infinity", "good"] in changes["io"]
             rioget = await client.get(f"{info['url']}/x/rioget?1*1*{kit.password}")
             io = strict_json(rioget.content)["hsycostate"]["io"]
             assert io["odd.nan"] == "NaN" and io["odd.inf"] == "-Infinity"
 
 
-async def test_a_value_json_cannot_hold_does_not_abort_the_state_for_everyone(kit, info_of,
-                                                                             caplog):
+async def test_a_value_json_cannot_hold_does_not_abort_the_state_for_everyone(kit, info_of, caplog):
     """The value contract keeps such values out of the registry; the server still serialises
     defensively, row by row, should one get past it."""
     async with ioplex.Host.from_config(kit.serving(points={}, io_filter=["site.*"])) as leaf:
@@ -161,8 +181,9 @@ async def test_a_value_json_cannot_hold_does_not_abort_the_state_for_everyone(ki
         since = 0
         leaf.points["site.p1234"].value = 10**5000  # behind the registry's back
         info = await info_of(leaf)
-        async with httpx.AsyncClient(verify=tls_context(info),
-                                     headers=bearer(kit.password)) as client:
+        async with httpx.AsyncClient(
+            verify=tls_context(info), headers=bearer(kit.password)
+        ) as client:
             api = info["url"] + "/api/v1"
             lines = (await client.get(f"{api}/state")).text.splitlines()
             assert strict_json(lines[-1]) == {"end": True, "count": 2501}
@@ -173,8 +194,9 @@ async def test_a_value_json_cannot_hold_does_not_abort_the_state_for_everyone(ki
             leaf.points.update(leaf.points["site.p1233"], -3)
             leaf.points.update(leaf.points["site.p1232"], -2)
             leaf.points["site.p1233"].value = 10**5000
-            changes = strict_json((await client.get(f"{api}/changes",
-                                                    params={"since": since})).content)
+            changes = strict_json(
+                (await client.get(f"{api}/changes", params={"since": since})).content
+            )
             assert changes["io"] == [["site.p1233", None, "bad"], ["site.p1232", -2, "good"]]
             rioget = await client.get(f"{info['url']}/x/rioget?1*1*{kit.password}")
             io = strict_json(rioget.content)["hsycostate"]["io"]
@@ -196,9 +218,13 @@ async def test_tls_handshake_and_request_head_deadlines(kit, info_of, monkeypatc
         assert 0.4 < time.monotonic() - started < 3
         # one that completes TLS, then sends its request head a byte at a time, is closed at
         # the head deadline however steadily the bytes come
-        stream = await anyio.connect_tcp("127.0.0.1", info["port"], tls=True,
-                                         ssl_context=tls_context(info),
-                                         tls_hostname="127.0.0.1")
+        stream = await anyio.connect_tcp(
+            "127.0.0.1",
+            info["port"],
+            tls=True,
+            ssl_context=tls_context(info),
+            tls_hostname="127.0.0.1",
+        )
         started = time.monotonic()
         closed_after = None
         async with stream:
@@ -222,16 +248,23 @@ async def test_a_slow_request_body_gets_408(kit, info_of, monkeypatch, caplog):
     auth = b"Authorization: " + bearer(kit.password)["Authorization"].encode() + b"\r\n"
     async with ioplex.Host.from_config(kit.serving(points={"a": 1}, control=True)) as leaf:
         info = await info_of(leaf)
-        request = (b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + auth
-                   + b"Content-Length: 100\r\n\r\n{\"name\": ")
+        request = (
+            b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            + auth
+            + b'Content-Length: 100\r\n\r\n{"name": '
+        )
         started = time.monotonic()
         status, body = status_and_body(await raw_exchange(info, request, timeout=5))
         assert status == 408 and strict_json(body)["error"]["code"] == "timeout"
         assert time.monotonic() - started < 3
         # a client that goes away mid-body is a debug line, not a traceback
-        stream = await anyio.connect_tcp("127.0.0.1", info["port"], tls=True,
-                                         ssl_context=tls_context(info),
-                                         tls_hostname="127.0.0.1")
+        stream = await anyio.connect_tcp(
+            "127.0.0.1",
+            info["port"],
+            tls=True,
+            ssl_context=tls_context(info),
+            tls_hostname="127.0.0.1",
+        )
         async with stream:
             await stream.send(request)
             await anyio.sleep(0.1)
@@ -247,8 +280,9 @@ async def test_an_idle_flood_evicts_its_own_oldest_connections(kit, info_of, mon
         idle = [await anyio.connect_tcp("127.0.0.1", info["port"]) for _ in range(12)]
         try:
             await anyio.sleep(0.3)
-            async with httpx.AsyncClient(verify=tls_context(info),
-                                         headers=bearer(kit.password)) as client:
+            async with httpx.AsyncClient(
+                verify=tls_context(info), headers=bearer(kit.password)
+            ) as client:
                 with anyio.fail_after(2):
                     assert (await client.get(f"{info['url']}/api/v1/info")).status_code == 200
 
@@ -268,19 +302,25 @@ async def test_an_idle_flood_evicts_its_own_oldest_connections(kit, info_of, mon
                 await stream.aclose()
 
 
-async def test_the_login_deadline_is_absolute_and_lifted_by_a_request_let_in(kit, info_of,
-                                                                             monkeypatch):
+async def test_the_login_deadline_is_absolute_and_lifted_by_a_request_let_in(
+    kit, info_of, monkeypatch
+):
     """A connection that keeps sending requests with wrong passwords is closed at the login
     deadline however busy it is; one whose request was let in stays."""
     monkeypatch.setattr(server_module, "LOGIN_DEADLINE", 0.8)
     async with ioplex.Host.from_config(kit.serving()) as leaf:
         info = await info_of(leaf)
-        async with httpx.AsyncClient(verify=tls_context(info),
-                                     headers=bearer(kit.password)) as good:
+        async with httpx.AsyncClient(
+            verify=tls_context(info), headers=bearer(kit.password)
+        ) as good:
             assert (await good.get(f"{info['url']}/api/v1/info")).status_code == 200
-            stream = await anyio.connect_tcp("127.0.0.1", info["port"], tls=True,
-                                             ssl_context=tls_context(info),
-                                             tls_hostname="127.0.0.1")
+            stream = await anyio.connect_tcp(
+                "127.0.0.1",
+                info["port"],
+                tls=True,
+                ssl_context=tls_context(info),
+                tls_hostname="127.0.0.1",
+            )
             started = time.monotonic()
             answers = 0
             try:

@@ -91,7 +91,9 @@ async def test_fd_exhaustion_is_waited_out_quietly(tmp_path):
     with log_file.open("wb") as log_out:
         process = await anyio.open_process(
             [sys.executable, "-c", LIMITED_RUN, str(config)],
-            env=_environ(), stdout=log_out, stderr=subprocess.STDOUT,
+            env=_environ(),
+            stdout=log_out,
+            stderr=subprocess.STDOUT,
         )
     socks: list[socket.socket] = []
     try:
@@ -121,7 +123,9 @@ async def test_fd_exhaustion_is_waited_out_quietly(tmp_path):
         lines = text.splitlines()[lines_before:]
         assert len(lines) < 100, f"{len(lines)} log lines:\n" + "\n".join(lines[:20])
         assert "Traceback" not in text
-        assert text.count("hsyco_remote server of host fd-leaf listening on") == 1  # the server never restarted
+        assert (
+            text.count("hsyco_remote server of host fd-leaf listening on") == 1
+        )  # the server never restarted
         assert "cannot accept a connection" in text  # it did run out, and said so once
         assert process.returncode is None
         print(f"recovered in {recovered:.2f} s; {len(lines)} log lines")

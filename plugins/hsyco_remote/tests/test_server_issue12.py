@@ -53,15 +53,19 @@ async def test_rioget_timestamp_is_the_time_of_the_last_change(kit, info_of):
 
 
 async def test_generated_certificate_names_the_listen_address_and_names(kit, info_of):
-    config = kit.serving(listen="127.0.0.2:0", address="127.0.0.0/8",
-                         names=["127.0.0.3", "hsyco.example.org", "fd00::7"])
+    config = kit.serving(
+        listen="127.0.0.2:0",
+        address="127.0.0.0/8",
+        names=["127.0.0.3", "hsyco.example.org", "fd00::7"],
+    )
     async with ioplex.Host.from_config(config) as leaf:
         info = await info_of(leaf)
         # a client that checks the name against the certificate (cafile) reaches it by the
         # listen address, which is neither 127.0.0.1 nor localhost
         async with httpx.AsyncClient(verify=context(info)) as client:
-            answer = await client.get(f"https://127.0.0.2:{info['port']}/x/rioget?1*1*"
-                                      + kit.password)
+            answer = await client.get(
+                f"https://127.0.0.2:{info['port']}/x/rioget?1*1*" + kit.password
+            )
             assert answer.status_code == 200
     cert = x509.load_pem_x509_certificate(Path(info["certificate"]).read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -84,14 +88,16 @@ def test_bad_names_are_reported_with_their_path():
 
 
 async def test_filters_and_control_take_a_string(kit, info_of):
-    config = kit.serving(points={"a": 1, "b": 2}, io_filter="dummy.a", ui_filter="shown",
-                         control="dummy.a")
+    config = kit.serving(
+        points={"a": 1, "b": 2}, io_filter="dummy.a", ui_filter="shown", control="dummy.a"
+    )
     async with ioplex.Host.from_config(config) as leaf:
         leaf.ui.declare("shown", 1, writable=True)
         leaf.ui.declare("hidden", 2, writable=True)
         info = await info_of(leaf)
-        async with httpx.AsyncClient(base_url=info["url"] + "/api/v1", verify=context(info),
-                                     headers=bearer(kit.password)) as client:
+        async with httpx.AsyncClient(
+            base_url=info["url"] + "/api/v1", verify=context(info), headers=bearer(kit.password)
+        ) as client:
             body = (await client.get("/info")).json()
             assert body["count"] == {"io": 1, "ui": 1} and body["control"] is True
             ok = await client.post("/write", json={"name": "dummy.a", "value": 5})
@@ -104,8 +110,9 @@ async def test_changes_without_namespaces_is_a_heartbeat(kit, info_of):
     """A logger-only mirror (io = false, ui = false) asks /changes?ns= for its heartbeat."""
     async with ioplex.Host.from_config(kit.serving(points={"a": 1})) as leaf:
         info = await info_of(leaf)
-        async with httpx.AsyncClient(base_url=info["url"] + "/api/v1", verify=context(info),
-                                     headers=bearer(kit.password)) as client:
+        async with httpx.AsyncClient(
+            base_url=info["url"] + "/api/v1", verify=context(info), headers=bearer(kit.password)
+        ) as client:
             started = time.monotonic()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(leaf.write, "dummy.a", 2)  # changes do not end the heartbeat
@@ -119,16 +126,18 @@ async def test_changes_without_namespaces_is_a_heartbeat(kit, info_of):
 
 async def test_logger_samples_respect_io_filter_and_name_their_store(kit, info_of):
     loggers = {"all": {"points": ["dummy.*"]}}
-    config = kit.serving(points={"shown": 0, "hidden": 0}, io_filter=["dummy.shown"],
-                         loggers=loggers)
+    config = kit.serving(
+        points={"shown": 0, "hidden": 0}, io_filter=["dummy.shown"], loggers=loggers
+    )
     async with ioplex.Host.from_config(config) as leaf:
         info = await info_of(leaf)
         for n in range(1, 6):
             await leaf.write("dummy.shown", n)
             await leaf.write("dummy.hidden", -n)
         await leaf.loggers.flush()
-        async with httpx.AsyncClient(base_url=info["url"] + "/api/v1", verify=context(info),
-                                     headers=bearer(kit.password)) as client:
+        async with httpx.AsyncClient(
+            base_url=info["url"] + "/api/v1", verify=context(info), headers=bearer(kit.password)
+        ) as client:
             first = (await client.get("/loggers/all/samples", params={"limit": 4})).json()
             assert first["store"] == leaf.loggers.store_id and first["store"]
             assert {s[2] for s in first["samples"]} == {"dummy.shown"}
@@ -136,8 +145,9 @@ async def test_logger_samples_respect_io_filter_and_name_their_store(kit, info_o
             seen = list(first["samples"])
             after = first["next"]
             while True:
-                page = (await client.get("/loggers/all/samples",
-                                         params={"after": after, "limit": 4})).json()
+                page = (
+                    await client.get("/loggers/all/samples", params={"after": after, "limit": 4})
+                ).json()
                 seen += page["samples"]
                 after = page["next"]
                 if not page["more"]:
@@ -151,8 +161,9 @@ async def test_a_client_outside_the_allow_list_sees_no_data(kit, info_of):
     """Not even the API document: openapi.json is behind the allow-list and the password."""
     async with ioplex.Host.from_config(kit.serving(address=["127.0.0.5"])) as leaf:
         info = await info_of(leaf)
-        async with httpx.AsyncClient(base_url=info["url"], verify=context(info),
-                                     headers=bearer(kit.password)) as client:
+        async with httpx.AsyncClient(
+            base_url=info["url"], verify=context(info), headers=bearer(kit.password)
+        ) as client:
             for path in ("/api/v1/openapi.json", "/api/v1/info", "/api/v1/state"):
                 response = await client.get(path)
                 assert response.status_code == 403, path

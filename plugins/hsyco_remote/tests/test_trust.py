@@ -20,8 +20,10 @@ OTHER_FINGERPRINT = ":".join(["AB"] * 32)
 async def failed(host: ioplex.Host, name: str, until) -> str:
     """The reason a refused instance waits for (never a permanent stop: it retries slowly)."""
     io = host.ioservers[name]
-    await until(lambda: io.state is State.RETRYING and (io.detail or "").startswith("refused"),
-                what=f"{name} to be refused")
+    await until(
+        lambda: io.state is State.RETRYING and (io.detail or "").startswith("refused"),
+        what=f"{name} to be refused",
+    )
     return io.detail or ""
 
 
@@ -72,7 +74,8 @@ async def test_generated_certificate_is_kept_across_restarts(kit, info_of, caplo
         second = await info_of(leaf)
     assert first["fingerprint"] == second["fingerprint"]
     assert first["fingerprint"] == certificates.file_fingerprint(
-        leaf.data_dir / "hsyco_remote" / "cert.pem")
+        leaf.data_dir / "hsyco_remote" / "cert.pem"
+    )
     assert caplog.text.count(f"fingerprint {first['fingerprint']}") == 2
     assert "generated now" in caplog.text
     key = leaf.data_dir / "hsyco_remote" / "key.pem"
@@ -109,8 +112,9 @@ async def test_a_certificate_for_another_name_is_refused(kit, info_of, until, tm
     cert.private_key_and_cert_chain_pem.write_to_path(str(key_file))
     cert.cert_chain_pems[0].write_to_path(str(cert_file))
     ca.cert_pem.write_to_path(str(ca_file))
-    async with ioplex.Host.from_config(kit.serving(certificate=str(cert_file),
-                                                   key=str(key_file))) as leaf:
+    async with ioplex.Host.from_config(
+        kit.serving(certificate=str(cert_file), key=str(key_file))
+    ) as leaf:
         info = await info_of(leaf)
         config = kit.replicating(info, fingerprint="", cafile=str(ca_file))
         async with ioplex.Host.from_config(config) as top:
@@ -143,8 +147,9 @@ async def test_a_client_address_not_allowed_gets_nothing(kit, info_of, until):
             assert "plugins.hsyco_remote.server.address" in detail
         context = ssl.create_default_context(cafile=info["certificate"])
         async with httpx.AsyncClient(verify=context) as client:
-            response = await client.get(f"{info['url']}/api/v1/info",
-                                        headers={"Authorization": f"Bearer {kit.password}"})
+            response = await client.get(
+                f"{info['url']}/api/v1/info", headers={"Authorization": f"Bearer {kit.password}"}
+            )
             assert response.status_code == 403
             assert "hsyco" not in response.text and "light" not in response.text
             response = await client.get(f"{info['url']}/x/rioget?1*1*{kit.password}")
@@ -174,8 +179,11 @@ async def _forward(listen_host: str, target_port: int, *, task_status) -> None:
         await sink.aclose()
 
     async def handle(client) -> None:
-        async with (client, await anyio.connect_tcp("127.0.0.1", target_port) as upstream,
-                    anyio.create_task_group() as tg):
+        async with (
+            client,
+            await anyio.connect_tcp("127.0.0.1", target_port) as upstream,
+            anyio.create_task_group() as tg,
+        ):
             tg.start_soon(pump, client, upstream)
             tg.start_soon(pump, upstream, client)
 
@@ -193,8 +201,9 @@ async def test_cafile_with_a_lan_address_listed_in_names(kit, info_of, until):
         async with ioplex.Host.from_config(kit.serving(names=["127.0.0.3"])) as leaf:
             info = await info_of(leaf)
             port = await tg.start(_forward, "127.0.0.3", info["port"])
-            config = kit.replicating({**info, "port": port}, fingerprint="",
-                                     cafile=info["certificate"])
+            config = kit.replicating(
+                {**info, "port": port}, fingerprint="", cafile=info["certificate"]
+            )
             config["ioservers"]["remote"]["address"] = "127.0.0.3"
             async with ioplex.Host.from_config(config) as top:
                 await top.wait_online("remote")
@@ -203,8 +212,9 @@ async def test_cafile_with_a_lan_address_listed_in_names(kit, info_of, until):
         async with ioplex.Host.from_config(kit.serving(name="plain")) as leaf:
             info = await info_of(leaf)
             port = await tg.start(_forward, "127.0.0.3", info["port"])
-            config = kit.replicating({**info, "port": port}, name="top2", fingerprint="",
-                                     cafile=info["certificate"])
+            config = kit.replicating(
+                {**info, "port": port}, name="top2", fingerprint="", cafile=info["certificate"]
+            )
             config["ioservers"]["remote"]["address"] = "127.0.0.3"
             async with ioplex.Host.from_config(config) as top:
                 assert "127.0.0.3" in await failed(top, "remote", until)

@@ -19,8 +19,12 @@ __all__ = ["CommandResult", "SSHDriver", "register_ioserver_types", "run"]
 
 @ioplex.hookimpl
 def register_ioserver_types(register: Any) -> None:
-    register("ssh", SSHDriver, ioplex.load_schema(__package__),
-             "remote commands and SCP file transfers over SSH")
+    register(
+        "ssh",
+        SSHDriver,
+        ioplex.load_schema(__package__),
+        "remote commands and SCP file transfers over SSH",
+    )
 
 
 @ioplex.hookimpl
@@ -32,16 +36,20 @@ def check_config(ioservers: dict[str, Any]) -> list[ioplex.Problem]:
         problems += parse_specs(io.options["commands"], where)[1]
         files_dir = io.options["files_dir"]
         if posixpath.normpath(files_dir) in (".", "/") or files_dir.startswith(".."):
-            problems.append(ioplex.Problem(
-                f"{where}.options.files_dir",
-                f"{files_dir!r} would open the data directory (the host's keys, known_hosts "
-                "and databases) or what lies around it to get and put; use a directory of "
-                "its own, such as the default \"files\""))
+            problems.append(
+                ioplex.Problem(
+                    f"{where}.options.files_dir",
+                    f"{files_dir!r} would open the data directory (the host's keys, known_hosts "
+                    "and databases) or what lies around it to get and put; use a directory of "
+                    'its own, such as the default "files"',
+                )
+            )
     return problems
 
 
-async def run(host: ioplex.Host, ioserver: str, command: str,
-              timeout: float | None = None) -> CommandResult:
+async def run(
+    host: ioplex.Host, ioserver: str, command: str, timeout: float | None = None
+) -> CommandResult:
     """Run `command` on the ssh I/O server `ioserver` and return its own result.
 
     The command takes its turn in the instance's queue like a write to ``<name>.exec``, but

@@ -161,13 +161,24 @@ async def run_command(
     out.finish()
     err.finish()
     if problem is not None:
-        return Result("error", out.text, err.text, problem, out.raw, err.raw,
-                      link_dead=scope.cancelled_caught and not opened)
+        return Result(
+            "error",
+            out.text,
+            err.text,
+            problem,
+            out.raw,
+            err.raw,
+            link_dead=scope.cancelled_caught and not opened,
+        )
     assert channel is not None
-    cut = [f"{name} cut at {o.limit} bytes ({o.dropped} dropped)"
-           for name, o in (("stdout", out), ("stderr", err)) if o.dropped]
-    return Result(exit_status(channel), out.text, err.text, "; ".join(cut) or None,
-                  out.raw, err.raw)
+    cut = [
+        f"{name} cut at {o.limit} bytes ({o.dropped} dropped)"
+        for name, o in (("stdout", out), ("stderr", err))
+        if o.dropped
+    ]
+    return Result(
+        exit_status(channel), out.text, err.text, "; ".join(cut) or None, out.raw, err.raw
+    )
 
 
 async def _abandon(channel: asyncssh.SSHClientChannel[bytes], session: _Session) -> None:

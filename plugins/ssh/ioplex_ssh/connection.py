@@ -87,8 +87,9 @@ class _Client(asyncssh.SSHClient):
         self._hostkeys = hostkeys
         self._on_lost = on_lost
 
-    def validate_host_public_key(self, host: str, addr: str, port: int,
-                                 key: asyncssh.SSHKey) -> bool:
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
         return self._hostkeys.decide(host, addr, port, key)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -109,9 +110,14 @@ class Connector:
         known_hosts = options["known_hosts"]
         path = self._local(known_hosts) if known_hosts else self.data_dir / "ssh" / "known_hosts"
         self.hostkeys = HostKeyCheck(
-            path, options["trust_on_first_use"], self.address, self.port, self.where,
-            on_pinned=lambda message: ioserver.log.warning("ssh I/O server %r: %s",
-                                                           ioserver.name, message),
+            path,
+            options["trust_on_first_use"],
+            self.address,
+            self.port,
+            self.where,
+            on_pinned=lambda message: ioserver.log.warning(
+                "ssh I/O server %r: %s", ioserver.name, message
+            ),
         )
         self.protected = [path]
         """Local files the connection depends on (known_hosts, key files): never transferred."""

@@ -78,9 +78,11 @@ def files_dir_problem(data_dir: Path, area: Path) -> str | None:
     """Why `area` cannot be the transfer area (it would hold the host's own state)."""
     data = data_dir.resolve()
     if area == data or data.is_relative_to(area):
-        return (f"resolves to {str(area)!r}, which is (or holds) the data directory "
-                f"{str(data)!r} with the host's own state (keys, known_hosts, loggers.db); "
-                "use a directory of its own, such as the default \"files\"")
+        return (
+            f"resolves to {str(area)!r}, which is (or holds) the data directory "
+            f"{str(data)!r} with the host's own state (keys, known_hosts, loggers.db); "
+            'use a directory of its own, such as the default "files"'
+        )
     return None
 
 
@@ -106,8 +108,7 @@ class SSHDriver:
         self.area = resolve_files_dir(ioserver.data_dir, options["files_dir"])
         problem = files_dir_problem(ioserver.data_dir, self.area)
         if problem is not None:
-            raise FatalError(f"{self.where}.options.files_dir = {options['files_dir']!r} "
-                             f"{problem}")
+            raise FatalError(f"{self.where}.options.files_dir = {options['files_dir']!r} {problem}")
         protected = list(self.connector.protected)
         password = self.password
         if password and len(password) < 4096 and "\0" not in password:
@@ -222,20 +223,27 @@ class SSHDriver:
         if isinstance(value, str) and value.lower() in ("on", "off", "true", "false", "1", "0"):
             value = value.lower() in ("on", "true", "1")
         if not isinstance(value, (bool, int)) or isinstance(value, int) and value not in (0, 1):
-            raise WriteError(f"{point.name}: a switch takes true/false (or on/off), got "
-                             f"{value!r}")
+            raise WriteError(f"{point.name}: a switch takes true/false (or on/off), got {value!r}")
         spec = next(s for s in self.specs if self.spec_points[s.id] is point)
         command = spec.command_on if value else spec.command_off
-        self._queue(Job("switch", point.name, command, spec.timeout or self.timeout,
-                        spec=(spec, bool(value))))
+        self._queue(
+            Job(
+                "switch",
+                point.name,
+                command,
+                spec.timeout or self.timeout,
+                spec=(spec, bool(value)),
+            )
+        )
 
     def _write_connection(self, point: Point, value: Value) -> None:
         if value != "close":
             raise WriteError(f"{point.name}: only 'close' can be written, got {value!r}")
         if self.persistent and not self.io.online:
             # queued, it would close the connection the reconnect is about to open
-            self.io.log.info("%s", self._say(f"{point.name} = 'close': the connection is "
-                                             "already closed"))
+            self.io.log.info(
+                "%s", self._say(f"{point.name} = 'close': the connection is already closed")
+            )
             return
         self._queue(Job("close", point.name, "close"))
 
@@ -248,7 +256,7 @@ class SSHDriver:
     def _exec_timeout(self, point: Point) -> float:
         if point is self.exec_point:
             return self.timeout
-        text = point.name[len(self._exec_prefix):]
+        text = point.name[len(self._exec_prefix) :]
         try:
             seconds = float(text)
         except ValueError:
@@ -295,8 +303,15 @@ class SSHDriver:
         )
 
     # -- results ----------------------------------------------------------------------------
-    def _report(self, job: Job, value: Value, out: str = "", err: str = "",
-                result: Result | None = None, why: str | None = None) -> None:
+    def _report(
+        self,
+        job: Job,
+        value: Value,
+        out: str = "",
+        err: str = "",
+        result: Result | None = None,
+        why: str | None = None,
+    ) -> None:
         """Give a finished job its result: the points it reads back (they fire even when
         unchanged), the caller of `run`, or the configured command's point."""
         if job.reply is not None:
@@ -316,8 +331,11 @@ class SSHDriver:
 
     def _fail(self, job: Job, why: str) -> None:
         if job.kind in ("poll", "switch") or job.reply is not None:
-            self.complaints.warning(f"{job.kind}:{job.point}", "%s",
-                                    self._say(f"{job.point} = {_short(job.value)}: {why}"))
+            self.complaints.warning(
+                f"{job.kind}:{job.point}",
+                "%s",
+                self._say(f"{job.point} = {_short(job.value)}: {why}"),
+            )
         else:
             self.io.log.warning("%s", self._say(f"{job.point} = {_short(job.value)}: {why}"))
         self._report(job, "error", why=why)
@@ -329,8 +347,12 @@ class SSHDriver:
             raise WriteError(self._say(f"run: expected a command, got {command!r}"))
         seconds = self.timeout if timeout is None else float(timeout)
         if not 0 < seconds <= MAX_TIMEOUT:
-            raise WriteError(self._say(f"run: timeout {timeout!r} is not a number of seconds "
-                                       f"between 0 and {MAX_TIMEOUT}"))
+            raise WriteError(
+                self._say(
+                    f"run: timeout {timeout!r} is not a number of seconds "
+                    f"between 0 and {MAX_TIMEOUT}"
+                )
+            )
         done = anyio.Event()
         box: list[Result] = []
 
@@ -344,8 +366,9 @@ class SSHDriver:
         result = box[0]
         duration = anyio.current_time() - started
         if result.status == "error":
-            return CommandResult(None, result.raw_out, result.raw_err, duration,
-                                 result.problem or "error")
+            return CommandResult(
+                None, result.raw_out, result.raw_err, duration, result.problem or "error"
+            )
         status = None if result.status == "null" else int(result.status)
         return CommandResult(status, result.raw_out, result.raw_err, duration)
 
@@ -387,8 +410,11 @@ class SSHDriver:
             return
         now = anyio.current_time()
         for job in self.jobs.remove_if(lambda j: now >= self._deadline(j)):
-            self._fail(job, f"not run: no connection to {self.connector.server} within "
-                            f"{job.timeout:g} s (its timeout){self._because()}")
+            self._fail(
+                job,
+                f"not run: no connection to {self.connector.server} within "
+                f"{job.timeout:g} s (its timeout){self._because()}",
+            )
 
     def _deadline(self, job: Job) -> float:
         """When a job waiting for a connection gives up: its timeout after it was written or
@@ -424,14 +450,20 @@ class SSHDriver:
                 seen_link, due = self._links, now + spec.interval
                 if not self.jobs.pending(lambda j: j.kind == "poll" and j.spec is spec):
                     try:
-                        self.jobs.put(Job("poll", name, spec.command,
-                                          spec.timeout or self.timeout, spec=spec))
+                        self.jobs.put(
+                            Job("poll", name, spec.command, spec.timeout or self.timeout, spec=spec)
+                        )
                         self._poke()
                     except QueueFull:
                         self.dropped_polls += 1
-                        self.complaints.warning("poll-dropped", "%s", self._say(
-                            f"{name} not polled: the queue is full ({self.where}.options.queue "
-                            f"= {self.jobs.maxsize}); {self.dropped_polls} polls dropped so far"))
+                        self.complaints.warning(
+                            "poll-dropped",
+                            "%s",
+                            self._say(
+                                f"{name} not polled: the queue is full ({self.where}.options.queue "
+                                f"= {self.jobs.maxsize}); {self.dropped_polls} polls dropped so far"
+                            ),
+                        )
             if usable:
                 await anyio.sleep(max(0.0, due - anyio.current_time()))
             elif self.persistent:
@@ -457,8 +489,10 @@ class SSHDriver:
                 raise FatalError(self._say(str(exc))) from None
             except AuthRefused as exc:
                 delay = self.auth_retry
-                self._down(f"{exc}; next attempt in {delay:g} s ({self.where}.options."
-                           "auth_retry)", str(exc))
+                self._down(
+                    f"{exc}; next attempt in {delay:g} s ({self.where}.options.auth_retry)",
+                    str(exc),
+                )
                 continue
             except ConnectFailed as exc:
                 delay = self.io.host.backoff.delay(attempt)
@@ -468,8 +502,9 @@ class SSHDriver:
             attempt, self._last_failure = 0, ""
             reason = await self._serve(conn)
             delay = 0.0  # the first attempt after a loss is immediate; then backoff from 0
-            self._down(f"connection to {self.connector.server} lost: {reason}; reconnecting",
-                       reason)
+            self._down(
+                f"connection to {self.connector.server} lost: {reason}; reconnecting", reason
+            )
 
     def _down(self, detail: str, why: str) -> None:
         self._last_failure = why
@@ -485,8 +520,10 @@ class SSHDriver:
         try:
             self._set_linked(True)
             self.io.set_online()
-            self.io.log.info("%s", self._say(
-                f"connected to {self.connector.server} as {self.credentials().user!r}"))
+            self.io.log.info(
+                "%s",
+                self._say(f"connected to {self.connector.server} as {self.credentials().user!r}"),
+            )
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._work_persistent, conn)
                 await conn.wait_closed()
@@ -546,14 +583,20 @@ class SSHDriver:
             self._conn = None
             now = anyio.current_time()
             if now >= deadline:
-                self._fail(job, f"not run: no connection to {self.connector.server} within "
-                                f"{job.timeout:g} s (its timeout){self._because()}")
+                self._fail(
+                    job,
+                    f"not run: no connection to {self.connector.server} within "
+                    f"{job.timeout:g} s (its timeout){self._because()}",
+                )
                 return None
             if now < self._retry_at:
                 if self._retry_at >= deadline:
-                    self._fail(job, f"not run: the next connection attempt to "
-                                    f"{self.connector.server} is in {self._retry_at - now:.1f} s, "
-                                    f"after its timeout{self._because()}")
+                    self._fail(
+                        job,
+                        f"not run: the next connection attempt to "
+                        f"{self.connector.server} is in {self._retry_at - now:.1f} s, "
+                        f"after its timeout{self._because()}",
+                    )
                     return None
                 await anyio.sleep(self._retry_at - now)
                 continue
@@ -570,16 +613,23 @@ class SSHDriver:
                 self._conn = conn
                 self._set_linked(True)
                 self.io.set(self.connection, "online")
-                self.io.log.info("%s", self._say(
-                    f"connected to {self.connector.server} as {self.credentials().user!r}"))
+                self.io.log.info(
+                    "%s",
+                    self._say(
+                        f"connected to {self.connector.server} as {self.credentials().user!r}"
+                    ),
+                )
                 return conn
 
     def _failed_attempt(self, why: str, delay: float) -> None:
         self._failures += 1
         self._retry_at = anyio.current_time() + delay
         self._last_failure = why
-        self.complaints.warning(f"connect:{why[:40]}", "%s", self._say(
-            f"{why}; next attempt in {delay:.1f} s at the earliest"))
+        self.complaints.warning(
+            f"connect:{why[:40]}",
+            "%s",
+            self._say(f"{why}; next attempt in {delay:.1f} s at the earliest"),
+        )
 
     async def _close_on_demand(self, why: str) -> None:
         conn, self._conn = self._conn, None
@@ -611,8 +661,9 @@ class SSHDriver:
         if self.stdout == "line" and job.kind == "exec" and job.reply is None:
             on_out = partial(self.io.set, self.out_point, force=True)
             on_err = partial(self.io.set, self.err_point, force=True)
-        result = await run_command(conn, job.value, timeout=job.timeout, limit=self.limit,
-                                   on_out=on_out, on_err=on_err)
+        result = await run_command(
+            conn, job.value, timeout=job.timeout, limit=self.limit, on_out=on_out, on_err=on_err
+        )
         if result.link_dead:
             # the server did not open a session in time: the connection is not to be trusted
             self._lost_reason = "the server stopped answering (no session opened)"
@@ -624,12 +675,14 @@ class SSHDriver:
         if job.kind == "switch":
             spec, on = job.spec
             if result.status != 0:
-                self._fail(job, f"switching {'on' if on else 'off'} failed: "
-                                f"{result.problem or f'exit status {result.status}'}")
+                self._fail(
+                    job,
+                    f"switching {'on' if on else 'off'} failed: "
+                    f"{result.problem or f'exit status {result.status}'}",
+                )
                 return
             if spec.command:  # read the state back now rather than at the next poll
-                state = await run_command(conn, spec.command, timeout=job.timeout,
-                                          limit=self.limit)
+                state = await run_command(conn, spec.command, timeout=job.timeout, limit=self.limit)
                 self._polled(job, spec, state)
             else:
                 self.io.set(self.spec_points[spec.id], on)
@@ -647,14 +700,19 @@ class SSHDriver:
         """Set a configured command's point from its result (bad quality when it failed)."""
         if result.status != 0:
             why = result.problem or f"exit status {result.status}"
-            self._fail(job, f"{why}; stderr: {_short(result.raw_err.strip(), 200)}"
-                       if result.raw_err.strip() else why)
+            self._fail(
+                job,
+                f"{why}; stderr: {_short(result.raw_err.strip(), 200)}"
+                if result.raw_err.strip()
+                else why,
+            )
             return
         try:
             value = spec.value(result.raw_out)
         except ParseError as exc:
-            self._fail(job, f"{spec.where}: output not understood under parse = "
-                            f"{spec.parse!r}: {exc}")
+            self._fail(
+                job, f"{spec.where}: output not understood under parse = {spec.parse!r}: {exc}"
+            )
             return
         point = self.spec_points[spec.id]
         try:
@@ -678,8 +736,13 @@ class SSHDriver:
                 self._scp[id(conn)] = await transfer.has_scp(conn, min(job.timeout, 10))
                 if self._scp[id(conn)]:
                     raise
-                self.io.log.info("%s", self._say(f"{self.connector.server} has no scp program; "
-                                                 "get and put use SFTP on this connection"))
+                self.io.log.info(
+                    "%s",
+                    self._say(
+                        f"{self.connector.server} has no scp program; "
+                        "get and put use SFTP on this connection"
+                    ),
+                )
                 count = await action(conn, source, destination, self.sandbox, job.timeout, True)
         except PathRefused as exc:
             self._fail(job, f"refused: {exc}")

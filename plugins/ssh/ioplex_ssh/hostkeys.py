@@ -52,8 +52,15 @@ class HostKeyCheck:
     asks `decide` about any other key.
     """
 
-    def __init__(self, path: Path, trust_on_first_use: bool, address: str, port: int,
-                 where: str, on_pinned: Callable[[str], None] = lambda message: None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        trust_on_first_use: bool,
+        address: str,
+        port: int,
+        where: str,
+        on_pinned: Callable[[str], None] = lambda message: None,
+    ) -> None:
         self.path = path
         self.on_pinned = on_pinned
         """Told (a log line) when a key is trusted on first use."""
@@ -98,8 +105,9 @@ class HostKeyCheck:
             # matching the wrapped names with no port leaves that fallback out
             found = tuple([] for _ in range(3))
             for name in dict.fromkeys(n for n in (host, addr) if n):
-                for got, more in zip(found, entries.match(f"[{name}]:{port}", "", None)[:3],
-                                     strict=False):
+                for got, more in zip(
+                    found, entries.match(f"[{name}]:{port}", "", None)[:3], strict=False
+                ):
                     got.extend(more)
         return tuple(_unique(keys) for keys in found)
 

@@ -38,7 +38,7 @@ def split_transfer(value: str) -> tuple[str, str]:
     if len(names) != 2 or not all(names):
         raise ValueError(
             f"expected '<source> <destination>' (two names separated by spaces; quote a name "
-            f"with spaces in \"...\"), got {len(names)} name(s) in {value!r}"
+            f'with spaces in "..."), got {len(names)} name(s) in {value!r}'
         )
     return names[0], names[1]
 
@@ -73,15 +73,19 @@ class Sandbox:
         local = Path(os.fsdecode(path))
         real = Path(os.path.realpath(local))
         if real in self.protected:
-            raise PathRefused(f"local path {str(local)!r} is a file the ssh I/O server itself "
-                              "uses (known_hosts or a key); it is never transferred")
+            raise PathRefused(
+                f"local path {str(local)!r} is a file the ssh I/O server itself "
+                "uses (known_hosts or a key); it is never transferred"
+            )
         try:
             info = os.stat(real)
         except OSError:
             return
         if (info.st_dev, info.st_ino) in held_open():
-            raise PathRefused(f"local path {str(local)!r} is a file the host holds open "
-                              "(a database or log); it is never transferred")
+            raise PathRefused(
+                f"local path {str(local)!r} is a file the host holds open "
+                "(a database or log); it is never transferred"
+            )
 
     def resolve(self, name: str) -> Path:
         """The path `name` denotes under the root (a bare name is a file in the root itself).

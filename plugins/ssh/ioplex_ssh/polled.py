@@ -18,8 +18,7 @@ from typing import Any
 
 from ioplex import Problem
 
-PARSE_TYPES = {"text": str, "number": float, "int": int, "bool": bool, "json": None,
-               "regex": str}
+PARSE_TYPES = {"text": str, "number": float, "int": int, "bool": bool, "json": None, "regex": str}
 """The parse rules and the type of the point each gives (json: whatever the key holds)."""
 
 RESERVED = ("connection", "exec", "out", "err", "get", "put", "user", "password")
@@ -75,8 +74,12 @@ class CommandSpec:
 
     def value(self, output: str) -> Any:
         """The point value that `output` (the command's stdout) gives, or raise ParseError."""
-        return parse_output(output, "bool" if self.switch and self.parse == "text" else self.parse,
-                            self.key, self.regex)
+        return parse_output(
+            output,
+            "bool" if self.switch and self.parse == "text" else self.parse,
+            self.key,
+            self.regex,
+        )
 
 
 def _key_path(text: str) -> tuple[str | int, ...]:
@@ -86,8 +89,7 @@ def _key_path(text: str) -> tuple[str | int, ...]:
     return tuple(int(part) if part.isdigit() else part for part in text.split("."))
 
 
-def parse_specs(rows: list[dict[str, Any]],
-                where: str) -> tuple[list[CommandSpec], list[Problem]]:
+def parse_specs(rows: list[dict[str, Any]], where: str) -> tuple[list[CommandSpec], list[Problem]]:
     """Check `rows` (the schema already passed); return the good specs and the problems."""
     specs: list[CommandSpec] = []
     problems: list[Problem] = []
@@ -97,38 +99,61 @@ def parse_specs(rows: list[dict[str, Any]],
         id_ = row["id"]
         bad = len(problems)
         if id_ in RESERVED or id_.startswith("exec."):
-            problems.append(Problem(f"{path}.id", f"{id_!r} is a built-in point of the ssh "
-                                                  f"I/O server ({', '.join(RESERVED)}, exec.*)"))
+            problems.append(
+                Problem(
+                    f"{path}.id",
+                    f"{id_!r} is a built-in point of the ssh "
+                    f"I/O server ({', '.join(RESERVED)}, exec.*)",
+                )
+            )
         if id_ in seen:
             problems.append(Problem(f"{path}.id", f"{id_!r} is used by an earlier row"))
         seen.add(id_)
-        on, off, state = row.get("command_on", ""), row.get("command_off", ""), row.get(
-            "command_state", "")
+        on, off, state = (
+            row.get("command_on", ""),
+            row.get("command_off", ""),
+            row.get("command_state", ""),
+        )
         command = row.get("command", "")
         if bool(on) != bool(off):
             problems.append(Problem(path, "a switch needs both command_on and command_off"))
         if on and command:
-            problems.append(Problem(f"{path}.command", "a switch reads its state from "
-                                                       "command_state, not command"))
+            problems.append(
+                Problem(
+                    f"{path}.command", "a switch reads its state from command_state, not command"
+                )
+            )
         if not on and state:
-            problems.append(Problem(f"{path}.command_state", "only a switch (command_on and "
-                                                             "command_off) has command_state"))
+            problems.append(
+                Problem(
+                    f"{path}.command_state",
+                    "only a switch (command_on and command_off) has command_state",
+                )
+            )
         if not on and not command:
-            problems.append(Problem(path, "needs command (a polled value) or command_on and "
-                                          "command_off (a switch)"))
+            problems.append(
+                Problem(
+                    path, "needs command (a polled value) or command_on and command_off (a switch)"
+                )
+            )
         parse = row.get("parse", "text")
         if on and parse not in ("text", "bool", "regex", "json"):
-            problems.append(Problem(f"{path}.parse", f"a switch's state is a bool; parse "
-                                                     f"{parse!r} does not give one"))
+            problems.append(
+                Problem(
+                    f"{path}.parse",
+                    f"a switch's state is a bool; parse {parse!r} does not give one",
+                )
+            )
         key_text = row.get("key", "")
         if key_text and parse != "json":
-            problems.append(Problem(f"{path}.key", "key is for parse = \"json\""))
+            problems.append(Problem(f"{path}.key", 'key is for parse = "json"'))
         pattern_text = row.get("regex", "")
         pattern: re.Pattern[str] | None = None
         if parse == "regex":
             if not pattern_text:
-                problems.append(Problem(f"{path}.regex", "parse = \"regex\" needs a regex with "
-                                                         "one group"))
+                problems.append(
+                    Problem(f"{path}.regex", 'parse = "regex" needs a regex with one group')
+                )
             else:
                 try:
                     pattern = re.compile(pattern_text)
@@ -136,24 +161,37 @@ def parse_specs(rows: list[dict[str, Any]],
                     problems.append(Problem(f"{path}.regex", f"not a regular expression: {exc}"))
                 else:
                     if pattern.groups != 1:
-                        problems.append(Problem(f"{path}.regex", f"needs exactly one group, "
-                                                                 f"has {pattern.groups}"))
+                        problems.append(
+                            Problem(
+                                f"{path}.regex", f"needs exactly one group, has {pattern.groups}"
+                            )
+                        )
         elif pattern_text:
-            problems.append(Problem(f"{path}.regex", "regex is for parse = \"regex\""))
+            problems.append(Problem(f"{path}.regex", 'regex is for parse = "regex"'))
         if len(problems) > bad:
             continue
-        specs.append(CommandSpec(
-            id=id_, where=path, command=state if on else command, interval=float(row["interval"]),
-            timeout=float(row["timeout"]) if "timeout" in row else None,
-            parse=parse, key=_key_path(key_text), regex=pattern,
-            unit=row.get("unit", ""), description=row.get("description", ""),
-            command_on=on, command_off=off,
-        ))
+        specs.append(
+            CommandSpec(
+                id=id_,
+                where=path,
+                command=state if on else command,
+                interval=float(row["interval"]),
+                timeout=float(row["timeout"]) if "timeout" in row else None,
+                parse=parse,
+                key=_key_path(key_text),
+                regex=pattern,
+                unit=row.get("unit", ""),
+                description=row.get("description", ""),
+                command_on=on,
+                command_off=off,
+            )
+        )
     return specs, problems
 
 
-def parse_output(output: str, parse: str, key: tuple[str | int, ...] = (),
-                 regex: re.Pattern[str] | None = None) -> Any:
+def parse_output(
+    output: str, parse: str, key: tuple[str | int, ...] = (), regex: re.Pattern[str] | None = None
+) -> Any:
     """Turn a command's stdout into a value: the documented parse rules, ParseError else."""
     text = output.strip()
     if parse == "text":
@@ -202,8 +240,10 @@ def _json_value(text: str, key: tuple[str | int, ...]) -> Any:
         except (KeyError, IndexError, TypeError):
             raise ParseError(f"no key {'.'.join(map(str, key))!r} in the JSON output") from None
     if isinstance(value, (dict, list)):
-        raise ParseError(f"key {'.'.join(map(str, key)) or '(top)'!r} holds a "
-                         f"{type(value).__name__}, not a value")
+        raise ParseError(
+            f"key {'.'.join(map(str, key)) or '(top)'!r} holds a "
+            f"{type(value).__name__}, not a value"
+        )
     if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
         raise ParseError("integer out of 64-bit range")
     if isinstance(value, float) and not math.isfinite(value):

@@ -69,14 +69,25 @@ def ensure_sshd() -> Path:
     try:
         for command in (
             ["apt-get", "update", "-q"],
-            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300",
-             "--no-install-recommends", "openssh-server"],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "--no-install-recommends",
+                "openssh-server",
+            ],
         ):
             try:
-                done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=900)
+                done = subprocess.run(
+                    command, check=False, env=env, capture_output=True, text=True, timeout=900
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise RuntimeError(
-                    f"cannot install openssh-server: `{' '.join(command)}`: {exc}") from None
+                    f"cannot install openssh-server: `{' '.join(command)}`: {exc}"
+                ) from None
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
                 raise RuntimeError(
@@ -92,7 +103,9 @@ def ensure_sshd() -> Path:
 
 
 def _run(*command: str, input: str | None = None) -> None:
-    done = subprocess.run(command, check=False, input=input, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        command, check=False, input=input, capture_output=True, text=True, timeout=60
+    )
     if done.returncode != 0:
         raise RuntimeError(f"`{command[0]}` failed ({done.returncode}): {done.stderr.strip()}")
 
@@ -146,8 +159,9 @@ class SSHUser:
     def create(cls, workdir: Path, prefix: str = "ioplex") -> SSHUser:
         name = f"{prefix}{secrets.token_hex(4)}"
         password = secrets.token_urlsafe(12)
-        _run("useradd", "--create-home", "--shell", "/bin/sh", "--comment", "ioplex ssh tests",
-             name)
+        _run(
+            "useradd", "--create-home", "--shell", "/bin/sh", "--comment", "ioplex ssh tests", name
+        )
         try:
             _run("chpasswd", input=f"{name}:{password}\n")
             entry = pwd.getpwnam(name)
@@ -289,15 +303,23 @@ class PrivateSSHD:
         (PAM_DIR / self.pam_service).write_text(PAM_STACK)
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         sshd = self.program
-        check = subprocess.run([str(sshd), "-t", "-f", str(self.config_path)], check=False,
-                               capture_output=True, text=True, timeout=30)
+        check = subprocess.run(
+            [str(sshd), "-t", "-f", str(self.config_path)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if check.returncode != 0:
             raise RuntimeError(f"sshd rejects {self.config_path}: {check.stderr.strip()}")
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [str(sshd), "-D", "-e", "-f", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -369,8 +391,10 @@ def _free_ports(count: int) -> list[int]:
 def private_sshd(workdir: Path) -> Iterator[tuple[PrivateSSHD, SSHUser]]:
     """A running private sshd and the one user it admits; both gone afterwards."""
     if os.geteuid() != 0:
-        raise RuntimeError("a private sshd with a test user needs root (useradd, sshd privilege "
-                           "separation); run the ssh tests as root")
+        raise RuntimeError(
+            "a private sshd with a test user needs root (useradd, sshd privilege "
+            "separation); run the ssh tests as root"
+        )
     ensure_sshd()
     workdir.mkdir(parents=True, exist_ok=True)
     user = SSHUser.create(workdir)

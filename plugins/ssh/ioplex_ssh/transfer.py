@@ -57,9 +57,14 @@ class ConfinedFS(LocalFS):
     700, whatever their local mode.
     """
 
-    def __init__(self, sandbox: Sandbox, *, private_modes: bool = False,
-                 send_as: tuple[bytes, bytes] | None = None,
-                 flatten: bytes | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *,
+        private_modes: bool = False,
+        send_as: tuple[bytes, bytes] | None = None,
+        flatten: bytes | None = None,
+    ) -> None:
         self.sandbox = sandbox
         self.private_modes = private_modes
         self.send_as = send_as
@@ -95,8 +100,7 @@ class ConfinedFS(LocalFS):
         attrs = await super().stat(self._check(path), follow_symlinks=follow_symlinks)
         return self._describe(attrs)
 
-    async def setstat(self, path: bytes, attrs: SFTPAttrs, *,
-                      follow_symlinks: bool = True) -> None:
+    async def setstat(self, path: bytes, attrs: SFTPAttrs, *, follow_symlinks: bool = True) -> None:
         if attrs.permissions is not None:  # what arrives stays private whatever the remote says
             mode = DIR_MODE if os.path.isdir(path) else FILE_MODE
             attrs.permissions = (attrs.permissions & ~0o7777) | mode
@@ -124,8 +128,7 @@ class ConfinedFS(LocalFS):
         self._check(path, guard=True)
         if mode[0] in "wx":
             # created 600, truncated only once opened, never through a symbolic link
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         FILE_MODE)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise OSError(f"{os.fsdecode(path)!r} is not a regular file")
@@ -179,8 +182,14 @@ def _contents_target(remote: str) -> tuple[str, str]:
     return posixpath.dirname(normal) or ".", name
 
 
-async def get(conn: asyncssh.SSHClientConnection, remote: str, local: str, sandbox: Sandbox,
-              stall: float, sftp: bool = False) -> int:
+async def get(
+    conn: asyncssh.SSHClientConnection,
+    remote: str,
+    local: str,
+    sandbox: Sandbox,
+    stall: float,
+    sftp: bool = False,
+) -> int:
     """Copy the remote file (or directory tree) `remote` to the local name `local`.
 
     A `remote` ending in ``/`` copies the directory's contents into `local` (created if
@@ -208,12 +217,29 @@ async def get(conn: asyncssh.SSHClientConnection, remote: str, local: str, sandb
             if sftp:
                 async with conn.start_sftp_client() as client:
                     await client._begin_copy(  # asyncssh's copy, our local fs
-                        client, fs, [remote.rstrip("/") or "/"], os.fsencode(target), "get",
-                        False, False, True, False, False, BLOCK_SIZE, -1, progress, None,
+                        client,
+                        fs,
+                        [remote.rstrip("/") or "/"],
+                        os.fsencode(target),
+                        "get",
+                        False,
+                        False,
+                        True,
+                        False,
+                        False,
+                        BLOCK_SIZE,
+                        -1,
+                        progress,
+                        None,
                     )
             else:
                 reader, writer = await _start_remote(
-                    conn, True, False, False, True, _remote_arg(remote)  # source, recursive
+                    conn,
+                    True,
+                    False,
+                    False,
+                    True,
+                    _remote_arg(remote),  # source, recursive
                 )
                 sink = _SCPSink(fs, reader, writer, False, False, True, BLOCK_SIZE, progress)
                 await sink.run(str(target))
@@ -224,8 +250,14 @@ async def get(conn: asyncssh.SSHClientConnection, remote: str, local: str, sandb
     return progress.total
 
 
-async def put(conn: asyncssh.SSHClientConnection, local: str, remote: str, sandbox: Sandbox,
-              stall: float, sftp: bool = False) -> int:
+async def put(
+    conn: asyncssh.SSHClientConnection,
+    local: str,
+    remote: str,
+    sandbox: Sandbox,
+    stall: float,
+    sftp: bool = False,
+) -> int:
     """Copy the local file (or directory tree) `local` to `remote`, readable by its owner only.
 
     A `local` directory ending in ``/`` copies its contents into the directory `remote`
@@ -250,12 +282,29 @@ async def put(conn: asyncssh.SSHClientConnection, local: str, remote: str, sandb
             if sftp:
                 async with conn.start_sftp_client() as client:
                     await client._begin_copy(
-                        fs, client, [os.fsencode(source)], remote, "put", False, True, recurse,
-                        False, False, BLOCK_SIZE, -1, progress, None,
+                        fs,
+                        client,
+                        [os.fsencode(source)],
+                        remote,
+                        "put",
+                        False,
+                        True,
+                        recurse,
+                        False,
+                        False,
+                        BLOCK_SIZE,
+                        -1,
+                        progress,
+                        None,
                     )
             else:
                 reader, writer = await _start_remote(
-                    conn, False, contents, True, recurse, _remote_arg(remote)  # sink, preserve
+                    conn,
+                    False,
+                    contents,
+                    True,
+                    recurse,
+                    _remote_arg(remote),  # sink, preserve
                 )
                 sender = _SCPSource(fs, reader, writer, True, recurse, BLOCK_SIZE, progress)
                 await sender.run(str(source))

@@ -117,8 +117,9 @@ async def _running(config: dict[str, Any], online: bool = True) -> AsyncIterator
         yield host
 
 
-async def _event(events: ioplex.Subscription, name: str | None = None,
-                 timeout: float = 10) -> ioplex.PointEvent:
+async def _event(
+    events: ioplex.Subscription, name: str | None = None, timeout: float = 10
+) -> ioplex.PointEvent:
     with anyio.fail_after(timeout):
         async for event in events:
             # events of points going bad while offline (quality only) are not results
@@ -135,8 +136,9 @@ async def _state(host: ioplex.Host, state: ioplex.State, timeout: float = 10) ->
     return io.detail
 
 
-async def _execute(host: ioplex.Host, command: str, point: str = "ssh.exec",
-                   timeout: float = 10) -> tuple[Any, Any, Any]:
+async def _execute(
+    host: ioplex.Host, command: str, point: str = "ssh.exec", timeout: float = 10
+) -> tuple[Any, Any, Any]:
     with host.subscribe("ssh.exec", "ssh.out", "ssh.err") as events:
         await host.write(point, command)
         seen: dict[str, Any] = {}

@@ -10,8 +10,9 @@ ONLY_SSH = {"IOPLEX_LOAD_PLUGINS": "ssh"}
 
 
 def load(table: dict) -> ioplex.Config:
-    host = ioplex.Host.from_config({"ioservers": {"ssh": {"plugin": "ssh", **table}}},
-                                   environ=ONLY_SSH)
+    host = ioplex.Host.from_config(
+        {"ioservers": {"ssh": {"plugin": "ssh", **table}}}, environ=ONLY_SSH
+    )
     return host.config
 
 
@@ -67,17 +68,30 @@ def test_secrets_are_not_shown_in_errors():
 async def test_points_and_what_a_write_accepts(tmp_path):
     config = {
         "host": {"data_dir": str(tmp_path)},
-        "ioservers": {"ssh": {"plugin": "ssh", **BASE, "port": 1,
-                              "options": {"queue": 2,
-                                          "persistentconnection": False}}},
+        "ioservers": {
+            "ssh": {
+                "plugin": "ssh",
+                **BASE,
+                "port": 1,
+                "options": {"queue": 2, "persistentconnection": False},
+            }
+        },
     }
     host = ioplex.Host.from_config(config, environ=ONLY_SSH)
     async with host:
         names = sorted(n for n in host.points if n.startswith("ssh."))
-        assert names == sorted([
-            "ssh.connection", "ssh.exec", "ssh.out", "ssh.err",
-            "ssh.get", "ssh.put", "ssh.user", "ssh.password",
-        ])
+        assert names == sorted(
+            [
+                "ssh.connection",
+                "ssh.exec",
+                "ssh.out",
+                "ssh.err",
+                "ssh.get",
+                "ssh.put",
+                "ssh.user",
+                "ssh.password",
+            ]
+        )
         assert isinstance(host.ioservers["ssh"].driver, SSHDriver)
         with pytest.raises(ioplex.UnknownPointError, match="ssh.exec.x"):
             await host.write("ssh.exec.x", "true")

@@ -96,8 +96,11 @@ async def test_a_full_queue_fails_the_write_clearly(config, start, event):
             await anyio.sleep(0.2)  # running: the next two wait, the third has no room
             await host.write("ssh.exec", "exit 8")
             await host.write("ssh.exec", "exit 9")
-            with pytest.raises(ioplex.WriteError, match=r"2 commands are already waiting "
-                               r"\(ioservers.ssh.options.queue = 2\); 'exit 10' is not run"):
+            with pytest.raises(
+                ioplex.WriteError,
+                match=r"2 commands are already waiting "
+                r"\(ioservers.ssh.options.queue = 2\); 'exit 10' is not run",
+            ):
                 await host.write("ssh.exec", "exit 10")
             assert [(await event(events, "ssh.exec")).value for _ in range(3)] == [7, 8, 9]
 

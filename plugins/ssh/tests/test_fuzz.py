@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from ioplex_ssh.paths import PathRefused, Sandbox, split_transfer
 from ioplex_ssh.polled import ParseError, parse_output
 
-NAMES = st.lists(st.sampled_from(list('ab./\\ "\'*?[]~-\0\n\t\u202e') + ["..", "é", "up",
-                                                                      "state", "inner"]),
-                 max_size=20).map("".join)
+NAMES = st.lists(
+    st.sampled_from(list("ab./\\ \"'*?[]~-\0\n\t\u202e") + ["..", "é", "up", "state", "inner"]),
+    max_size=20,
+).map("".join)
 
 
 @settings(max_examples=500)
@@ -60,10 +61,14 @@ OUTPUTS = st.one_of(
     st.text(max_size=200),
     st.integers().map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
-    st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-                 lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-                     st.sampled_from(["a", "b", "0"]), inner, max_size=3), max_leaves=10).map(
-        lambda v: __import__("json").dumps(v)),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(st.sampled_from(["a", "b", "0"]), inner, max_size=3)
+        ),
+        max_leaves=10,
+    ).map(lambda v: __import__("json").dumps(v)),
     st.just("[" * 5000),
 )
 

@@ -40,8 +40,9 @@ async def fake_server(data_dir):
 async def test_no_exit_status_reads_null(fake_server, data_dir, start, execute):
     config = {
         "host": {"data_dir": str(data_dir), "restart_delay": 0.1},
-        "ioservers": {"ssh": {"plugin": "ssh", "address": "127.0.0.1", "port": fake_server,
-                              "user": "anyone"}},
+        "ioservers": {
+            "ssh": {"plugin": "ssh", "address": "127.0.0.1", "port": fake_server, "user": "anyone"}
+        },
     }
     async with start(config) as host:
         assert await execute(host, "no-status") == ("null", "partial", "")

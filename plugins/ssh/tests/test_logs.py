@@ -24,9 +24,7 @@ async def test_info_logs_hold_no_asyncssh_chatter_and_commands_are_cut(
     assert "x" * 100 + "..." in caplog.text
 
 
-async def test_changed_key_message_lists_the_pinned_key_once(
-    remote, config, start, state, trusted
-):
+async def test_changed_key_message_lists_the_pinned_key_once(remote, config, start, state, trusted):
     impostor = asyncssh.generate_private_key("ssh-ed25519")
     public = impostor.export_public_key().decode().split()
     trusted.write_text(f"[127.0.0.1]:{remote.server.port} {public[0]} {public[1]}\n")
@@ -46,9 +44,7 @@ async def test_trust_on_first_use_logs_the_pinned_fingerprint(
     assert fingerprint in caplog.text
 
 
-async def test_a_password_naming_a_missing_pem_file_says_so(
-    remote, config, start, state, caplog
-):
+async def test_a_password_naming_a_missing_pem_file_says_so(remote, config, start, state, caplog):
     mark = remote.server.log_size()
     async with start(config(password="keys/site.pem"), online=False) as host:
         detail = await state(host, ioplex.State.FAILED)
@@ -57,9 +53,7 @@ async def test_a_password_naming_a_missing_pem_file_says_so(
     assert "Failed password" not in remote.server.log(mark)  # never sent as a password
 
 
-async def test_a_plain_host_line_does_not_match_another_port(
-    remote, config, start, state, trusted
-):
+async def test_a_plain_host_line_does_not_match_another_port(remote, config, start, state, trusted):
     public = remote.server.host_key.export_public_key().decode().split()
     trusted.write_text(f"127.0.0.1 {public[0]} {public[1]}\n")  # port 22 only, as in OpenSSH
     async with start(config(), online=False) as host:

@@ -59,7 +59,11 @@ async def _scp_source(process: asyncssh.SSHServerProcess) -> None:
 async def evil_server(data_dir):
     key = asyncssh.generate_private_key("ssh-ed25519")
     server = await asyncssh.create_server(
-        _NoAuth, "127.0.0.1", 0, server_host_keys=[key], process_factory=_scp_source,
+        _NoAuth,
+        "127.0.0.1",
+        0,
+        server_host_keys=[key],
+        process_factory=_scp_source,
         encoding=None,
     )
     port = server.sockets[0].getsockname()[1]
@@ -73,8 +77,9 @@ async def evil_server(data_dir):
 
 
 def _snapshot(root):
-    return {p: (p.read_bytes() if p.is_file() and not p.is_symlink() else None)
-            for p in root.rglob("*")}
+    return {
+        p: (p.read_bytes() if p.is_file() and not p.is_symlink() else None) for p in root.rglob("*")
+    }
 
 
 async def test_a_malicious_scp_source_cannot_reach_host_state(
@@ -87,8 +92,9 @@ async def test_a_malicious_scp_source_cannot_reach_host_state(
     (files / "out").symlink_to(outside)
     config = {
         "host": {"data_dir": str(data_dir), "restart_delay": 0.1},
-        "ioservers": {"ssh": {"plugin": "ssh", "address": "127.0.0.1", "port": evil_server,
-                              "user": "anyone"}},
+        "ioservers": {
+            "ssh": {"plugin": "ssh", "address": "127.0.0.1", "port": evil_server, "user": "anyone"}
+        },
     }
     before = _snapshot(tmp_path)
     async with start(config) as host:

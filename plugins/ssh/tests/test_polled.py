@@ -9,14 +9,31 @@ import pytest
 pytestmark = pytest.mark.anyio
 
 COMMANDS = [
-    {"id": "load", "command": "echo 0.25", "interval": 0.2, "parse": "number", "unit": "",
-     "description": "1-min load"},
+    {
+        "id": "load",
+        "command": "echo 0.25",
+        "interval": 0.2,
+        "parse": "number",
+        "unit": "",
+        "description": "1-min load",
+    },
     {"id": "users", "command": "echo 3", "interval": 0.2, "parse": "int"},
     {"id": "up", "command": "echo yes", "interval": 0.2, "parse": "bool"},
-    {"id": "disk.free", "command": "echo '{\"disk\": {\"free\": [10, 42]}}'", "interval": 0.2,
-     "parse": "json", "key": "disk.free.1", "unit": "GB"},
-    {"id": "kernel", "command": "echo 'Linux 6.1.0-test x86_64'", "interval": 0.2,
-     "parse": "regex", "regex": r"Linux (\S+)"},
+    {
+        "id": "disk.free",
+        "command": 'echo \'{"disk": {"free": [10, 42]}}\'',
+        "interval": 0.2,
+        "parse": "json",
+        "key": "disk.free.1",
+        "unit": "GB",
+    },
+    {
+        "id": "kernel",
+        "command": "echo 'Linux 6.1.0-test x86_64'",
+        "interval": 0.2,
+        "parse": "regex",
+        "regex": r"Linux (\S+)",
+    },
     {"id": "broken", "command": "echo nope", "interval": 0.2, "parse": "int"},
 ]
 
@@ -47,8 +64,13 @@ async def test_polled_commands_give_typed_points(config, start, caplog):
 
 async def test_a_switch_runs_its_commands_and_reads_its_state(config, start, remote_home):
     flag = remote_home / "flag"
-    switch = {"id": "pump", "command_on": f"touch {flag}", "command_off": f"rm -f {flag}",
-              "command_state": f"test -e {flag} && echo on || echo off", "interval": 60}
+    switch = {
+        "id": "pump",
+        "command_on": f"touch {flag}",
+        "command_off": f"rm -f {flag}",
+        "command_state": f"test -e {flag} && echo on || echo off",
+        "interval": 60,
+    }
     async with start(config({"commands": [switch]})) as host:
         assert await wait_value(host, "ssh.pump") is False
         await host.write("ssh.pump", True)
@@ -74,11 +96,11 @@ def test_bad_command_rows_are_reported_with_their_paths():
         {"id": "d"},
         {"id": "d", "command": "x", "key": "a.b"},
     ]
-    table = {"plugin": "ssh", "address": "127.0.0.1", "user": "u",
-             "options": {"commands": rows}}
+    table = {"plugin": "ssh", "address": "127.0.0.1", "user": "u", "options": {"commands": rows}}
     with pytest.raises(ioplex.ConfigError) as info:
-        ioplex.Host.from_config({"ioservers": {"ssh": table}},
-                                environ={"IOPLEX_LOAD_PLUGINS": "ssh"})
+        ioplex.Host.from_config(
+            {"ioservers": {"ssh": table}}, environ={"IOPLEX_LOAD_PLUGINS": "ssh"}
+        )
     found = "\n".join(map(str, info.value.problems))
     assert "ioservers.ssh.options.commands[0].id: 'exec' is a built-in point" in found
     assert "commands[1].regex: needs exactly one group, has 2" in found
@@ -86,4 +108,4 @@ def test_bad_command_rows_are_reported_with_their_paths():
     assert "commands[3]: a switch needs both command_on and command_off" in found
     assert "commands[4]: needs command (a polled value) or command_on" in found
     assert "commands[5].id: 'd' is used by an earlier row" in found
-    assert "commands[5].key: key is for parse = \"json\"" in found
+    assert 'commands[5].key: key is for parse = "json"' in found

@@ -85,8 +85,10 @@ def test_the_commands_example_config_is_valid(data_dir):
     blocks = re.findall(r"```toml\n(.*?)```", README.read_text(), re.DOTALL)
     rows = next(b for b in blocks if "[[ioservers.ssh.options.commands]]" in b)
     config = tomllib.loads(
-        '[ioservers.ssh]\nplugin = "ssh"\naddress = "127.0.0.1"\nuser = "u"\n' + rows)
-    host = ioplex.Host.from_config({"host": {"data_dir": str(data_dir)}, **config},
-                                   environ={"IOPLEX_LOAD_PLUGINS": "ssh"})
+        '[ioservers.ssh]\nplugin = "ssh"\naddress = "127.0.0.1"\nuser = "u"\n' + rows
+    )
+    host = ioplex.Host.from_config(
+        {"host": {"data_dir": str(data_dir)}, **config}, environ={"IOPLEX_LOAD_PLUGINS": "ssh"}
+    )
     ids = [row["id"] for row in host.config.ioservers["ssh"].options["commands"]]
     assert ids == ["load", "disk.free", "pump"]

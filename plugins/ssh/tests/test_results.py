@@ -34,8 +34,9 @@ async def _quiet_while(host, action, until_online=True, timeout=15):
     return seen
 
 
-async def test_reconnects_fire_no_result_events(remote, config, start, execute, event, files,
-                                                remote_home):
+async def test_reconnects_fire_no_result_events(
+    remote, config, start, execute, event, files, remote_home
+):
     (files / "a.txt").write_text("a")
     async with start(config()) as host:
         assert await execute(host, "echo hi; echo oops >&2") == (0, "hi", "oops")
@@ -84,7 +85,8 @@ async def test_run_returns_each_callers_own_result(config, start):
 
             async def one(i: int) -> None:
                 results[i] = await ioplex_ssh.run(
-                    host, "ssh", f"echo out{i}; echo err{i} >&2; exit {i}", timeout=10)
+                    host, "ssh", f"echo out{i}; echo err{i} >&2; exit {i}", timeout=10
+                )
 
             async with anyio.create_task_group() as tg:
                 for i in range(8):

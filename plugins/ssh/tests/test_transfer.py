@@ -54,9 +54,7 @@ async def test_put_makes_an_existing_remote_file_private_too(
     assert existing.stat().st_mode & 0o777 == 0o600
 
 
-async def test_put_of_a_directory_like_the_nightly_backup(
-    config, start, event, files, remote_dir
-):
+async def test_put_of_a_directory_like_the_nightly_backup(config, start, event, files, remote_dir):
     backup = files / "data_backup"
     (backup / "logs").mkdir(parents=True)
     (backup / "hsyco.script").write_bytes(b"x" * 1000)
@@ -70,9 +68,7 @@ async def test_put_of_a_directory_like_the_nightly_backup(
     assert (copy / "hsyco.script").stat().st_mode & 0o777 == 0o600
 
 
-async def test_get_copies_the_file_into_the_data_directory(
-    config, start, event, files, remote_dir
-):
+async def test_get_copies_the_file_into_the_data_directory(config, start, event, files, remote_dir):
     payload = os.urandom(123_456)
     (remote_dir / "remote file.bin").write_bytes(payload)
     (files / "in").mkdir()
@@ -199,8 +195,7 @@ async def test_a_stalled_transfer_is_abandoned_after_timeout_without_progress(
         assert await transfer(host, event, "ssh.put", f"next.txt {remote_dir}/next.txt") == 4
 
 
-async def test_nightly_directory_put_twice_gives_one_tree(config, start, event, files,
-                                                          remote_dir):
+async def test_nightly_directory_put_twice_gives_one_tree(config, start, event, files, remote_dir):
     backup = files / "data_backup"
     (backup / "logs").mkdir(parents=True)
     (backup / "hsyco.script").write_bytes(b"x" * 10)
@@ -210,8 +205,12 @@ async def test_nightly_directory_put_twice_gives_one_tree(config, start, event, 
         for _night in range(2):
             assert await transfer(host, event, "ssh.put", f"data_backup/ {target}/") == 15
     tree = sorted(str(p.relative_to(remote_dir)) for p in remote_dir.rglob("*"))
-    assert tree == ["data_backup", "data_backup/hsyco.script", "data_backup/logs",
-                    "data_backup/logs/day.log"]
+    assert tree == [
+        "data_backup",
+        "data_backup/hsyco.script",
+        "data_backup/logs",
+        "data_backup/logs/day.log",
+    ]
 
 
 async def test_directory_get_with_a_slash_copies_the_contents_repeatably(
@@ -225,8 +224,13 @@ async def test_directory_get_with_a_slash_copies_the_contents_repeatably(
             value = f"{remote_dir}/reports/ copies/reports"
             assert await transfer(host, event, "ssh.get", value) == 6
     tree = sorted(str(p.relative_to(files)) for p in files.rglob("*"))
-    assert tree == ["copies", "copies/reports", "copies/reports/a.csv",
-                    "copies/reports/old", "copies/reports/old/b.csv"]
+    assert tree == [
+        "copies",
+        "copies/reports",
+        "copies/reports/a.csv",
+        "copies/reports/old",
+        "copies/reports/old/b.csv",
+    ]
     assert (files / "copies/reports/a.csv").stat().st_mode & 0o777 == 0o600
     assert (files / "copies/reports/old").stat().st_mode & 0o777 == 0o700
 
@@ -246,8 +250,9 @@ async def test_received_files_are_private_even_over_an_existing_file(
         assert (files / name).stat().st_mode & 0o777 == 0o600
 
 
-async def test_host_state_is_out_of_reach(config, start, event, files, data_dir, remote_dir,
-                                          trusted, caplog):
+async def test_host_state_is_out_of_reach(
+    config, start, event, files, data_dir, remote_dir, trusted, caplog
+):
     (data_dir / "loggers.db").write_bytes(b"SQLite format 3\0")
     (remote_dir / "evil").write_text("evil")
     state = {p: p.read_bytes() for p in (data_dir / "loggers.db", trusted)}
@@ -273,11 +278,13 @@ async def test_a_remote_without_scp_transfers_over_sftp(
     async with start(config(port=remote.server.noscp_port)) as host:
         assert await transfer(host, event, "ssh.exec", "scp") == 127  # really no scp there
         assert await transfer(host, event, "ssh.put", f"tree/p.bin {remote_dir}/p.bin") == len(
-            payload)
+            payload
+        )
         assert await transfer(host, event, "ssh.put", f"tree/ {remote_dir}/tree") == len(payload)
         assert await transfer(host, event, "ssh.put", f"tree/ {remote_dir}/tree") == len(payload)
         assert await transfer(host, event, "ssh.get", f"{remote_dir}/p.bin back.bin") == len(
-            payload)
+            payload
+        )
         assert await transfer(host, event, "ssh.get", f"{remote_dir}/x ../x") == "error"
     assert "has no scp program; get and put use SFTP" in caplog.text
     assert (remote_dir / "p.bin").read_bytes() == payload

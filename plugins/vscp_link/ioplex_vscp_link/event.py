@@ -121,9 +121,7 @@ def parse_datetime(text: str) -> datetime:
         try:
             when = when.astimezone(UTC)
         except OverflowError:
-            raise ValueError(
-                f"datetime {text.strip()!r} is outside years 1-9999 in UTC"
-            ) from None
+            raise ValueError(f"datetime {text.strip()!r} is outside years 1-9999 in UTC") from None
     return when.replace(microsecond=0)
 
 

@@ -90,8 +90,7 @@ def build(arg: str, own_guid: bytes) -> Event:
     fields = arg.split(",")
     if len(fields) < 4:
         raise ValueError(
-            "MEASUREMENT needs format,level,type,value"
-            "[,unit,guid,sensoridx,zone,subzone,destguid]"
+            "MEASUREMENT needs format,level,type,value[,unit,guid,sensoridx,zone,subzone,destguid]"
         )
     if len(fields) > 10:
         raise ValueError(f"MEASUREMENT takes at most 10 fields, got {len(fields)}")
@@ -120,8 +119,9 @@ def build(arg: str, own_guid: bytes) -> Event:
         else:
             data = bytes([0x40 | unit << 3 | sensor]) + _short_text(value, LEVEL1_MAX_DATA - 1)
         if destination != NULL_GUID:
-            return Event(CLASS2_LEVEL1_MEASUREMENT, vscp_type, destination + data, guid,
-                         PRIORITY_NORMAL)
+            return Event(
+                CLASS2_LEVEL1_MEASUREMENT, vscp_type, destination + data, guid, PRIORITY_NORMAL
+            )
         return Event(CLASS1_MEASUREMENT, vscp_type, data, guid, PRIORITY_NORMAL)
     vscp_type = read_bounded(fields[2], "type", 0xFFFF)
     unit = read_bounded(fields[4], "unit", 0xFF)

@@ -30,12 +30,46 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 # Text as the server sees it: a line of bytes decoded as Latin-1.
 latin1 = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=120)
 tokens = st.sampled_from(
-    ["", "-", "0", "08", "0x", "0x1F", "0X1f", "0b101", "0o17", "-1", "+5", "1e3", "1_0",
-     "99999999999999999999999", "²", "٣", " 7 ", "0xFFFFFFFFFFFFFFFFFF", "nan", "inf",
-     "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-01-10T12:00:01Z",
-     "2026-13-40T25:61:61", "FF:FF:FF:FF:FF:FF:FF:FE:00:11:22:33:00:03:00:00", "{-}",
-     "FFFFFFFF-FFFF-FFFF-0102-03AABB440130", "::1", "0:" * 16, "float", "string",
-     "level1", "level2", "23.5", "-1e308", "1e-400", ".5", "5."]
+    [
+        "",
+        "-",
+        "0",
+        "08",
+        "0x",
+        "0x1F",
+        "0X1f",
+        "0b101",
+        "0o17",
+        "-1",
+        "+5",
+        "1e3",
+        "1_0",
+        "99999999999999999999999",
+        "²",
+        "٣",
+        " 7 ",
+        "0xFFFFFFFFFFFFFFFFFF",
+        "nan",
+        "inf",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2026-01-10T12:00:01Z",
+        "2026-13-40T25:61:61",
+        "FF:FF:FF:FF:FF:FF:FF:FE:00:11:22:33:00:03:00:00",
+        "{-}",
+        "FFFFFFFF-FFFF-FFFF-0102-03AABB440130",
+        "::1",
+        "0:" * 16,
+        "float",
+        "string",
+        "level1",
+        "level2",
+        "23.5",
+        "-1e308",
+        "1e-400",
+        ".5",
+        "5.",
+    ]
 )
 fields = st.lists(st.one_of(tokens, latin1), max_size=20).map(",".join)
 
@@ -54,7 +88,11 @@ def test_event_lines(text: str) -> None:
     if event is not None:  # whatever was read writes out and reads back the same
         again = parse_line(format_line(event))
         assert (again.vscp_class, again.vscp_type, again.data, again.guid, again.obid) == (
-            event.vscp_class, event.vscp_type, event.data, event.guid, event.obid
+            event.vscp_class,
+            event.vscp_type,
+            event.data,
+            event.guid,
+            event.obid,
         )
         assert again.datetime == event.datetime
 
@@ -68,9 +106,8 @@ events = st.builds(
     head=st.integers(0, 0xFFFF).map(lambda h: h & ~0x0300),
     obid=st.integers(0, 0xFFFF_FFFF),
     timestamp=st.integers(0, 0xFFFF_FFFF),
-    datetime=st.none() | st.datetimes(timezones=st.just(UTC)).map(
-        lambda d: d.replace(microsecond=0)
-    ),
+    datetime=st.none()
+    | st.datetimes(timezones=st.just(UTC)).map(lambda d: d.replace(microsecond=0)),
 )
 
 
@@ -81,8 +118,13 @@ def test_every_event_round_trips(event: Event) -> None:
 
 
 @FUZZ
-@given(st.one_of(tokens, latin1, st.lists(st.sampled_from(["ff", "0", "A", "1ff", ""]),
-                                          max_size=18).map(":".join)))
+@given(
+    st.one_of(
+        tokens,
+        latin1,
+        st.lists(st.sampled_from(["ff", "0", "A", "1ff", ""]), max_size=18).map(":".join),
+    )
+)
 def test_guids(text: str) -> None:
     guid = _only_value_error(parse_guid, text)
     if guid is not None:
@@ -119,8 +161,10 @@ def test_numbers_read_back_as_written(value: int) -> None:
     st.one_of(
         tokens,
         latin1,
-        st.datetimes(timezones=st.none() | st.integers(-1439, 1439).map(
-            lambda m: timezone(timedelta(minutes=m)))).map(datetime.isoformat),
+        st.datetimes(
+            timezones=st.none()
+            | st.integers(-1439, 1439).map(lambda m: timezone(timedelta(minutes=m)))
+        ).map(datetime.isoformat),
     )
 )
 def test_datetimes(text: str) -> None:
@@ -165,8 +209,18 @@ def _session() -> Session:
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))["properties"]["server"]
     settings_ = _defaults(schema)
     settings_.update(
-        users=[{"name": "admin", "password": "secret", "send": True, "receive": True,
-                "set_filter": True, "set_guid": True, "filter": "", "mask": ""}],
+        users=[
+            {
+                "name": "admin",
+                "password": "secret",
+                "send": True,
+                "receive": True,
+                "set_filter": True,
+                "set_guid": True,
+                "filter": "",
+                "mask": "",
+            }
+        ],
         listen="127.0.0.1:0",
     )
     server = Server(settings_, publish=lambda event: None, channels=iter(range(1, 10**9)).__next__)
@@ -178,8 +232,11 @@ def _session() -> Session:
 WORDS = [word for word, _ in wire.COMMAND_ORDER] + ["+", "++", "+3", "X", "send", "Measurement"]
 command_lines = st.one_of(
     latin1,
-    st.tuples(st.sampled_from(WORDS), st.sampled_from(["", " ", "\t", "x", "  "]),
-              st.one_of(fields, latin1)).map("".join),
+    st.tuples(
+        st.sampled_from(WORDS),
+        st.sampled_from(["", " ", "\t", "x", "  "]),
+        st.one_of(fields, latin1),
+    ).map("".join),
 )
 
 
@@ -204,9 +261,10 @@ def test_the_dispatcher_answers_every_line(lines: list[str], logged_in: bool) ->
         reply = _answer(session, line)
         assert reply != wire.ERROR, line  # the guard caught something that was not ValueError
         if session.in_loop:  # in the receive loop only +OK lines, or nothing
-            assert reply == b"" or all(
-                x.startswith(b"+OK") for x in reply.split(b"\r\n")[:-1]
-            ), (line, reply)
+            assert reply == b"" or all(x.startswith(b"+OK") for x in reply.split(b"\r\n")[:-1]), (
+                line,
+                reply,
+            )
         elif line.strip():
             assert reply.endswith(b"\r\n"), (line, reply)
             status = reply.split(b"\r\n")[-2]

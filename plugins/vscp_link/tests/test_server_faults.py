@@ -42,9 +42,7 @@ def rss() -> int:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
-async def test_64_idle_connections_do_not_lock_out_a_good_client(
-    tmp_path: Any, tools: Any
-) -> None:
+async def test_64_idle_connections_do_not_lock_out_a_good_client(tmp_path: Any, tools: Any) -> None:
     async with tools.running_server(tmp_path) as (_host, server):  # default caps
         idle = [await anyio.connect_tcp(*server.address) for _ in range(64)]
         try:
@@ -113,9 +111,7 @@ async def test_a_help_flood_before_login_is_bounded(tmp_path: Any, tools: Any) -
             await good.login()
 
 
-async def test_dribblers_are_cut_at_the_absolute_login_deadline(
-    tmp_path: Any, tools: Any
-) -> None:
+async def test_dribblers_are_cut_at_the_absolute_login_deadline(tmp_path: Any, tools: Any) -> None:
     async with tools.running_server(tmp_path, login_timeout=1.0, max_unauthenticated=20) as (
         _host,
         server,

@@ -71,9 +71,7 @@ async def test_login_and_the_link_command_set(tmp_path: Any, tools: Any) -> None
             b"-OK - Need a Username before a password can be entered.\r\n"
         )
         assert await wire.reply("USER") == PARAM
-        assert (
-            await wire.reply("USER admin") == b"+OK - User name accepted, password please\r\n"
-        )
+        assert await wire.reply("USER admin") == b"+OK - User name accepted, password please\r\n"
         assert await wire.reply("PASS secret") == OK
         assert await wire.reply("USER admin") == OK  # already logged in
         assert await wire.reply("INFO") == b'0,0,0,""\r\n' + OK
@@ -94,13 +92,9 @@ async def test_login_and_the_link_command_set(tmp_path: Any, tools: Any) -> None
         assert await wire.reply("CLEARALL") == b"+OK - All events cleared.\r\n"
         assert await wire.reply("STAT") == b"0,0,0,0,0,0,0\r\n" + OK
         # INFO's error string says what the last refused command got wrong.
-        assert (await wire.reply("INFO")).startswith(
-            b"0,1,0,\"SETGUID: GUID '00:11' has 2 bytes"
-        )
+        assert (await wire.reply("INFO")).startswith(b"0,1,0,\"SETGUID: GUID '00:11' has 2 bytes")
         assert (
-            await wire.reply(
-                "SFLT 1,0x0000,0x0006,ff:ff:ff:ff:ff:ff:ff:01:00:00:00:00:00:00:00:00"
-            )
+            await wire.reply("SFLT 1,0x0000,0x0006,ff:ff:ff:ff:ff:ff:ff:01:00:00:00:00:00:00:00:00")
             == OK
         )
         assert (
@@ -180,9 +174,7 @@ async def test_send_retr_and_the_event_line_out(tmp_path: Any, tools: Any) -> No
         # The sender's fields filled in: obid = its channel (1), datetime and timestamp
         # now, GUID its interface GUID; written in the legacy dialect with 0x%02X data.
         assert re.fullmatch(
-            rb"0,10,6,1,\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ,\d+,"
-            + GUID_RE
-            + rb",0x88,0x81,0x00,0xEB",
+            rb"0,10,6,1,\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ,\d+," + GUID_RE + rb",0x88,0x81,0x00,0xEB",
             lines[0],
         ), lines[0]
         assert lines[0].split(b",")[6].endswith(b"00:01:00:00")
@@ -204,10 +196,7 @@ async def test_rcvloop_sends_only_event_lines_and_ok(tmp_path: Any, tools: Any) 
     ):
         await a.login()
         await b.login()
-        assert (
-            await b.reply("RCVLOOP")
-            == b"+OK - Receive loop entered. QUITLOOP to terminate.\r\n"
-        )
+        assert await b.reply("RCVLOOP") == b"+OK - Receive loop entered. QUITLOOP to terminate.\r\n"
         assert await b.line() == b"+OK\r\n"  # a keep-alive when idle
         await a.reply("SEND 0,10,6,0,,,-,0x88,0x81,0x00,0xEB")
         line = await b.line()
@@ -290,7 +279,12 @@ MEASUREMENTS = [
     ("0,0,6,23.5,1,,2", 10, 6, bytes.fromhex("AA 41BC0000")),
     ("string,0,6,23.5,1", 10, 6, b"\x48" + b"23.5"),
     ("1,0,6,-1234.5678", 10, 6, b"\x40" + b"-1234.6"),
-    ("float,level2,6,23.5,1,,3,4,5", 1060, 6, bytes([3, 4, 5, 1]) + bytes.fromhex("4037800000000000")),
+    (
+        "float,level2,6,23.5,1,,3,4,5",
+        1060,
+        6,
+        bytes([3, 4, 5, 1]) + bytes.fromhex("4037800000000000"),
+    ),
     ("0,1,6,23.5", 1060, 6, bytes([0, 0, 0, 0]) + bytes.fromhex("4037800000000000")),
     ("string,2,6,23.5,1,,3,4,5", 1040, 6, bytes([3, 4, 5, 1]) + b"23.500000"),
     (
