@@ -129,14 +129,26 @@ class Compiled:
 
 class Trace:
     """One firing as traces keep it: read as a mapping (``trace["status"]``), stored as
-    JSON by `as_dict`. The trigger is described only when read, not on each firing."""
+    JSON by `as_dict`. The trigger and the actions are described only when read, not on
+    each firing: `outcomes` is None when every action of `texts` went well, else one
+    result per action run ("ok" or "error: ...")."""
 
-    __slots__ = ("_trigger", "actions", "status")
+    __slots__ = ("_outcomes", "_texts", "_trigger", "status")
 
-    def __init__(self, trigger: Trigger, actions: list[list[str]], status: str) -> None:
+    def __init__(self, trigger: Trigger, texts: tuple[str, ...], outcomes: list[str] | None,
+                 status: str) -> None:
         self._trigger = trigger
-        self.actions = actions
+        self._texts = texts
+        self._outcomes = outcomes
         self.status = status
+
+    @property
+    def actions(self) -> list[list[str]]:
+        """``[action text, result]`` of each action run."""
+        if self._outcomes is None:
+            return [[text, "ok"] for text in self._texts]
+        return [[text, outcome] for text, outcome in zip(self._texts, self._outcomes,
+                                                          strict=False)]
 
     def __getitem__(self, key: str) -> Any:
         if key == "trigger":
@@ -631,19 +643,20 @@ class Engine:
     def _run_now(self, firing: Firing) -> None:
         """`_run` for a firing `_runs_now` accepted: no await, so nothing can cancel it."""
         c = firing.rule
-        results: list[list[str]] = []
-        for action, text in zip(c.rule.actions, c.texts, strict=True):
+        outcomes: list[str] | None = None  # (every action ok)
+        for n, action in enumerate(c.rule.actions):
             try:
                 self.perform_now(c, action, firing)
-                results.append([text, "ok"])
             except Exception as exc:  # noqa: BLE001 - one failed action never stops the others
                 message = str(exc) or type(exc).__name__
-                results.append([text, f"error: {message}"])
+                if outcomes is None:
+                    outcomes = ["ok"] * len(c.texts)
+                outcomes[n] = f"error: {message}"
                 self.rlog.error(
                     f"action {c.id}:{action.start}",
-                    "events: %s: %s failed: %s", c.rule.where(action), text, message,
+                    "events: %s: %s failed: %s", c.rule.where(action), c.texts[n], message,
                 )
-        self._trace(c, firing, results, "done")
+        self._trace(c, firing, outcomes, "done")
         if c.point is not None:
             self.fired_points[c.point] = firing.time
 
@@ -656,7 +669,7 @@ class Engine:
 
     async def _run(self, firing: Firing) -> None:
         c = firing.rule
-        results: list[list[str]] = []
+        outcomes: list[str] = []
         status = "done"
         try:
             with anyio.CancelScope() as scope:
@@ -664,14 +677,13 @@ class Engine:
                     c.scopes = set()
                 c.scopes.add(scope)
                 try:
-                    for action in c.rule.actions:
-                        text = c.rule.text[action.start:action.end]
+                    for action, text in zip(c.rule.actions, c.texts, strict=True):
                         try:
                             await self.perform(c, action, firing)
-                            results.append([text, "ok"])
+                            outcomes.append("ok")
                         except Exception as exc:  # noqa: BLE001 - one failed action never stops the others
                             message = str(exc) or type(exc).__name__
-                            results.append([text, f"error: {message}"])
+                            outcomes.append(f"error: {message}")
                             self.rlog.error(
                                 f"action {c.id}:{action.start}",
                                 "events: %s: %s failed: %s", c.rule.where(action), text, message,
@@ -683,17 +695,19 @@ class Engine:
         finally:
             c.running -= 1
             self.active -= 1
-            self._trace(c, firing, results, status)
+            self._trace(c, firing, outcomes, status)
             if c.point is not None:  # (harmless if a reload removed it meanwhile)
                 self.fired_points[c.point] = firing.time
                 self.flush_fired()
             if c.waiting and c.disabled is None:
                 self._start(c.waiting.popleft())
 
-    def _trace(self, c: Compiled, firing: Firing, results: list, status: str) -> None:
+    def _trace(self, c: Compiled, firing: Firing, outcomes: list[str] | None,
+               status: str) -> None:
+        """Keep a firing's trace: `outcomes` as in `Trace`, [] if no action ran."""
         if not c.traces:
             c.traces = deque(maxlen=self.trace_size)
-        c.traces.append((firing.time, Trace(firing.trigger, results, status)))
+        c.traces.append((firing.time, Trace(firing.trigger, c.texts, outcomes, status)))
         self.unstored[c] = self.unstored.get(c, 0) + 1
 
     async def perform(self, c: Compiled, action: s.Action, firing: Firing) -> None:
@@ -718,7 +732,7 @@ class Engine:
             for name in action.names:  # type: ignore[attr-defined]
                 point = registry[name]
                 converted = convert(name, value, point.type)
-                if (ns, name) in self.index:
+                if name in self.named[ns]:
                     self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.chain)
                 registry.update(point, converted)
         elif isinstance(action, s.TimerAction):
