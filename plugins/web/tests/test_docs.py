@@ -37,3 +37,23 @@ def test_readme_names_every_metric() -> None:
     assert names
     for name in names:
         assert name in text or f"{name}_total" in text, name
+
+
+def test_the_wheel_carries_every_asset(tmp_path: Path) -> None:
+    """The page must work from a plain `pip install ioplex-web`: no CDN, no build step."""
+    import subprocess
+    import sys
+    import zipfile
+
+    package = Path(__file__).parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(package)], check=True, timeout=300)
+    (wheel,) = tmp_path.glob("ioplex_web-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    static = package / "ioplex_web" / "static"
+    for path in static.rglob("*"):
+        if path.is_file():
+            assert f"ioplex_web/static/{path.relative_to(static).as_posix()}" in names, path
+    assert "ioplex_web/openapi.json" in names
+    html = (static / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html  # nothing from elsewhere
