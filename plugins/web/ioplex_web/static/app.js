@@ -91,10 +91,13 @@ function connect() {
   const badge = $("#stream-state");
   source.onopen = () => { badge.textContent = "live"; badge.className = "badge live"; };
   source.onerror = () => { badge.textContent = "reconnecting…"; badge.className = "badge down"; };
+  let loading = false;
   source.addEventListener("snapshot", (event) => {
+    // a snapshot replaces what we had (after a host restart, points may have gone)
+    if (!loading) { state.points = new Map(); loading = true; }
     const data = JSON.parse(event.data);
     for (const p of data.points) state.points.set(p.name, p);
-    if (data.done) { applyFilter(); fillLogger(); }
+    if (data.done) { loading = false; applyFilter(); fillLogger(); }
   });
   source.addEventListener("reset", () => { state.points = new Map(); });
   source.addEventListener("changes", (event) => {
