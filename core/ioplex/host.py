@@ -426,6 +426,11 @@ class Host:
         """Be told of every I/O server and plugin service state change."""
         self._state_listeners.append(listener)
 
+    def remove_state_listener(self, listener: StateListener) -> None:
+        """Stop telling `listener` (a service that ends, or restarts on a reload)."""
+        if listener in self._state_listeners:
+            self._state_listeners.remove(listener)
+
     # -- the public API -------------------------------------------------------------------------
     def time(self) -> float:
         """The host clock, in seconds since the epoch."""

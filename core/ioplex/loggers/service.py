@@ -99,6 +99,9 @@ class DataLoggers(Mapping[str, DataLogger]):
         self._flush_lock: anyio.Lock | None = None
         self._feeds_started = False
         self._reported_drops: dict[str, int] = {}
+        self.batch_observers: list[Callable[[float, int], None]] = []
+        """Called as ``(seconds, rows)`` after each committed batch (for metrics: the web
+        plugin's ``ioplex_logger_batch_seconds``). Must be quick and must not raise."""
         self.set_aside = 0
         """Samples that could not be stored (a value no column can hold), since the start."""
         self._set_aside_log = RateLimitedLog(log, interval=60.0)
@@ -368,6 +371,7 @@ class DataLoggers(Mapping[str, DataLogger]):
             return written
 
     async def _write_batches(self, batches: list[tuple[DataLogger, list[Any]]]) -> int:
+        started = time.perf_counter()
         try:
             written = await self._write(
                 self._store.write_samples, [(lg._state, batch) for lg, batch in batches]
@@ -376,6 +380,9 @@ class DataLoggers(Mapping[str, DataLogger]):
             self._report_set_aside()
         for lg, batch in batches:
             lg.recorded += len(batch) // EVENT_FIELDS
+        elapsed = time.perf_counter() - started
+        for observer in self.batch_observers:
+            observer(elapsed, written)
         return written
 
     def _report_set_aside(self) -> None:

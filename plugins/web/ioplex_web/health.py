@@ -54,8 +54,8 @@ class HealthBoard:
         host.add_state_listener(self._changed)
 
     def close(self) -> None:
-        # The host has no way to remove a listener; a closed board ignores calls.
         self._active = False
+        self.host.remove_state_listener(self._changed)
 
     def _changed(self, kind: str, name: str, state: State, detail: str | None) -> None:
         if not self._active:

@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ioplex import Quality, State
-from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -44,9 +44,20 @@ class HostCollector(Collector):
         self._per_point = (re.compile("|".join(fnmatch.translate(p) for p in points)).match
                            if points else None)
         self._listener = host.points.listen(self._on_change, "*")
+        self.batch_seconds = Histogram(
+            "ioplex_logger_batch_seconds", "Time to commit one batch of data-logger samples",
+            registry=None, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+        )
+        self._loggers = host.loggers
+        self._loggers.batch_observers.append(self._batch)
+
+    def _batch(self, seconds: float, rows: int) -> None:
+        self.batch_seconds.observe(seconds)
 
     def close(self) -> None:
         self._listener.close()
+        if self._batch in self._loggers.batch_observers:
+            self._loggers.batch_observers.remove(self._batch)
 
     def _on_change(self, event: Any) -> None:
         name = event[0]
@@ -127,6 +138,7 @@ def make_registry(host: Any, board: HealthBoard, points: tuple[str, ...],
     registry = CollectorRegistry(auto_describe=False)
     collector = HostCollector(host, board, points, web)
     registry.register(collector)
+    registry.register(collector.batch_seconds)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     return registry, collector

@@ -44,6 +44,9 @@ def test_metrics(make_host: Any) -> None:
     assert value(m, "ioplex_logger_samples", "ioplex_logger_samples_total",
                  logger="climate") >= 0
     assert value(m, "ioplex_bus_events", "ioplex_bus_events_total") >= 0
+    running.call(running.host.loggers.flush)
+    m = scrape(running)
+    assert value(m, "ioplex_logger_batch_seconds", "ioplex_logger_batch_seconds_count") >= 1
     assert "ioplex_rule_fires" in m
     assert value(m, "ioplex_point_value", point="dummy.temp.living") == 21.5
     assert not [s for s in m["ioplex_point_value"].samples if s.labels["point"] != "dummy.temp.living"]
