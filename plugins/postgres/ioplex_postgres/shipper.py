@@ -27,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import psycopg
@@ -36,7 +36,7 @@ from ioplex.loggers import DataLogger, parse_duration
 from ioplex.loggers.calendar import Calendar
 from psycopg import sql
 
-from . import source
+from . import copyformat, source
 from .tables import (
     LIST_PARTITIONS,
     Names,
@@ -85,6 +85,19 @@ class Mark:
     rows: int
 
 
+class RawBatch(NamedTuple):
+    """One batch of raw samples, read and encoded in a worker thread."""
+
+    after: int
+    rows: list[source.RawRow]
+    keep: list[source.RawRow]
+    """The rows within the PostgreSQL retention (all of them without one)."""
+    points: set[str]
+    partitions: set[datetime]
+    payload: bytes | None
+    """The COPY data, when every point's series id was known when it was read."""
+
+
 @dataclass
 class LevelStatus:
     """What `Shipper.status` reports for one logger and level."""
@@ -127,7 +140,7 @@ class Shipper:
         self._known: dict[tuple[str, str], int] = {}
         """Raw marks this connection committed: the next batch starts there without asking
         (the transaction still checks the mark under its row lock)."""
-        self._ahead: dict[str, tuple[int, list[Any]]] = {}
+        self._ahead: dict[str, RawBatch] = {}
         self._level_marks: dict[tuple[str, str], Mark] = {}
         self._names: dict[str, dict[int, str]] = {}
         self._names_key = 0
@@ -298,50 +311,69 @@ class Shipper:
             async with conn.transaction():
                 after = (await self._read_mark(conn, logger.id, "raw", store)).seq
         ahead = self._ahead.pop(logger.id, None)
-        if ahead is not None and ahead[0] == after:
-            samples = ahead[1]
+        if ahead is not None and ahead.after == after:
+            batch = ahead
         else:
-            samples = await anyio.to_thread.run_sync(
-                source.raw_after, logger, after, self.batch, self._local_names(logger))
+            batch = await anyio.to_thread.run_sync(self._prepare, logger, after)
         status = self.levels[key]
-        if not samples:
+        if not batch.rows:
             status.behind = 0
             return False
-        cutoff = None if self.retention is None else self.host.time() - self.retention
-        keep = samples if cutoff is None else [s for s in samples if s.time >= cutoff]
-        unit = self.settings["partition"]
-        needed = partitions_of((s.time for s in keep), unit) - self._partitions
+        needed = batch.partitions - self._partitions
         if needed:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)",
                                    (lock_key(self.names.prefix),))
                 for start in sorted(needed):
-                    await conn.execute(create_partition(self.names, start, unit))
+                    await conn.execute(create_partition(self.names, start,
+                                                        self.settings["partition"]))
             self._partitions |= needed
-        full = len(samples) >= self.batch
+        full = len(batch.rows) >= self.batch
+        last = batch.rows[-1].seq
         learned: dict[str, int] = {}
         async with anyio.create_task_group() as tg:
             if full:  # read the next batch from the local database while this one is copied
-                tg.start_soon(self._read_ahead, logger, samples[-1].seq)
+                tg.start_soon(self._read_ahead, logger, last)
             async with conn.transaction():
                 now = await self._read_mark(conn, logger.id, "raw", store, lock=True)
                 if now.seq != after:  # another process of this host name moved it
                     self._known.pop(key, None)
                     tg.cancel_scope.cancel()
                     return True
-                ids = await self._series_ids(conn, logger.id, {s.point for s in keep}, learned)
-                await self._copy_raw(conn, keep, ids)
-                await self._move_mark(conn, logger.id, "raw", samples[-1].seq, len(keep))
-        self._known[key] = samples[-1].seq
+                payload = batch.payload
+                if payload is None:  # points new to this connection: their series ids first
+                    ids = await self._series_ids(conn, logger.id, batch.points, learned)
+                    payload = await anyio.to_thread.run_sync(copyformat.raw_rows, batch.keep,
+                                                             ids)
+                async with conn.cursor() as cur, cur.copy(
+                    sql.SQL("COPY {} (series, seq, time, value, quality) FROM STDIN "
+                            "(FORMAT BINARY)").format(self.names("raw"))
+                ) as copy:
+                    await copy.write(payload)
+                await self._move_mark(conn, logger.id, "raw", last, len(batch.keep))
+        self._known[key] = last
         self._series.setdefault(logger.id, {}).update(learned)
-        self.shipped += len(keep)
-        status.mark, status.rows = samples[-1].seq, now.rows + len(keep)
-        status.behind = len(samples) if full else 0
+        self.shipped += len(batch.keep)
+        status.mark, status.rows = last, now.rows + len(batch.keep)
+        status.behind = len(batch.rows) if full else 0
         return full
 
+    def _prepare(self, logger: DataLogger, after: int) -> RawBatch:
+        """Read and encode the batch after `after` (in a worker thread): the samples, those
+        within the retention, their partitions and points, and the COPY payload when every
+        point's series id is known already (else it is built once they are)."""
+        rows = source.raw_after(logger, after, self.batch, self._local_names(logger))
+        cutoff = None if self.retention is None else self.host.time() - self.retention
+        keep = rows if cutoff is None else [r for r in rows if r.time >= cutoff]
+        points = {r.point for r in keep}
+        known = dict(self._series.get(logger.id, {}))  # a copy: the loop may add to it
+        payload = copyformat.raw_rows(keep, known) if points <= known.keys() else None
+        return RawBatch(after, rows, keep, points,
+                        partitions_of((r.time for r in keep), self.settings["partition"]),
+                        payload)
+
     async def _read_ahead(self, logger: DataLogger, after: int) -> None:
-        self._ahead[logger.id] = (after, await anyio.to_thread.run_sync(
-            source.raw_after, logger, after, self.batch, self._local_names(logger)))
+        self._ahead[logger.id] = await anyio.to_thread.run_sync(self._prepare, logger, after)
 
     def _local_names(self, logger: DataLogger) -> dict[int, str]:
         """The local database's point ids and names of one logger (filled by the reads),
@@ -351,16 +383,6 @@ class Shipper:
             self._names.clear()
             self._names_key = key[0]
         return self._names.setdefault(logger.id, {})
-
-    async def _copy_raw(self, conn: Any, rows: list[source.RawRow],
-                        ids: dict[str, int]) -> None:
-        async with conn.cursor() as cur, cur.copy(
-            sql.SQL("COPY {} (series, seq, time, value, quality) FROM STDIN "
-                    "(FORMAT BINARY)").format(self.names("raw"))
-        ) as copy:
-            copy.set_types(["int8", "int8", "timestamptz", "float8", "int2"])
-            for point, seq, stamp, value, quality, _ in rows:
-                await copy.write_row((ids[point], seq, stamp, value, quality))
 
     async def _series_ids(self, conn: Any, logger: str, points: set[str],
                           learned: dict[str, int]) -> dict[str, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from ioplex.loggers import DatabaseMissing, DataLogger, Interval
@@ -22,14 +21,13 @@ QUALITY_CODES = {"good": 0, "stale": 1, "bad": 2}
 
 
 class RawRow(NamedTuple):
-    """A raw sample ready for COPY (all but the series id, which PostgreSQL gives)."""
+    """A raw sample as the shipper copies it (the series id comes from PostgreSQL)."""
 
     point: str
     seq: int
-    stamp: datetime
+    time: float
     value: float | None
     quality: int
-    time: float
 
 
 KNOWN_SCHEMA = 2
@@ -38,15 +36,14 @@ KNOWN_SCHEMA = 2
 
 def raw_after(logger: DataLogger, after: int, limit: int,
               names: dict[int, str] | None = None) -> list[RawRow]:
-    """Up to `limit` raw samples after seq `after`, converted for COPY here, in the worker
-    thread, so the conversion overlaps the previous batch's COPY instead of following it.
+    """Up to `limit` raw samples after seq `after` (in a worker thread, overlapping the
+    previous batch's COPY).
 
     On the schema it knows (docs/loggers.md, version 2) it reads the raw table's primary key
     range alone and names points from `names` (local point id -> name, filled as needed),
     which is twice as fast as `samples_after`'s join; on any other version it uses
     `samples_after`.
     """
-    fromtimestamp = datetime.fromtimestamp
     reader = logger._owner.reader
     try:
         conn = reader.conn()
@@ -55,9 +52,8 @@ def raw_after(logger: DataLogger, after: int, limit: int,
         return []
     if version != KNOWN_SCHEMA or names is None:
         return [
-            RawRow(s.point, s.seq, fromtimestamp(s.time, UTC),
-                   None if s.value is None else float(s.value), QUALITY_CODES[s.quality],
-                   s.time)
+            RawRow(s.point, s.seq, s.time, None if s.value is None else float(s.value),
+                   QUALITY_CODES[s.quality])
             for s in logger.samples_after(after, limit)
         ]
     lid = reader.logger_id(logger.id)
@@ -72,8 +68,7 @@ def raw_after(logger: DataLogger, after: int, limit: int,
         names.update(conn.execute(
             f"SELECT id, name FROM points WHERE id IN ({marks})", sorted(unknown)).fetchall())
     return [
-        RawRow(names[point], seq, fromtimestamp(t, UTC),
-               None if value is None else float(value), quality, t)
+        RawRow(names[point], seq, t, None if value is None else float(value), quality)
         for seq, t, point, value, quality in found
     ]
 
