@@ -1,11 +1,12 @@
 """The shipping service: this host's data-logger rows into PostgreSQL, exactly once.
 
 Raw samples: per logger, the mark (the highest local seq shipped) lives in ``<prefix>marks``
-and moves in the same transaction as the rows it covers. A pass reads the mark, reads the
-samples after it from the local database, makes sure their partitions exist (a short
-transaction of its own, so DDL never holds the rows' transaction), then in one transaction
-locks the mark row, checks it has not moved (another process of the same host name), copies
-the rows in and moves the mark. A crash or an outage on either side before the commit ships
+and moves in the same transaction as the rows it covers. A pass reads the mark (or knows it
+from its own last commit), reads and encodes the samples after it from the local database
+(the next batch in a worker thread while this one is copied), makes sure their partitions
+exist (a short transaction of its own, so DDL never holds the rows' transaction), then in
+one transaction locks the mark row, checks it has not moved (an older connection of the same
+host), copies the rows in and moves the mark. A crash or an outage on either side before the commit ships
 nothing; after it, the rows are in and the mark says so. Nothing is lost as long as the local
 retention still holds the rows.
 
