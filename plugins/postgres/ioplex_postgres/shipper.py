@@ -363,7 +363,7 @@ class Shipper:
         """Read and encode the batch after `after` (in a worker thread): the samples, those
         within the retention, their partitions and points, and the COPY payload when every
         point's series id is known already (else it is built once they are)."""
-        rows = source.raw_after(logger, after, self.batch, self._local_names(logger))
+        rows = source.raw_after(self.host.loggers.reader, logger, after, self.batch, self._local_names(logger))
         cutoff = None if self.retention is None else self.host.time() - self.retention
         keep = rows if cutoff is None else [r for r in rows if r.time >= cutoff]
         points = {r.point for r in keep}
@@ -413,7 +413,7 @@ class Shipper:
         if mark is None:  # not moved by this connection yet: read it
             async with conn.transaction():
                 mark = await self._read_mark(conn, logger.id, level, store)
-        progress = await anyio.to_thread.run_sync(source.progress, logger)
+        progress = await anyio.to_thread.run_sync(source.progress, self.host.loggers.reader, logger)
         if progress is None:
             return False
         calendar: Calendar = logger.calendar
@@ -425,7 +425,7 @@ class Shipper:
         else:
             start = mark.resume
             earliest = await anyio.to_thread.run_sync(
-                source.earliest_between, logger, mark.seq, progress.consolidated_seq)
+                source.earliest_between, self.host.loggers.reader, logger, mark.seq, progress.consolidated_seq)
             if earliest is not None:
                 start = min(start, calendar.floor(level, earliest))
         rows, following = await anyio.to_thread.run_sync(

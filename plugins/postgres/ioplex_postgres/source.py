@@ -3,7 +3,8 @@
 Raw samples come from the public `DataLogger.samples_after`, converted for COPY. Consolidated intervals have no
 sequence numbers, so knowing which ones changed since the last pass takes two facts of the
 local database that the public API does not expose yet, read here from its documented
-schema (docs/loggers.md, "The database") with the Reader's read-only connection:
+schema (docs/loggers.md, "The database") with the host's `Reader` (``host.loggers.reader``,
+read-only connections):
 ``loggers.consolidated_seq`` (samples up to it are in the intervals) and
 ``loggers.carried_until`` (held values are credited up to it), and the earliest time among
 the samples consolidated since the last pass.
@@ -15,7 +16,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ioplex.loggers import DatabaseMissing, DataLogger, Interval
+from ioplex.loggers import DatabaseMissing, DataLogger, Interval, Reader
 
 QUALITY_CODES = {"good": 0, "stale": 1, "bad": 2}
 
@@ -34,7 +35,7 @@ KNOWN_SCHEMA = 2
 """The local database's ``PRAGMA user_version`` whose raw table `raw_after` reads directly."""
 
 
-def raw_after(logger: DataLogger, after: int, limit: int,
+def raw_after(reader: Reader, logger: DataLogger, after: int, limit: int,
               names: dict[int, str] | None = None) -> list[RawRow]:
     """Up to `limit` raw samples after seq `after` (in a worker thread, overlapping the
     previous batch's COPY).
@@ -44,7 +45,6 @@ def raw_after(logger: DataLogger, after: int, limit: int,
     which is twice as fast as `samples_after`'s join; on any other version it uses
     `samples_after`.
     """
-    reader = logger._owner.reader
     try:
         conn = reader.conn()
         (version,) = conn.execute("PRAGMA user_version").fetchone()
@@ -81,9 +81,8 @@ class Progress:
     carried_until: float
 
 
-def progress(logger: DataLogger) -> Progress | None:
+def progress(reader: Reader, logger: DataLogger) -> Progress | None:
     """The logger's consolidation progress; None before its first row exists."""
-    reader = logger._owner.reader
     try:
         row = reader.conn().execute(
             "SELECT consolidated_seq, carried_until FROM loggers WHERE name = ?", (logger.id,)
@@ -95,13 +94,13 @@ def progress(logger: DataLogger) -> Progress | None:
     return Progress(int(row[0] or 0), float(row[1] or 0.0))
 
 
-def earliest_between(logger: DataLogger, after: int, upto: int) -> float | None:
+def earliest_between(reader: Reader, logger: DataLogger, after: int,
+                     upto: int) -> float | None:
     """The earliest time of the logger's raw samples with ``after < seq <= upto``: what the
     consolidation passes since the last shipping pass can have changed (a primary-key range
     scan)."""
     if upto <= after:
         return None
-    reader = logger._owner.reader
     lid = reader.logger_id(logger.id)
     if lid is None:
         return None
