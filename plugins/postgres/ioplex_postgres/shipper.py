@@ -6,9 +6,9 @@ from its own last commit), reads and encodes the samples after it from the local
 (the next batch in a worker thread while this one is copied), makes sure their partitions
 exist (a short transaction of its own, so DDL never holds the rows' transaction), then in
 one transaction locks the mark row, checks it has not moved (an older connection of the same
-host), copies the rows in and moves the mark. A crash or an outage on either side before the commit ships
-nothing; after it, the rows are in and the mark says so. Nothing is lost as long as the local
-retention still holds the rows.
+host), copies the rows in and moves the mark. A crash or an outage on either side before the
+commit ships nothing; after it, the rows are in and the mark says so. Nothing is lost as
+long as the local retention still holds the rows.
 
 Consolidated intervals change after they are first written (the current interval, late
 samples), so they are upserted: a pass re-sends the intervals from the earliest one that can
@@ -363,7 +363,8 @@ class Shipper:
         """Read and encode the batch after `after` (in a worker thread): the samples, those
         within the retention, their partitions and points, and the COPY payload when every
         point's series id is known already (else it is built once they are)."""
-        rows = source.raw_after(self.host.loggers.reader, logger, after, self.batch, self._local_names(logger))
+        rows = source.raw_after(self.host.loggers.reader, logger, after, self.batch,
+                                self._local_names(logger))
         cutoff = None if self.retention is None else self.host.time() - self.retention
         keep = rows if cutoff is None else [r for r in rows if r.time >= cutoff]
         points = {r.point for r in keep}
@@ -425,7 +426,8 @@ class Shipper:
         else:
             start = mark.resume
             earliest = await anyio.to_thread.run_sync(
-                source.earliest_between, self.host.loggers.reader, logger, mark.seq, progress.consolidated_seq)
+                source.earliest_between, self.host.loggers.reader, logger, mark.seq,
+                progress.consolidated_seq)
             if earliest is not None:
                 start = min(start, calendar.floor(level, earliest))
         rows, following = await anyio.to_thread.run_sync(

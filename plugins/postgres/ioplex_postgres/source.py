@@ -1,13 +1,13 @@
 """What the shipper reads from the host's own data loggers (in worker threads).
 
-Raw samples come from the public `DataLogger.samples_after`, converted for COPY. Consolidated intervals have no
-sequence numbers, so knowing which ones changed since the last pass takes two facts of the
-local database that the public API does not expose yet, read here from its documented
-schema (docs/loggers.md, "The database") with the host's `Reader` (``host.loggers.reader``,
-read-only connections):
-``loggers.consolidated_seq`` (samples up to it are in the intervals) and
-``loggers.carried_until`` (held values are credited up to it), and the earliest time among
-the samples consolidated since the last pass.
+Raw samples come from a range scan of the raw table's primary key (schema version 2), or
+from the public `DataLogger.samples_after` on any other version. Consolidated intervals have no sequence numbers, so knowing which ones changed since the
+last pass takes two facts of the local database that the public API does not expose yet,
+read here from its documented schema (docs/loggers.md, "The database") with the host's
+`Reader` (``host.loggers.reader``, read-only connections): ``loggers.consolidated_seq``
+(samples up to it are in the intervals) and ``loggers.carried_until`` (held values are
+credited up to it), and the earliest time among the samples consolidated since the last
+pass.
 """
 
 from __future__ import annotations
