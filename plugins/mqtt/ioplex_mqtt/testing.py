@@ -91,6 +91,61 @@ def _listening(port: int) -> bool:
         return False
 
 
+def make_certificates(workdir: Path) -> dict[str, Path]:
+    """A CA, a broker certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(name: str, key: Any, issuer: Any, issuer_key: Any, ca: bool,
+              usage: Any = None, ip: str | None = None) -> Any:
+        builder = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+                   .issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if ip is not None:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ioplex test CA")])
+    ca = issue("ioplex test CA", ca_key, ca_name, ca_key, True)
+    files: dict[str, Path] = {}
+
+    def write(label: str, cert: Any, key: Any) -> None:
+        files[f"{label}cert"] = workdir / f"{label}.crt"
+        files[f"{label}cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if key is not None:
+            files[f"{label}key"] = workdir / f"{label}.key"
+            files[f"{label}key"].write_bytes(key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption()))
+            files[f"{label}key"].chmod(0o600)
+
+    write("ca", ca, None)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    write("server", issue("127.0.0.1", server_key, ca_name, ca_key, False,
+                          ExtendedKeyUsageOID.SERVER_AUTH, "127.0.0.1"), server_key)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    write("client", issue("site-a", client_key, ca_name, ca_key, False,
+                          ExtendedKeyUsageOID.CLIENT_AUTH), client_key)
+    return files
+
+
 def mqtt_accepts(port: int, timeout: float = 5.0) -> bool:
     """Whether the MQTT server on `port` accepts a connection (CONNACK 0), by a bare
     MQTT 3.1.1 CONNECT with a clean session."""
@@ -166,9 +221,13 @@ class Mosquitto:
     password authentication; `set_users` changes them (applied by SIGHUP, as an operator
     reloads). No persistence: a restart loses retained messages, which hosts republish."""
 
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None,
+                 tls: dict[str, Path] | None = None) -> None:
+        """`tls` ({"cafile", "certfile", "keyfile"}) makes the listener TLS-only, requiring
+        a client certificate signed by the CA."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        self.tls = tls
         (self.port,) = free_ports(1)
         self.config_path = workdir / "mosquitto.conf"
         self.passwords = workdir / "passwords"
@@ -181,6 +240,9 @@ class Mosquitto:
         lines = [f"listener {self.port} 127.0.0.1", "persistence false",
                  "log_dest stdout", "log_type error", "log_type warning", "log_type notice",
                  "max_queued_messages 100000", "set_tcp_nodelay true"]
+        if self.tls is not None:
+            lines += [f"cafile {self.tls['cafile']}", f"certfile {self.tls['certfile']}",
+                      f"keyfile {self.tls['keyfile']}", "require_certificate true"]
         if os.geteuid() == 0:  # run as root it would switch to user mosquitto, which cannot
             lines.append("user root")  # enter the test's private (0700) directories
         if self.users is None:

@@ -131,3 +131,29 @@ async def test_cleared_states_and_the_point_limit(tmp_path: Path, mosquitto: Mos
         await until(lambda: value(b, "mqtt.other.p2") == (1, "good"))
         for i in range(4):  # leave the broker clean
             await other.publish(f"ioplex/other/p{i}", b"", qos=1, retain=True)
+
+
+async def test_tls_with_a_client_certificate(tmp_path: Path) -> None:
+    """TLS verified against cafile, the client authenticated by its certificate; without the
+    client certificate the broker refuses, and the host keeps retrying."""
+    from ioplex_mqtt.testing import make_certificates
+
+    files = make_certificates(tmp_path / "pki")
+    tls = {"cafile": files["cacert"], "certfile": files["servercert"],
+           "keyfile": files["serverkey"]}
+    with Mosquitto(tmp_path / "broker", tls=tls) as broker:
+        cfg = host_config(tmp_path, "site-a", broker.port, {"x": 1}, publish=["dummy.*"],
+                          tls=True, cafile=str(files["cacert"]),
+                          certfile=str(files["clientcert"]), keyfile=str(files["clientkey"]))
+        other = host_config(tmp_path, "site-b", broker.port, subscribe=["site-a/*"], tls=True,
+                            cafile=str(files["cacert"]), certfile=str(files["clientcert"]),
+                            keyfile=str(files["clientkey"]))
+        async with running(cfg), running(other) as b:
+            await until(lambda: value(b, "mqtt.site-a.dummy.x") == (1, "good"))
+        anonymous = host_config(tmp_path, "site-c", broker.port, tls=True,
+                                cafile=str(files["cacert"]))
+        async with running(anonymous, online=False) as c:
+            io = c.ioservers["mqtt"]
+            await until(lambda: io.detail, what="a refusal")
+            await anyio.sleep(1)
+            assert not io.online
