@@ -237,9 +237,12 @@ class Mosquitto:
                                workdir / "mosquitto.log")
 
     def _write(self) -> None:
+        if self.users is not None:
+            ensure_package(MOSQUITTO, "mosquitto")  # for mosquitto_passwd
         lines = [f"listener {self.port} 127.0.0.1", "persistence false",
                  "log_dest stdout", "log_type error", "log_type warning", "log_type notice",
-                 "max_queued_messages 100000", "set_tcp_nodelay true"]
+                 "max_queued_messages 100000", "set_tcp_nodelay true",
+                 "max_inflight_messages 1000"]
         if self.tls is not None:
             lines += [f"cafile {self.tls['cafile']}", f"certfile {self.tls['certfile']}",
                       f"keyfile {self.tls['keyfile']}", "require_certificate true"]
