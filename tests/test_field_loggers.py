@@ -186,3 +186,12 @@ async def test_a_point_without_a_value_yet_is_not_recorded_as_bad(make_host, bui
         await host.loggers.flush()
         samples = host.loggers["a"].samples_after(0, 10)
     assert [(s.value, s.quality) for s in samples] == [(3.5, "good")]
+
+
+async def test_record_refuses_names_the_registry_refuses(make_host) -> None:
+    host = make_host({"loggers": {"a": {"points": []}}})
+    async with host:
+        with pytest.raises(ioplex.PointNameError, match="U\\+DCFF"):
+            host.loggers["a"].record("a.\udcff", 1.0)
+        host.loggers["a"].record("imported.meter", 2.0)
+        assert await host.loggers.flush() == 1

@@ -44,12 +44,27 @@ DEFAULT_QUEUE_SIZE = 10_000
 """How many undelivered events a subscription holds before it drops the oldest."""
 
 
+_GLOB = re.compile(r"[*?\[]")
+
+
 def _compile(patterns: tuple[str, ...]) -> Callable[[str], Any]:
+    """A matcher for names: exact names by a set lookup, globs by one regular expression.
+
+    A subscriber naming ten thousand points (a rules engine) then costs one set lookup per
+    point when subscriptions change, not a ten-thousand-branch regex.
+    """
     for p in patterns:
         check_pattern(p)
     if any(p == "*" for p in patterns):
         return lambda name: True
-    return re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
+    exact = frozenset(p for p in patterns if not _GLOB.search(p))
+    globs = [p for p in patterns if p not in exact]
+    if not globs:
+        return exact.__contains__
+    regex = re.compile("|".join(fnmatch.translate(p) for p in globs)).match
+    if not exact:
+        return regex
+    return lambda name: name in exact or regex(name) is not None
 
 
 class _Receiver:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..points import PointEvent, Quality, Value
+from ..points import PointEvent, Quality, Value, check_name
 from ..registry import Listener
 from .calendar import Calendar
 from .rows import Interval, Sample, TariffInterval
@@ -112,6 +112,7 @@ class DataLogger:
     ) -> None:
         """Queue one sample of `point` as if it had changed, at `time` (default: now on the
         host clock): for importing history, and for values no point holds."""
+        check_name(point, min_segments=1)  # what the registry would refuse, refused here too
         stamp = self._owner.clock() if time is None else float(time)
         self._on_change(PointEvent(point, value, None, stamp, Quality(quality)))
 

@@ -3,7 +3,7 @@
 A plugin that runs a server (vscp_link's link server, hsyco_remote's HTTPS server, the web
 plugin, a third-party one) builds on these instead of writing its own:
 
-- `parse_listen` / `format_listen`: ``host:port`` settings;
+- `parse_listen` / `format_listen` / `bind_tcp`: ``host:port`` settings and their sockets;
 - `AllowList`: which client addresses may connect (addresses, networks, ``*``);
 - `AuthThrottle`: password guessing slowed per network prefix, with a global cap, without
   holding connections and without locking out sessions that already logged in;
@@ -24,8 +24,8 @@ from .accept import accept_sockets, serve_tcp
 from .admission import Admission, OutputBudget, OutputBudgetExceeded, Ticket
 from .allow import AllowList, client_prefix, parse_address
 from .limits import raise_open_file_limit
-from .listen import format_listen, parse_listen
-from .ratelog import RateLimitedLog, RateLimitFilter
+from .listen import bind_tcp, format_listen, parse_listen
+from .ratelog import RateLimitedLog, RateLimitFilter, quiet_loggers
 from .throttle import AuthThrottle
 from .writes import RemoteWrites
 
@@ -40,11 +40,13 @@ __all__ = [
     "RemoteWrites",
     "Ticket",
     "accept_sockets",
+    "bind_tcp",
     "client_prefix",
     "format_listen",
     "jsontext",
     "parse_address",
     "parse_listen",
+    "quiet_loggers",
     "raise_open_file_limit",
     "serve_tcp",
 ]

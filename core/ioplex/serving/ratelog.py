@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 MAX_KEYS = 1024
 """At most this many kinds are tracked; past it the table starts again (a flood of distinct
@@ -92,3 +93,25 @@ class RateLimitFilter(logging.Filter):
             self._last.clear()
         self._last[key] = now
         return True
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str) -> Iterator[RateLimitFilter]:
+    """For the life of a server built on another library (uvicorn, asyncio's transports):
+    its loggers' INFO chatter ("Started server process", "Shutting down") is dropped unless
+    the host logs at DEBUG, and each distinct warning passes once a minute
+    (`RateLimitFilter`), so a misbehaving peer cannot flood the log through them."""
+    limiter = RateLimitFilter()
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    quiet = not logging.getLogger().isEnabledFor(logging.DEBUG)
+    for logger in loggers:
+        logger.addFilter(limiter)
+        if quiet and logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    try:
+        yield limiter
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeFilter(limiter)
+            logger.setLevel(level)

@@ -30,11 +30,12 @@ from ioplex.serving import (
     Admission,
     AllowList,
     RateLimitedLog,
-    RateLimitFilter,
     RemoteWrites,
     Ticket,
     accept_sockets,
+    bind_tcp,
     parse_listen,
+    quiet_loggers,
 )
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -188,25 +189,6 @@ def load_certificate(settings: ServerSettings, host: Any) -> certificates.Certif
             ) from None
     names = (settings.bind_host, *settings.names)
     return certificates.load_or_create(host.data_dir / STATE_DIR, host.name, names)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; OSError (retried by the supervisor) when the port is taken."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the
-    # protocol says TCP, and without it Nagle's algorithm adds ~40 ms to every answer.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise OSError(
-            exc.errno, f"cannot listen on {host}:{port} ({WHERE}.listen): {exc.strerror}"
-        ) from None
-    return sock
 
 
 class _HostedServer(uvicorn.Server):
@@ -403,20 +385,6 @@ class _Protocol(H11Protocol):
 _faults = RateLimitedLog(log)
 
 
-@contextlib.contextmanager
-def _quiet_loggers(*names: str) -> Iterator[RateLimitFilter]:
-    """uvicorn's and asyncio's warnings about misbehaving clients, once a minute each."""
-    limiter = RateLimitFilter()
-    loggers = [logging.getLogger(name) for name in names]
-    for logger in loggers:
-        logger.addFilter(limiter)
-    try:
-        yield limiter
-    finally:
-        for logger in loggers:
-            logger.removeFilter(limiter)
-
-
 async def accept_loop(
     sock: socket.socket,
     protocol_factory: Callable[[Ticket], asyncio.Protocol],
@@ -501,11 +469,11 @@ async def run(host: Any, table: dict[str, Any]) -> None:
     gate = Gate(settings.password, settings.allowed)
     info_file = host.data_dir / STATE_DIR / INFO_FILE
     info_file.unlink(missing_ok=True)
-    sock = bind(settings.bind_host, settings.port)
+    sock = bind_tcp(settings.bind_host, settings.port, f"{WHERE}.listen")
     port = sock.getsockname()[1]
     changelog = ChangeLog(host.points, host.ui, settings.io_filter, settings.ui_filter)
     slots = Slots()
-    with sock, changelog, _quiet_loggers("uvicorn.error", "asyncio"):
+    with sock, changelog, quiet_loggers("uvicorn.error", "asyncio"):
         api = Api(
             host,
             exposure,

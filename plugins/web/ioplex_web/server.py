@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import functools
 import json
 import logging
@@ -26,7 +25,15 @@ import anyio
 import h11
 import uvicorn
 from ioplex import FatalError
-from ioplex.serving import Admission, RateLimitedLog, Ticket, format_listen
+from ioplex.serving import (
+    Admission,
+    RateLimitedLog,
+    Ticket,
+    accept_sockets,
+    bind_tcp,
+    format_listen,
+    quiet_loggers,
+)
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -53,27 +60,9 @@ HANDSHAKE_TIMEOUT = 10.0
 KEEP_ALIVE = 30
 MAX_HEAD = 16 * 1024
 SHUTDOWN_GRACE = 3.0
-MAX_ACCEPT_PAUSE = 0.5
-RESOURCE_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
-TRANSIENT_ERRORS = {errno.ECONNABORTED, errno.ECONNRESET, errno.EPROTO, errno.EPERM}
 
 
 _faults = RateLimitedLog(log)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise OSError(exc.errno, f"cannot listen on {format_listen(host, port)} "
-                                 f"({WHERE}.listen): {exc.strerror}") from None
-    return sock
 
 
 class _HostedServer(uvicorn.Server):
@@ -143,10 +132,10 @@ class _Protocol(H11Protocol):
 
 async def accept_loop(sock: socket.socket, make_protocol: Any, ssl_context: ssl.SSLContext | None,
                       admission: Admission, what: str) -> None:
-    """Accept until cancelled; each connection runs in a task holding its admission ticket."""
+    """Accept until cancelled (the kernel's `accept_sockets`: EMFILE is waited out); each
+    connection runs in a task holding its admission ticket."""
     loop = asyncio.get_running_loop()
-    ratelog = RateLimitedLog(log)
-    pause = 0.0
+    refusals = RateLimitedLog(log)
 
     async def connection(conn: socket.socket, ticket: Ticket) -> None:
         lost = anyio.Event()
@@ -165,34 +154,17 @@ async def accept_loop(sock: socket.socket, make_protocol: Any, ssl_context: ssl.
                 elif not lost.is_set():
                     transport.abort()  # login deadline, eviction or the host stopping
 
-    async with anyio.create_task_group() as tg:
-        while True:
-            await anyio.wait_readable(sock)
-            try:
-                conn, address = sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                continue
-            except OSError as exc:
-                if exc.errno in RESOURCE_ERRORS:
-                    pause = min(MAX_ACCEPT_PAUSE, max(0.05, pause * 2))
-                    ratelog.warning("resources", "%s: cannot accept a connection (%s); "
-                                    "pausing accepts", what, exc.strerror or exc)
-                    await anyio.sleep(pause)
-                    continue
-                if exc.errno in TRANSIENT_ERRORS:
-                    continue
-                raise
-            pause = 0.0
-            conn.setblocking(False)
-            client = address[0] if isinstance(address, tuple) else None
-            ticket = admission.admit(client)
-            if ticket is None:
-                ratelog.warning("full", "%s: refused a connection from %s: all %d slots are "
-                                "held by logged-in clients", what, client,
-                                admission.max_connections)
-                conn.close()
-                continue
-            tg.start_soon(connection, conn, ticket)
+    def accepted(conn: socket.socket, address: Any) -> Any:
+        client = address[0] if isinstance(address, tuple) else None
+        ticket = admission.admit(client)
+        if ticket is None:
+            refusals.warning("full", "%s: refused a connection from %s: all %d slots are "
+                             "held by logged-in clients", what, client, admission.max_connections)
+            conn.close()
+            return None
+        return connection(conn, ticket)
+
+    await accept_sockets(sock, accepted, log=log, what=what)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -232,7 +204,7 @@ async def run(host: Any, settings: WebSettings) -> None:
             fp = certificate.fingerprint(cert)
         except (OSError, ValueError) as exc:
             raise FatalError(f"{WHERE}.certificate: {cert}: {exc}") from None
-    sock = bind(settings.bind_host, settings.port)
+    sock = bind_tcp(settings.bind_host, settings.port, f"{WHERE}.listen")
     port = sock.getsockname()[1]
     access = Access(settings, what)
     board = HealthBoard(host)
@@ -256,7 +228,7 @@ async def run(host: Any, settings: WebSettings) -> None:
     if settings.metrics:
         api.metrics_registry = metrics_registry
     try:
-        with sock:
+        with sock, quiet_loggers("uvicorn.error", "asyncio"):
             app = Starlette(routes=api.routes(), exception_handlers={HTTPException: _http_error,
                                                                  Exception: _internal_error})
             protocol = type("Protocol", (_Protocol,), {"tickets": tickets})
