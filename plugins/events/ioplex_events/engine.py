@@ -21,6 +21,7 @@ How a rule fires (HSYCO's semantics, made precise):
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import logging
@@ -999,7 +1000,16 @@ class Engine:
                 d = d.parent
             dirs.add(d)
         watched = [str(d) for d in dirs if d.exists()]
-        async for _changes in awatch(*watched, debounce=200, step=50, recursive=True):
+        patterns = [str(self.base_dir / p) for p in self.settings["files"]]
+
+        def rules_file(change: Any, path: str) -> bool:
+            # Only the rule files: a data directory beside the config (loggers.db written
+            # every second) must not wake the reloader.
+            return any(fnmatch.fnmatch(path, p) for p in patterns)
+
+        # rust_timeout bounds how long the watcher's thread takes to notice the host stop.
+        async for _changes in awatch(*watched, watch_filter=rules_file, debounce=200, step=50,
+                                     recursive=True, rust_timeout=500):
             await self.reload()
 
 
