@@ -44,9 +44,16 @@ from ioplex_events.language import parse_lines
 from ioplex_events.loader import Context, load_file
 
 SETTINGS = {
-    "files": ["events/*.txt"], "watch": False, "mode": "parallel", "max_queued": 10,
-    "max_parallel": 100, "runaway_depth": 20, "catch_up": 3600, "trace_size": 20,
-    "sunrise_offset": 0, "sunset_offset": 0,
+    "files": ["events/*.txt"],
+    "watch": False,
+    "mode": "parallel",
+    "max_queued": 10,
+    "max_parallel": 100,
+    "runaway_depth": 20,
+    "catch_up": 3600,
+    "trace_size": 20,
+    "sunrise_offset": 0,
+    "sunset_offset": 0,
 }
 
 
@@ -77,8 +84,7 @@ def mixed_file(lines: int) -> str:
         'USER "$cmd{i}" : IO b.o{i} = $cmd{i}, UISET "$cmd{i}.focus" = true',
     ]
     return "".join(
-        forms[n % len(forms)].format(i=n, j=(n * 7) % lines, h=n % 10) + "\n"
-        for n in range(lines)
+        forms[n % len(forms)].format(i=n, j=(n * 7) % lines, h=n % 10) + "\n" for n in range(lines)
     )
 
 
@@ -94,8 +100,7 @@ def since(start: Times) -> Times:
     return time.perf_counter() - start[0], time.process_time() - start[1]
 
 
-async def registry_alone(host: ioplex.Host, batches: list[list], sub: ioplex.Subscription
-                         ) -> Times:
+async def registry_alone(host: ioplex.Host, batches: list[list], sub: ioplex.Subscription) -> Times:
     points = host.points
     start = clocks()
     for batch in batches:
@@ -105,8 +110,9 @@ async def registry_alone(host: ioplex.Host, batches: list[list], sub: ioplex.Sub
     return since(start)
 
 
-async def with_engine(host: ioplex.Host, engine: Engine, batches: list[list],
-                      expected: int) -> Times:
+async def with_engine(
+    host: ioplex.Host, engine: Engine, batches: list[list], expected: int
+) -> Times:
     points = host.points
     start = clocks()
     base = engine.firings
@@ -118,8 +124,9 @@ async def with_engine(host: ioplex.Host, engine: Engine, batches: list[list],
     return since(start)
 
 
-async def latency(host: ioplex.Host, rules: int, step: int, n: int, seed: int
-                  ) -> tuple[list[float], list[float]]:
+async def latency(
+    host: ioplex.Host, rules: int, step: int, n: int, seed: int
+) -> tuple[list[float], list[float]]:
     """Wall seconds from each change to its write, and the event loop thread's CPU seconds
     over the same span (what the engine itself spent: a loaded machine adds wall time while
     this process waits for a CPU, not CPU time)."""
@@ -187,7 +194,7 @@ async def main(args: argparse.Namespace) -> None:
             while i % step == 0 and i // step < args.rules:
                 i = random.randrange(args.points)
         changes.append((host.points[f"b.p{i}"], k + 1))
-    batches = [changes[n:n + 1000] for n in range(0, len(changes), 1000)]
+    batches = [changes[n : n + 1000] for n in range(0, len(changes), 1000)]
     names = [f"b.p{i * step}" for i in range(args.rules)]
 
     async with host:
@@ -222,23 +229,35 @@ async def main(args: argparse.Namespace) -> None:
             lat = await latency(host, args.rules, step, args.latency, 3_000_000)
             tg.cancel_scope.cancel()
 
-    print(f"setup: {args.points:,} points, {args.rules:,} rules, {args.changes:,} changes "
-          f"({named:,} named by a rule)")
-    print(f"registry alone:   {args.changes / alone[0]:12,.0f} changes/s "
-          f"(CPU {args.changes / alone[1]:,.0f}/s)")
-    print(f"through engine:   {args.changes / through[0]:12,.0f} changes/s "
-          f"({named / through[0]:,.0f} firings/s; CPU {args.changes / through[1]:,.0f}/s)")
-    print(f"1. ratio engine / registry alone: {alone[0] / through[0]:.2f} wall, "
-          f"{alone[1] / through[1]:.2f} CPU (goal >= 0.5)")
+    print(
+        f"setup: {args.points:,} points, {args.rules:,} rules, {args.changes:,} changes "
+        f"({named:,} named by a rule)"
+    )
+    print(
+        f"registry alone:   {args.changes / alone[0]:12,.0f} changes/s "
+        f"(CPU {args.changes / alone[1]:,.0f}/s)"
+    )
+    print(
+        f"through engine:   {args.changes / through[0]:12,.0f} changes/s "
+        f"({named / through[0]:,.0f} firings/s; CPU {args.changes / through[1]:,.0f}/s)"
+    )
+    print(
+        f"1. ratio engine / registry alone: {alone[0] / through[0]:.2f} wall, "
+        f"{alone[1] / through[1]:.2f} CPU (goal >= 0.5)"
+    )
     for what, (wall, cpu) in (("engine", lat), ("a listener writing it (baseline)", lat_base)):
         p50, p99 = percentiles(wall)
         c50, c99 = percentiles(cpu)
-        print(f"2. change -> action write latency, {what}: p50 {p50 * 1e3:.3f} ms, p99 "
-              f"{p99 * 1e3:.3f} ms wall; CPU p50 {c50 * 1e3:.3f} ms, p99 {c99 * 1e3:.3f} ms "
-              f"({len(wall)} samples)")
-    print(f"   ratio engine / baseline p99: {percentiles(lat[0])[1] / percentiles(lat_base[0])[1]:.1f}"
-          f" wall, {percentiles(lat[1])[1] / max(percentiles(lat_base[1])[1], 1e-9):.1f} CPU"
-          " (goal p99 <= 1 ms)")
+        print(
+            f"2. change -> action write latency, {what}: p50 {p50 * 1e3:.3f} ms, p99 "
+            f"{p99 * 1e3:.3f} ms wall; CPU p50 {c50 * 1e3:.3f} ms, p99 {c99 * 1e3:.3f} ms "
+            f"({len(wall)} samples)"
+        )
+    print(
+        f"   ratio engine / baseline p99: {percentiles(lat[0])[1] / percentiles(lat_base[0])[1]:.1f}"
+        f" wall, {percentiles(lat[1])[1] / max(percentiles(lat_base[1])[1], 1e-9):.1f} CPU"
+        " (goal p99 <= 1 ms)"
+    )
 
     path = base / "events" / "mixed.txt"
     path.write_text(mixed_file(args.load_lines))
@@ -249,10 +268,12 @@ async def main(args: argparse.Namespace) -> None:
     start = clocks()
     loaded = load_file(path, base, ctx)
     elapsed = since(start)
-    print(f"3. load of a {args.load_lines:,}-line file: {elapsed[0]:.2f} s, CPU {elapsed[1]:.2f} s "
-          f"({elapsed[0] / len(loaded) * 1e6:.0f} µs/rule; goal <= 1 s); lark alone "
-          f"(parse only): {lark_only[0]:.2f} s, CPU {lark_only[1]:.2f} s; ratio "
-          f"{lark_only[0] / elapsed[0]:.1f}x faster")
+    print(
+        f"3. load of a {args.load_lines:,}-line file: {elapsed[0]:.2f} s, CPU {elapsed[1]:.2f} s "
+        f"({elapsed[0] / len(loaded) * 1e6:.0f} µs/rule; goal <= 1 s); lark alone "
+        f"(parse only): {lark_only[0]:.2f} s, CPU {lark_only[1]:.2f} s; ratio "
+        f"{lark_only[0] / elapsed[0]:.1f}x faster"
+    )
 
     gc.collect()
     tracemalloc.start()
@@ -261,9 +282,11 @@ async def main(args: argparse.Namespace) -> None:
     ast_bytes = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     del parsed
-    print(f"4. memory per rule: {(after - before_engine) / args.rules:,.0f} bytes "
-          f"(engine with {args.rules:,} rules, traced by tracemalloc); the parsed rules alone: "
-          f"{ast_bytes / args.rules:,.0f} bytes; ratio {(after - before_engine) / ast_bytes:.1f}")
+    print(
+        f"4. memory per rule: {(after - before_engine) / args.rules:,.0f} bytes "
+        f"(engine with {args.rules:,} rules, traced by tracemalloc); the parsed rules alone: "
+        f"{ast_bytes / args.rules:,.0f} bytes; ratio {(after - before_engine) / ast_bytes:.1f}"
+    )
     print(f"end: {load_average()}")
 
 

@@ -41,13 +41,19 @@ from ioplex_postgres.testing import private_postgres
 ENV = {**os.environ, "IOPLEX_LOAD_PLUGINS": "postgres"}
 
 
-def config(base: Path, dsn: str, batch: int, levels: list[str],
-           prefix: str = "ioplex_") -> dict:
+def config(base: Path, dsn: str, batch: int, levels: list[str], prefix: str = "ioplex_") -> dict:
     return {
         "host": {"name": "bench", "data_dir": str(base / "data")},
         "loggers": {"temps": {"points": ["d.*"], "levels": ["minute"]}},
-        "plugins": {"postgres": {"dsn": dsn, "interval": 0.05, "batch_size": batch,
-                                 "levels": levels, "table_prefix": prefix}},
+        "plugins": {
+            "postgres": {
+                "dsn": dsn,
+                "interval": 0.05,
+                "batch_size": batch,
+                "levels": levels,
+                "table_prefix": prefix,
+            }
+        },
     }
 
 
@@ -65,31 +71,37 @@ async def record(base: Path, samples: int, points: int) -> list[tuple]:
         await host.loggers.flush()
         await host.loggers.consolidate()
         rows = await temps.asamples_after(0, samples + 10)
-    return [(int(s.point[3:]) + 1, s.seq, datetime.fromtimestamp(s.time, UTC), s.value, 0)
-            for s in rows]
+    return [
+        (int(s.point[3:]) + 1, s.seq, datetime.fromtimestamp(s.time, UTC), s.value, 0) for s in rows
+    ]
 
 
 def bare_copy(dsn: str, rows: list[tuple], batch: int, table: str) -> float:
     with psycopg.connect(dsn) as conn:
-        conn.execute(f"CREATE TABLE {table} (series bigint NOT NULL, seq bigint NOT NULL, "
-                     "time timestamptz NOT NULL, value double precision, quality smallint "
-                     "NOT NULL, PRIMARY KEY (series, time, seq))")
+        conn.execute(
+            f"CREATE TABLE {table} (series bigint NOT NULL, seq bigint NOT NULL, "
+            "time timestamptz NOT NULL, value double precision, quality smallint "
+            "NOT NULL, PRIMARY KEY (series, time, seq))"
+        )
         conn.commit()
         began = time.perf_counter()
         for i in range(0, len(rows), batch):
-            with conn.cursor() as cur, cur.copy(
-                    f"COPY {table} (series, seq, time, value, quality) FROM STDIN "
-                    "(FORMAT BINARY)"
-            ) as copy:
+            with (
+                conn.cursor() as cur,
+                cur.copy(
+                    f"COPY {table} (series, seq, time, value, quality) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
                 copy.set_types(["int8", "int8", "timestamptz", "float8", "int2"])
-                for row in rows[i:i + batch]:
+                for row in rows[i : i + batch]:
                     copy.write_row(row)
             conn.commit()
         return time.perf_counter() - began
 
 
-async def ship(base: Path, dsn: str, batch: int, levels: list[str], total: int,
-               prefix: str = "ioplex_") -> float:
+async def ship(
+    base: Path, dsn: str, batch: int, levels: list[str], total: int, prefix: str = "ioplex_"
+) -> float:
     host = ioplex.Host.from_config(config(base, dsn, batch, levels, prefix), environ=ENV)
     host.loggers.flush_interval = host.loggers.consolidate_interval = 3600
     async with host:
@@ -128,15 +140,22 @@ def main() -> None:
         with psycopg.connect(pg.dsn) as conn:
             upserted = conn.execute("SELECT count(*) FROM r0_minute").fetchone()[0]
     ratios = sorted(b / p for b, p in zip(bare, plugin, strict=True))
-    print(f"samples: {n:,} of {args.points} points; transactions of {args.batch:,} rows; "
-          f"{args.rounds} rounds")
+    print(
+        f"samples: {n:,} of {args.points} points; transactions of {args.batch:,} rows; "
+        f"{args.rounds} rounds"
+    )
     print("bare binary COPY:  " + ", ".join(f"{n / t:,.0f}" for t in bare) + " rows/s")
-    print("plugin shipping:   " + ", ".join(f"{n / t:,.0f}" for t in plugin)
-          + " rows/s (from the service's start)")
+    print(
+        "plugin shipping:   "
+        + ", ".join(f"{n / t:,.0f}" for t in plugin)
+        + " rows/s (from the service's start)"
+    )
     print("ratios plugin / bare COPY: " + ", ".join(f"{r:.2f}" for r in ratios))
     print(f"median ratio: {statistics.median(ratios):.2f}  (goal >= 0.5)")
-    print(f"minute intervals:  {upserted:,} rows upserted in {intervals:.2f} s "
-          f"({upserted / intervals:,.0f} rows/s, from the service's start)")
+    print(
+        f"minute intervals:  {upserted:,} rows upserted in {intervals:.2f} s "
+        f"({upserted / intervals:,.0f} rows/s, from the service's start)"
+    )
     sys.stdout.flush()
 
 

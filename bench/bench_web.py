@@ -30,7 +30,7 @@ from pathlib import Path
 import anyio
 import ioplex
 
-CLIENT = textwrap.dedent('''
+CLIENT = textwrap.dedent("""
     import asyncio, json, sys, time
     port, watchers, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     lat, count = [], [0]
@@ -63,16 +63,26 @@ CLIENT = textwrap.dedent('''
         for t in tasks:
             t.cancel()
     asyncio.run(main())
-''')
+""")
 
 
 def config(tmp: Path, points: int) -> dict:
     return {
         "host": {"name": "bench", "data_dir": str(tmp)},
-        "ioservers": {"dummy": {"plugin": "dummy", "options": {
-            "points": {f"p{i:06d}": 0 for i in range(points)}}}},
-        "plugins": {"web": {"enabled": True, "listen": "127.0.0.1:0", "max_watchers": 1000,
-                            "max_connections": 2000}},
+        "ioservers": {
+            "dummy": {
+                "plugin": "dummy",
+                "options": {"points": {f"p{i:06d}": 0 for i in range(points)}},
+            }
+        },
+        "plugins": {
+            "web": {
+                "enabled": True,
+                "listen": "127.0.0.1:0",
+                "max_watchers": 1000,
+                "max_connections": 2000,
+            }
+        },
     }
 
 
@@ -98,7 +108,8 @@ async def fanout(args: argparse.Namespace) -> None:
             port = await wait_port(Path(tmp))
             io = host.ioservers["dummy"]
             proc = await anyio.open_process(
-                [sys.executable, "-c", CLIENT, str(port), str(args.watchers), str(args.seconds)])
+                [sys.executable, "-c", CLIENT, str(port), str(args.watchers), str(args.seconds)]
+            )
             assert proc.stdout is not None
             buf = b""
             while b"ready" not in buf:
@@ -136,16 +147,26 @@ async def fanout(args: argparse.Namespace) -> None:
             await proc.wait()
             result = json.loads(buf.split(b"ready", 1)[1].strip().splitlines()[-1])
             rate = n / elapsed
-            print(f"SSE fan-out: {args.watchers} watchers of '*', {rate:,.0f} changes/s for "
-                  f"{elapsed:.1f} s (host CPU {cpu / elapsed:.0%} of one core)")
-            print(f"  delivered: {result['count'] / elapsed:,.0f} events/s in all "
-                  f"({result['count'] / max(1, n * args.watchers):.1%} of the changes x watchers)")
+            print(
+                f"SSE fan-out: {args.watchers} watchers of '*', {rate:,.0f} changes/s for "
+                f"{elapsed:.1f} s (host CPU {cpu / elapsed:.0%} of one core)"
+            )
+            print(
+                f"  delivered: {result['count'] / elapsed:,.0f} events/s in all "
+                f"({result['count'] / max(1, n * args.watchers):.1%} of the changes x watchers)"
+            )
             lat = result["lat"]
-            print(f"  change -> SSE line latency: p50 {pct(lat, .5) * 1000:.1f} ms, "
-                  f"p99 {pct(lat, .99) * 1000:.1f} ms ({len(lat)} samples)")
-            print(f"  baseline, registry subscriber in the host's loop: p50 "
-                  f"{pct(base_lat, .5) * 1000:.2f} ms, p99 {pct(base_lat, .99) * 1000:.2f} ms")
-            print(f"  ratio p99 SSE / p99 registry: {pct(lat, .99) / max(pct(base_lat, .99), 1e-6):.1f}x")
+            print(
+                f"  change -> SSE line latency: p50 {pct(lat, 0.5) * 1000:.1f} ms, "
+                f"p99 {pct(lat, 0.99) * 1000:.1f} ms ({len(lat)} samples)"
+            )
+            print(
+                f"  baseline, registry subscriber in the host's loop: p50 "
+                f"{pct(base_lat, 0.5) * 1000:.2f} ms, p99 {pct(base_lat, 0.99) * 1000:.2f} ms"
+            )
+            print(
+                f"  ratio p99 SSE / p99 registry: {pct(lat, 0.99) / max(pct(base_lat, 0.99), 1e-6):.1f}x"
+            )
 
 
 async def ttfb(args: argparse.Namespace) -> None:
@@ -154,14 +175,18 @@ async def ttfb(args: argparse.Namespace) -> None:
         host = ioplex.Host.from_config(config(Path(tmp), args.points), freeze_gc=False)
         async with host:
             port = await wait_port(Path(tmp))
-            print(f"points list: {len(host.points):,} points (host up in "
-                  f"{time.perf_counter() - t0:.1f} s)")
+            print(
+                f"points list: {len(host.points):,} points (host up in "
+                f"{time.perf_counter() - t0:.1f} s)"
+            )
 
             def first_byte(query: str) -> float:
                 with socket.create_connection(("127.0.0.1", port)) as s:
                     start = time.perf_counter()
-                    s.sendall(f"GET /api/v1/points?{query} HTTP/1.1\r\nhost: x\r\n"
-                              "connection: close\r\n\r\n".encode())
+                    s.sendall(
+                        f"GET /api/v1/points?{query} HTTP/1.1\r\nhost: x\r\n"
+                        "connection: close\r\n\r\n".encode()
+                    )
                     s.recv(1)
                     t = time.perf_counter() - start
                     while s.recv(1 << 16):
@@ -170,14 +195,20 @@ async def ttfb(args: argparse.Namespace) -> None:
 
             cold = await anyio.to_thread.run_sync(first_byte, "limit=1000")
             warm = [await anyio.to_thread.run_sync(first_byte, "limit=1000") for _ in range(20)]
-            deep = [await anyio.to_thread.run_sync(first_byte, "limit=1000&offset=99000")
-                    for _ in range(5)]
-            glob = [await anyio.to_thread.run_sync(first_byte, "limit=1000&pattern=dummy.p09*")
-                    for _ in range(5)]
-            print(f"  TTFB page of 1,000: first {cold * 1000:.1f} ms, then median "
-                  f"{statistics.median(warm) * 1000:.1f} ms (goal <= 200 ms); last page "
-                  f"{statistics.median(deep) * 1000:.1f} ms; glob filter "
-                  f"{statistics.median(glob) * 1000:.1f} ms")
+            deep = [
+                await anyio.to_thread.run_sync(first_byte, "limit=1000&offset=99000")
+                for _ in range(5)
+            ]
+            glob = [
+                await anyio.to_thread.run_sync(first_byte, "limit=1000&pattern=dummy.p09*")
+                for _ in range(5)
+            ]
+            print(
+                f"  TTFB page of 1,000: first {cold * 1000:.1f} ms, then median "
+                f"{statistics.median(warm) * 1000:.1f} ms (goal <= 200 ms); last page "
+                f"{statistics.median(deep) * 1000:.1f} ms; glob filter "
+                f"{statistics.median(glob) * 1000:.1f} ms"
+            )
 
 
 async def idle(args: argparse.Namespace) -> None:
@@ -194,7 +225,8 @@ async def idle(args: argparse.Namespace) -> None:
             await anyio.sleep(5)
             none = cpu() - c0
             proc = await anyio.open_process(
-                [sys.executable, "-c", CLIENT, str(port), str(args.watchers), "18"])
+                [sys.executable, "-c", CLIENT, str(port), str(args.watchers), "18"]
+            )
             assert proc.stdout is not None
             await proc.stdout.receive()
             await anyio.sleep(5)  # every watcher has had its snapshot (1,000 points each)
@@ -203,9 +235,11 @@ async def idle(args: argparse.Namespace) -> None:
             some = cpu() - c0
             proc.terminate()
             await proc.wait()
-            print(f"idle watchers: host CPU over 5 s: {none * 200:.2f}% of a core with none, "
-                  f"{some * 200:.2f}% with {args.watchers} idle watchers "
-                  f"(+{(some - none) * 200:.2f}%)")
+            print(
+                f"idle watchers: host CPU over 5 s: {none * 200:.2f}% of a core with none, "
+                f"{some * 200:.2f}% with {args.watchers} idle watchers "
+                f"(+{(some - none) * 200:.2f}%)"
+            )
 
 
 def main() -> None:

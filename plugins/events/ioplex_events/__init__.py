@@ -40,8 +40,7 @@ def check_config(settings: dict[str, Any], base_dir: Path) -> list[ioplex.Proble
     problems = []
     for pattern in settings["files"]:
         if not find_files([pattern], base_dir):
-            problems.append(ioplex.Problem("plugins.events.files",
-                                           f"{pattern!r} matches no file"))
+            problems.append(ioplex.Problem("plugins.events.files", f"{pattern!r} matches no file"))
     for path in find_files(settings["files"], base_dir):
         try:
             read_rules(path, base_dir)

@@ -50,15 +50,23 @@ def _site(config: Path) -> tuple[list[str], Path, Context]:
         data = tomllib.loads(config.read_text(encoding="utf-8"))
         h = data.get("host", {})
         files = data.get("plugins", {}).get("events", {}).get("files", [])
-        return files, config.resolve().parent, Context(
-            instances=set(data.get("ioservers", {})),
-            has_site=h.get("latitude") is not None and h.get("longitude") is not None,
+        return (
+            files,
+            config.resolve().parent,
+            Context(
+                instances=set(data.get("ioservers", {})),
+                has_site=h.get("latitude") is not None and h.get("longitude") is not None,
+            ),
         )
     settings = host.config.plugins.get("events") or {"files": []}
     hs = host.config.host
-    return settings["files"], host.config.base_dir, Context(
-        instances=set(host.config.ioservers),
-        has_site=hs.latitude is not None and hs.longitude is not None,
+    return (
+        settings["files"],
+        host.config.base_dir,
+        Context(
+            instances=set(host.config.ioservers),
+            has_site=hs.latitude is not None and hs.longitude is not None,
+        ),
     )
 
 

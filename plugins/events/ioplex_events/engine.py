@@ -136,8 +136,9 @@ class Trace:
 
     __slots__ = ("_outcomes", "_texts", "_trigger", "status")
 
-    def __init__(self, trigger: Trigger, texts: tuple[str, ...], outcomes: list[str] | None,
-                 status: str) -> None:
+    def __init__(
+        self, trigger: Trigger, texts: tuple[str, ...], outcomes: list[str] | None, status: str
+    ) -> None:
         self._trigger = trigger
         self._texts = texts
         self._outcomes = outcomes
@@ -148,8 +149,7 @@ class Trace:
         """``[action text, result]`` of each action run."""
         if self._outcomes is None:
             return [[text, "ok"] for text in self._texts]
-        return [[text, outcome] for text, outcome in zip(self._texts, self._outcomes,
-                                                          strict=False)]
+        return [[text, outcome] for text, outcome in zip(self._texts, self._outcomes, strict=False)]
 
     def __getitem__(self, key: str) -> Any:
         if key == "trigger":
@@ -159,8 +159,11 @@ class Trace:
         raise KeyError(key)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"trigger": describe_trigger(self._trigger), "actions": self.actions,
-                "status": self.status}
+        return {
+            "trigger": describe_trigger(self._trigger),
+            "actions": self.actions,
+            "status": self.status,
+        }
 
 
 @dataclass(slots=True)
@@ -271,9 +274,10 @@ class Engine:
                 kept = "keeps its previous rules" if path in self.files else "is not loaded"
                 log.error(
                     "events: %s has %d problem(s) and %s:\n%s",
-                    path, len(exc.diagnostics), kept, "\n".join(
-                        f"  {d}" for d in exc.diagnostics[:100]
-                    ),
+                    path,
+                    len(exc.diagnostics),
+                    kept,
+                    "\n".join(f"  {d}" for d in exc.diagnostics[:100]),
                 )
                 continue
             self.errors.pop(path, None)
@@ -306,8 +310,9 @@ class Engine:
                     index.setdefault(key, []).append(c)
                 for atom in s.atoms(c.rule.event):
                     if isinstance(atom, s.TimeEvent):
-                        schedules.setdefault(atom.key, self.schedules.get(atom.key)
-                                             or Schedule(atom))
+                        schedules.setdefault(
+                            atom.key, self.schedules.get(atom.key) or Schedule(atom)
+                        )
                     elif isinstance(atom, s.SunEvent):
                         offsets.add(self._offsets(atom))
         # Events queued for the old index are delivered with it before the swap.
@@ -378,9 +383,12 @@ class Engine:
         transient = [False]
         fn = self._compile(rule.event, keys, transient)
         return Compiled(
-            rule, fn, tuple(keys), transient[0],
+            rule,
+            fn,
+            tuple(keys),
+            transient[0],
             id=rule.id or f"{rule.file}:{rule.line}",
-            texts=tuple(rule.text[a.start:a.end] for a in rule.actions),
+            texts=tuple(rule.text[a.start : a.end] for a in rule.actions),
         )
 
     def _value_fn(self, node: s.Value, keys: set) -> Callable[[], Any]:
@@ -567,7 +575,7 @@ class Engine:
     # -- firing ------------------------------------------------------------------------------
     def fire(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple) -> None:
         depth += 1
-        chain = (*chain[-(self.runaway_depth + 1):], c.id) if chain else (c.id,)
+        chain = (*chain[-(self.runaway_depth + 1) :], c.id) if chain else (c.id,)
         if depth > self.runaway_depth:
             self._runaway(c, chain)
             return
@@ -610,8 +618,14 @@ class Engine:
 
     def _skip(self, c: Compiled, firing: Firing, why: str) -> None:
         c.skipped += 1
-        self.rlog.warning(f"skip {c.id}", "events: %s (%s) not run: %s (%d skipped so far)",
-                          c.id, c.rule.text, why, c.skipped)
+        self.rlog.warning(
+            f"skip {c.id}",
+            "events: %s (%s) not run: %s (%d skipped so far)",
+            c.id,
+            c.rule.text,
+            why,
+            c.skipped,
+        )
         self._trace(c, firing, [], f"skipped: {why}")
 
     def _runaway(self, c: Compiled, chain: tuple) -> None:
@@ -655,7 +669,10 @@ class Engine:
                 outcomes[n] = f"error: {message}"
                 self.rlog.error(
                     f"action {c.id}:{action.start}",
-                    "events: %s: %s failed: %s", c.rule.where(action), c.texts[n], message,
+                    "events: %s: %s failed: %s",
+                    c.rule.where(action),
+                    c.texts[n],
+                    message,
                 )
         self._trace(c, firing, outcomes, "done")
         if c.point is not None:
@@ -687,7 +704,10 @@ class Engine:
                             outcomes.append(f"error: {message}")
                             self.rlog.error(
                                 f"action {c.id}:{action.start}",
-                                "events: %s: %s failed: %s", c.rule.where(action), text, message,
+                                "events: %s: %s failed: %s",
+                                c.rule.where(action),
+                                text,
+                                message,
                             )
                 finally:
                     c.scopes.discard(scope)
@@ -703,8 +723,7 @@ class Engine:
             if c.waiting and c.disabled is None:
                 self._start(c.waiting.popleft())
 
-    def _trace(self, c: Compiled, firing: Firing, outcomes: list[str] | None,
-               status: str) -> None:
+    def _trace(self, c: Compiled, firing: Firing, outcomes: list[str] | None, status: str) -> None:
         """Keep a firing's trace: `outcomes` as in `Trace`, [] if no action ran."""
         if not c.traces:
             c.traces = deque(maxlen=self.trace_size)
@@ -831,8 +850,13 @@ class Engine:
             log.info("events: TIME %s of %s missed %s: fired now", sched.key, missed[1], why)
             self._fire_schedule(sched, missed[1])
         else:
-            log.warning("events: TIME %s of %s missed %s, %.0f s ago (more than catch_up): "
-                        "not fired", sched.key, missed[1], why, now - missed[0])
+            log.warning(
+                "events: TIME %s of %s missed %s, %.0f s ago (more than catch_up): not fired",
+                sched.key,
+                missed[1],
+                why,
+                now - missed[0],
+            )
             sched.last_key = missed[1]
 
     def _run_schedules(self, now: float) -> float:
@@ -850,8 +874,7 @@ class Engine:
     def clock_jumped(self, before: float, now: float) -> None:
         """The wall clock moved from `before` to `now` other than by time passing: re-plan
         every schedule; fire once each time jumped over (forward, up to `catch_up`)."""
-        log.warning("events: the clock jumped by %+.1f s; re-planning every schedule",
-                    now - before)
+        log.warning("events: the clock jumped by %+.1f s; re-planning every schedule", now - before)
         for sched in self.schedules.values():
             if now > before:
                 self._catch_up(sched, before, now, "by the jump")
@@ -923,8 +946,11 @@ class Engine:
             if sub is not self.subs[ns]:
                 continue
             if sub.dropped:
-                self.rlog.warning(f"dropped {ns}", "events: %d changes dropped so far: the "
-                                  "engine fell behind", sub.dropped)
+                self.rlog.warning(
+                    f"dropped {ns}",
+                    "events: %d changes dropped so far: the engine fell behind",
+                    sub.dropped,
+                )
             named = self.named[ns]  # (a server subscribed to whole brings other points too)
             for event in sub.drain():
                 if event[0] in named:
@@ -940,8 +966,7 @@ class Engine:
             if abs(now - expected) > JUMP_TOLERANCE:
                 self.clock_jumped(expected, now)
             last_wall, last_mono = now, mono
-            delay = min(1.0, self._run_schedules(now), self._expire_timers(),
-                        self._update_sun())
+            delay = min(1.0, self._run_schedules(now), self._expire_timers(), self._update_sun())
             self.wake = anyio.Event()
             with anyio.move_on_after(max(0.0, delay)):
                 await self.wake.wait()
@@ -952,12 +977,15 @@ class Engine:
             dropped = self.dropped_traces
             rows = self._unstored_rows(MAX_TRACES_STORED)
             if self.dropped_traces > dropped:
-                self.rlog.warning("traces dropped", "events: %d traces not stored so far (rules "
-                                  "fired more than trace_size times a second)",
-                                  self.dropped_traces)
+                self.rlog.warning(
+                    "traces dropped",
+                    "events: %d traces not stored so far (rules "
+                    "fired more than trace_size times a second)",
+                    self.dropped_traces,
+                )
             encoded: list[tuple[str, str, float, str]] = []
             for n in range(0, len(rows), TRACE_SLICE):
-                encoded += _encode(rows[n:n + TRACE_SLICE])
+                encoded += _encode(rows[n : n + TRACE_SLICE])
                 await anyio.lowlevel.checkpoint()
             if encoded:  # written in a worker thread: the event loop never waits on the disk
                 await anyio.to_thread.run_sync(self._store_traces, encoded)
@@ -974,7 +1002,7 @@ class Engine:
                 self.dropped_traces += count - kept
                 count = kept
             text = c.rule.text
-            rows.extend((c.id, text, at, trace) for at, trace in list(c.traces)[kept - count:])
+            rows.extend((c.id, text, at, trace) for at, trace in list(c.traces)[kept - count :])
         return rows
 
     def flush_traces(self) -> None:
@@ -1008,8 +1036,14 @@ class Engine:
             return any(fnmatch.fnmatch(path, p) for p in patterns)
 
         # rust_timeout bounds how long the watcher's thread takes to notice the host stop.
-        async for _changes in awatch(*watched, watch_filter=rules_file, debounce=200, step=50,
-                                     recursive=True, rust_timeout=500):
+        async for _changes in awatch(
+            *watched,
+            watch_filter=rules_file,
+            debounce=200,
+            step=50,
+            recursive=True,
+            rust_timeout=500,
+        ):
             await self.reload()
 
 

@@ -28,17 +28,39 @@ _DATES = re.compile(r"\d{4}(-\d{4})?\b")
 _DAY = "(MON|TUE|WED|THU|FRI|SAT|SUN)"
 _WEEKDAYS = re.compile(rf"{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*\b", re.IGNORECASE)
 _OFFSET = re.compile(r"[+-]\d+\b")
-_ENDS_WORD = frozenset(" \t\f\r#()=<>!,:\"")
+_ENDS_WORD = frozenset(' \t\f\r#()=<>!,:"')
 """What may follow a keyword or bare word for the fast path to be sure of its reading."""
 _ENDS_VALUE = frozenset(" \t\f\r#),:")
 
 _KEYWORD_TYPES = {
-    "AND": "AND", "OR": "OR", "NOT": "NOT", "IO": "IO", "UI": "UI", "USER": "USER",
-    "UISET": "UISET", "TIME": "TIME", "DATE": "DATE", "DAY": "DAY", "NIGHT": "NIGHT",
-    "START": "START", "HSYCOSTART": "START", "INIT": "INIT", "TIMER": "TIMER",
-    "PROGRAMTIMER": "TIMER", "VSCP": "VSCP", "FILTER": "FILTER", "MASK": "MASK",
-    "SEND": "SEND", "LOG": "LOG", "SET": "TIMEROP", "RESET": "TIMEROP", "REPEAT": "TIMEROP",
-    "CLEAR": "CLEAR", "TRUE": "TRUE", "FALSE": "FALSE", "NULL": "NULL",
+    "AND": "AND",
+    "OR": "OR",
+    "NOT": "NOT",
+    "IO": "IO",
+    "UI": "UI",
+    "USER": "USER",
+    "UISET": "UISET",
+    "TIME": "TIME",
+    "DATE": "DATE",
+    "DAY": "DAY",
+    "NIGHT": "NIGHT",
+    "START": "START",
+    "HSYCOSTART": "START",
+    "INIT": "INIT",
+    "TIMER": "TIMER",
+    "PROGRAMTIMER": "TIMER",
+    "VSCP": "VSCP",
+    "FILTER": "FILTER",
+    "MASK": "MASK",
+    "SEND": "SEND",
+    "LOG": "LOG",
+    "SET": "TIMEROP",
+    "RESET": "TIMEROP",
+    "REPEAT": "TIMEROP",
+    "CLEAR": "CLEAR",
+    "TRUE": "TRUE",
+    "FALSE": "FALSE",
+    "NULL": "NULL",
 }
 
 
@@ -101,13 +123,13 @@ class _Parser:
     def peek(self) -> str:
         """The next character after blanks and a comment ("" at the end)."""
         text, pos = self.text, self.pos
-        c = text[pos:pos + 1]
+        c = text[pos : pos + 1]
         if c == " ":  # the usual single blank, without a regex
             pos = self.pos = pos + 1
-            c = text[pos:pos + 1]
+            c = text[pos : pos + 1]
         if c and c in " \t\f\r#":
             pos = self.pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-            c = text[pos:pos + 1]
+            c = text[pos : pos + 1]
         return c
 
     def keyword(self) -> tuple[str | None, int]:
@@ -142,7 +164,7 @@ class _Parser:
         return start, self.pos
 
     def eq(self) -> None:
-        if self.peek() != "=" or self.text[self.pos + 1:self.pos + 2] == "=":
+        if self.peek() != "=" or self.text[self.pos + 1 : self.pos + 2] == "=":
             raise _Decline
         self.pos += 1
 
@@ -150,7 +172,7 @@ class _Parser:
         start, end = self.take(_STRING)
         if _NO_ESCAPES.fullmatch(self.text, start, end) is None:
             raise _Decline  # escapes: lark's path reads them (and reports bad ones)
-        return start, end, self.text[start + 1:end - 1]
+        return start, end, self.text[start + 1 : end - 1]
 
     # -- names and values ------------------------------------------------------------------
     def name(self, ui: bool = False) -> tuple[int, int, str]:
@@ -162,7 +184,7 @@ class _Parser:
             return start, end, text
         if ui and c == "$":
             start, end = self.take(_VAR)
-            if self.text[end:end + 1] not in ("", " ", "\t", "=", ",", ":"):
+            if self.text[end : end + 1] not in ("", " ", "\t", "=", ",", ":"):
                 raise _Decline  # NAME would read on (lark's lexer picks by priority)
         else:
             start, end = self.take(_NAME)
@@ -257,16 +279,22 @@ class _Parser:
                 a, b = self.take(_OP)
                 op, value = self.text[a:b], self.value()
             if kind == "USER":
-                return s.PointEvent(start, value.end if value is not None else end, "ui", name,
-                                    None, value, user=True)
-            return s.PointEvent(start, value.end if value is not None else end, ns, name, op,
-                                value)
+                return s.PointEvent(
+                    start,
+                    value.end if value is not None else end,
+                    "ui",
+                    name,
+                    None,
+                    value,
+                    user=True,
+                )
+            return s.PointEvent(start, value.end if value is not None else end, ns, name, op, value)
         if kind == "TIME":
             if self.peek() == "=":
                 self.eq()
             a, end = self.take(_TIMEVAL)
-            hour, minute = int(self.text[a:a + 2]), int(self.text[a + 2:a + 4])
-            second = int(self.text[a + 4:end]) if end - a == 6 else 0
+            hour, minute = int(self.text[a : a + 2]), int(self.text[a + 2 : a + 4])
+            second = int(self.text[a + 4 : end]) if end - a == 6 else 0
             if hour > 23 or minute > 59 or second > 59:
                 raise _Decline
             days = dates = None
@@ -325,7 +353,7 @@ class _Parser:
                 return s.TimerAction(start, end, name, "clear", 0.0)
             if op != "TIMEROP":
                 raise _Decline
-            word = self.text[self.pos:end].lower()
+            word = self.text[self.pos : end].lower()
             self.pos = end
             a, end = self.take(_NUMBER)
             seconds = _number(self.text[a:end])

@@ -26,9 +26,34 @@ from . import syntax as s
 from .fastparse import parse_fast
 
 KEYWORDS = (
-    "AND", "OR", "NOT", "IO", "UI", "USER", "UISET", "TIME", "DATE", "DAY", "NIGHT", "START",
-    "HSYCOSTART", "INIT", "TIMER", "PROGRAMTIMER", "VSCP", "FILTER", "MASK", "SEND", "LOG",
-    "SET", "RESET", "REPEAT", "CLEAR", "TRUE", "FALSE", "NULL",
+    "AND",
+    "OR",
+    "NOT",
+    "IO",
+    "UI",
+    "USER",
+    "UISET",
+    "TIME",
+    "DATE",
+    "DAY",
+    "NIGHT",
+    "START",
+    "HSYCOSTART",
+    "INIT",
+    "TIMER",
+    "PROGRAMTIMER",
+    "VSCP",
+    "FILTER",
+    "MASK",
+    "SEND",
+    "LOG",
+    "SET",
+    "RESET",
+    "REPEAT",
+    "CLEAR",
+    "TRUE",
+    "FALSE",
+    "NULL",
 )
 """Every keyword of the language (case-insensitive), for did-you-mean hints."""
 
@@ -284,13 +309,21 @@ class _Build(lark.Transformer):
         typ = self._vscp_number(items[2], 0xFFFF, "type")
         guid = self._guid(items[3] if len(items) > 3 else None)
         filt = (0, cls or 0, typ or 0, guid or bytes(16))
-        mask = (0, 0xFFFF if cls is not None else 0, 0xFFFF if typ is not None else 0,
-                bytes([0xFF] * 16) if guid is not None else bytes(16))
+        mask = (
+            0,
+            0xFFFF if cls is not None else 0,
+            0xFFFF if typ is not None else 0,
+            bytes([0xFF] * 16) if guid is not None else bytes(16),
+        )
         return s.VscpEvent(*_span(*items), filt, mask)
 
     def _fields(self, tokens: list[Token]) -> tuple[int, int, int, bytes]:
-        values = [self._vscp_number(t, lim, what) or 0 for t, lim, what in
-                  zip(tokens[:3], (7, 0xFFFF, 0xFFFF), ("priority", "class", "type"), strict=True)]
+        values = [
+            self._vscp_number(t, lim, what) or 0
+            for t, lim, what in zip(
+                tokens[:3], (7, 0xFFFF, 0xFFFF), ("priority", "class", "type"), strict=True
+            )
+        ]
         guid = self._guid(tokens[3] if len(tokens) > 3 else None) or bytes(16)
         return values[0], values[1], values[2], guid
 
@@ -321,8 +354,10 @@ class _Build(lark.Transformer):
     def timer_action(self, items: list[Token]) -> s.TimerAction:
         seconds = _number(items[4])
         if not 0 < seconds <= MAX_TIMER_SECONDS:
-            raise _LineError(items[4].start_pos + 1,
-                             f"a timer runs for more than 0 and at most {MAX_TIMER_SECONDS} s")
+            raise _LineError(
+                items[4].start_pos + 1,
+                f"a timer runs for more than 0 and at most {MAX_TIMER_SECONDS} s",
+            )
         return s.TimerAction(*_span(*items), str(items[1]), str(items[3]).lower(), float(seconds))
 
     def timer_clear(self, items: list[Token]) -> s.TimerAction:
@@ -366,7 +401,9 @@ def _syntax_message(exc: LarkError, text: str) -> tuple[int, str]:
         token = exc.token
         column = token.column if isinstance(token.column, int) else len(text) + 1
         if token.type == "$END":
-            return len(text) + 1, f"the rule ends early; expected {_describe_expected(exc.expected)}"
+            return len(
+                text
+            ) + 1, f"the rule ends early; expected {_describe_expected(exc.expected)}"
         word = str(token)
         if re.fullmatch(r"[A-Za-z]+", word) and word.upper() not in KEYWORDS:
             close = difflib.get_close_matches(word.upper(), KEYWORDS, n=1, cutoff=0.6)
@@ -380,7 +417,7 @@ def _syntax_message(exc: LarkError, text: str) -> tuple[int, str]:
     if isinstance(exc, UnexpectedCharacters):
         column = exc.column if isinstance(exc.column, int) else 1
         char = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
-        rest = re.match(r"[A-Za-z]+", text[exc.pos_in_stream:])
+        rest = re.match(r"[A-Za-z]+", text[exc.pos_in_stream :])
         if rest and rest.group().upper() not in KEYWORDS:
             close = difflib.get_close_matches(rest.group().upper(), KEYWORDS, n=1, cutoff=0.6)
             if close:
@@ -459,8 +496,9 @@ def _join(parts: list[tuple[int, str]]) -> tuple[int, str, list[tuple[int, int]]
     return parts[0][0], " ".join(texts), offsets
 
 
-def parse_lines(text: str, file: str = "<rules>", *, fast: bool = True
-                ) -> tuple[list[s.Rule], list[Diagnostic]]:
+def parse_lines(
+    text: str, file: str = "<rules>", *, fast: bool = True
+) -> tuple[list[s.Rule], list[Diagnostic]]:
     """The rules of the lines that parse, and the problems of those that do not."""
     rules: list[s.Rule] = []
     problems: list[Diagnostic] = []

@@ -92,7 +92,7 @@ def _point_problem(name: str, ctx: Context) -> str | None:
     msg = f"unknown point {name!r}: there is no I/O server {instance!r}"
     close = difflib.get_close_matches(instance, list(ctx.instances), n=1)
     if close:
-        msg += f"; did you mean {close[0] + name[len(instance):]!r}?"
+        msg += f"; did you mean {close[0] + name[len(instance) :]!r}?"
     elif ctx.points is not None and len(ctx.points) <= 20000:
         near = difflib.get_close_matches(name, list(ctx.points), n=1)
         if near:
@@ -124,8 +124,10 @@ def check_rule(rule: s.Rule, ctx: Context) -> list[Diagnostic]:
                 if isinstance(atom.value, s.EventRef):
                     add(atom.value, "%event is only known in actions")
         elif isinstance(atom, s.SunEvent) and not ctx.has_site:
-            add(atom, f"{atom.kind.upper()} needs the site's position: set [host] latitude "
-                      "and longitude")
+            add(
+                atom,
+                f"{atom.kind.upper()} needs the site's position: set [host] latitude and longitude",
+            )
     vscp_trigger = any(isinstance(a, s.VscpEvent) for a in s.atoms(rule.event))
     for action in rule.actions:
         for value in s.values(action):

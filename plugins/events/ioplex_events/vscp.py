@@ -50,8 +50,12 @@ def event_line(event: Any) -> str:
     if callable(line):
         return str(line())
     fields = [
-        str(getattr(event, "head", 0)), str(event.vscp_class), str(event.vscp_type),
-        str(getattr(event, "obid", 0)), "", str(getattr(event, "timestamp", 0)),
+        str(getattr(event, "head", 0)),
+        str(event.vscp_class),
+        str(event.vscp_type),
+        str(getattr(event, "obid", 0)),
+        "",
+        str(getattr(event, "timestamp", 0)),
         format_guid(event.guid),
     ]
     fields += [f"0x{b:02X}" for b in event.data]

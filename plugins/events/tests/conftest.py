@@ -21,27 +21,37 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_config(tmp_path: Path, rules: str, points: dict[str, Any] | None = None,
-                **settings: Any) -> dict[str, Any]:
+def make_config(
+    tmp_path: Path, rules: str, points: dict[str, Any] | None = None, **settings: Any
+) -> dict[str, Any]:
     (tmp_path / "events").mkdir(exist_ok=True)
     (tmp_path / "events" / "main.txt").write_text(rules)
     return {
-        "host": {"data_dir": str(tmp_path / "data"), "clock": "virtual",
-                 **settings.pop("host", {})},
+        "host": {
+            "data_dir": str(tmp_path / "data"),
+            "clock": "virtual",
+            **settings.pop("host", {}),
+        },
         "ioservers": {
-            "d": {"plugin": "dummy", "options": {"points": points or {
-                "a": 0, "b": 0, "c": 0, "light": False, "text": "", "t": 20.5}}},
+            "d": {
+                "plugin": "dummy",
+                "options": {
+                    "points": points
+                    or {"a": 0, "b": 0, "c": 0, "light": False, "text": "", "t": 20.5}
+                },
+            },
             **settings.pop("ioservers", {}),
         },
-        "plugins": {"events": {"files": [str(tmp_path / "events" / "*.txt")], "watch": False,
-                               **settings}},
+        "plugins": {
+            "events": {"files": [str(tmp_path / "events" / "*.txt")], "watch": False, **settings}
+        },
     }
 
 
 @asynccontextmanager
-async def running(config: dict[str, Any],
-                  environ: dict[str, str] | None = None,
-                  clock_at: float | None = None) -> AsyncIterator[tuple[Any, Engine]]:
+async def running(
+    config: dict[str, Any], environ: dict[str, str] | None = None, clock_at: float | None = None
+) -> AsyncIterator[tuple[Any, Engine]]:
     """A started host and its engine, once the rules are loaded; `clock_at` sets the
     host's virtual clock before it starts."""
     host = ioplex.Host.from_config(config, environ=environ or ONLY_EVENTS)

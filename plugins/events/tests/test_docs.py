@@ -33,9 +33,17 @@ def test_example_rules_parse():
 
 def test_event_forms_in_the_table_parse():
     text = README.read_text()
-    section = text[text.index("### Events"):text.index("### Actions")]
-    placeholders = {"p,c,t[,guid]": "0,10,6", "name": "x.y", "hhmmss": "073015", "hhmm": "0730", "value": "1",
-                    "class": "10", "type": "6", "[,guid]": ""}
+    section = text[text.index("### Events") : text.index("### Actions")]
+    placeholders = {
+        "p,c,t[,guid]": "0,10,6",
+        "name": "x.y",
+        "hhmmss": "073015",
+        "hhmm": "0730",
+        "value": "1",
+        "class": "10",
+        "type": "6",
+        "[,guid]": "",
+    }
     cells = re.findall(r"^\| (`.+?) \| (?:transient|condition|as)", section, re.MULTILINE)
     forms = [f for cell in cells for f in re.findall(r"`([^`]+)`", cell) if f[0].isalpha()]
     assert len(forms) >= 20

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_transient_and_condition_rules(tmp_path):
     rules = (
-        "IO d.a : IO d.b = IO d.a\n"
-        "IO d.c > 5 : IO d.text = \"hot\"\n"
-        "IO d.c <= 5 : IO d.text = cold\n"
+        'IO d.a : IO d.b = IO d.a\nIO d.c > 5 : IO d.text = "hot"\nIO d.c <= 5 : IO d.text = cold\n'
     )
     async with running(make_config(tmp_path, rules)) as (host, _engine):
         await host.write("d.a", 7)
@@ -74,7 +72,7 @@ async def test_quality_gating(tmp_path):
 
 
 async def test_failed_action_does_not_stop_the_others(tmp_path, caplog):
-    rules = "IO d.a : IO d.light = IO d.text, IO d.b = 5, LOG = \"done\"\n"
+    rules = 'IO d.a : IO d.light = IO d.text, IO d.b = 5, LOG = "done"\n'
     async with running(make_config(tmp_path, rules)) as (host, engine):
         await host.write("d.text", "maybe")
         await host.write("d.a", 3)
@@ -144,8 +142,13 @@ async def test_rule_points_and_traces_cli(tmp_path):
     import sys
 
     def ioplex(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "ioplex", *args], capture_output=True,
-                              text=True, timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "ioplex", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     rules = "IO d.a : IO d.b = 1\n"
     config = make_config(tmp_path, rules)
@@ -158,7 +161,7 @@ async def test_rule_points_and_traces_cli(tmp_path):
     toml = tmp_path / "site.toml"
     toml.write_text(
         f'[host]\ndata_dir = "{tmp_path / "data"}"\n[ioservers.d]\nplugin = "dummy"\n'
-        f'[ioservers.d.options.points]\na = 0\nb = 0\n'
+        f"[ioservers.d.options.points]\na = 0\nb = 0\n"
         f'[plugins.events]\nfiles = ["events/*.txt"]\n'
     )
     result = ioplex("events", "trace", str(toml))

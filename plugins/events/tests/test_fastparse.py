@@ -19,8 +19,7 @@ ROOT = HERE.parents[2]
 
 def both(text: str) -> tuple[str, str]:
     """repr of what each path gives for a file's text (repr: 1, 1.0 and True differ)."""
-    return repr(parse_lines(text, "f.txt", fast=True)), repr(parse_lines(text, "f.txt",
-                                                                      fast=False))
+    return repr(parse_lines(text, "f.txt", fast=True)), repr(parse_lines(text, "f.txt", fast=False))
 
 
 def agree_line(line: str) -> bool:
@@ -66,9 +65,16 @@ def test_agree_on_every_test_file_example_and_benchmark_rule():
 
 def test_fast_path_declines_what_it_leaves_to_lark():
     assert parse_fast("IO a.b : LOG = 1") is not None
-    for line in ('IO a.b : LOG = "a\\"b"', "VSCP 10,6 : LOG = %event", "IO a.b : LOG = ",
-                 "TIME 2460 : LOG = 1", "IO.x : LOG = 1", "IO a.b = true.x : LOG = 1",
-                 'UISET "$a$b" = 1', "IO a.b : IO c.d = 99999999999999999999"):
+    for line in (
+        'IO a.b : LOG = "a\\"b"',
+        "VSCP 10,6 : LOG = %event",
+        "IO a.b : LOG = ",
+        "TIME 2460 : LOG = 1",
+        "IO.x : LOG = 1",
+        "IO a.b = true.x : LOG = 1",
+        'UISET "$a$b" = 1',
+        "IO a.b : IO c.d = 99999999999999999999",
+    ):
         assert parse_fast(line) is None, line
         agree_line(line)
 
@@ -79,16 +85,51 @@ def cased(word: str) -> st.SearchStrategy[str]:
 
 
 BLANK = st.sampled_from([" ", "  ", "\t", " \t "])
-NAMES = st.sampled_from(["a.b", "k.33", "vscp.FF:EE:01.temp.0", "d.light", "x", "ssh.exec",
-                         "a.b-c_d", "io.x", "$v", "a.b$c", "AND.x", "é.ü", "a.b*", "1.2"])
+NAMES = st.sampled_from(
+    [
+        "a.b",
+        "k.33",
+        "vscp.FF:EE:01.temp.0",
+        "d.light",
+        "x",
+        "ssh.exec",
+        "a.b-c_d",
+        "io.x",
+        "$v",
+        "a.b$c",
+        "AND.x",
+        "é.ü",
+        "a.b*",
+        "1.2",
+    ]
+)
 QUOTED = st.sampled_from(['"a.b"', '"$exec.focus"', '"x y"', '""', '"a\\"b"', '"#"'])
 VALUES = st.one_of(
     st.integers(-(1 << 64), 1 << 64).map(str),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.sampled_from(["1.5", ".5", "1e3", "-2", "+3", "1.", "0x10", "1e999", "1_0", "1#c"]),
-    st.sampled_from(["true", "FALSE", "Null", "on", "off", "AND", "set", "on.x", "o-n", "_w",
-                     "true.x", "ioo", "%event", "%event.data[2]", '"s"', '"a\\nb"', "$x",
-                     "$x$y"]),
+    st.sampled_from(
+        [
+            "true",
+            "FALSE",
+            "Null",
+            "on",
+            "off",
+            "AND",
+            "set",
+            "on.x",
+            "o-n",
+            "_w",
+            "true.x",
+            "ioo",
+            "%event",
+            "%event.data[2]",
+            '"s"',
+            '"a\\nb"',
+            "$x",
+            "$x$y",
+        ]
+    ),
     st.tuples(cased("IO"), BLANK, NAMES).map("".join),
     st.tuples(cased("UI"), BLANK, st.one_of(NAMES, QUOTED)).map("".join),
 )
@@ -154,7 +195,8 @@ def actions(draw: st.DrawFn) -> str:
 
 
 RULES = st.tuples(
-    exprs(), st.sampled_from([" : ", ":", " :", ": "]),
+    exprs(),
+    st.sampled_from([" : ", ":", " :", ": "]),
     st.lists(actions(), min_size=1, max_size=3).map(", ".join),
     st.sampled_from(["", " # note", "  ", "#x"]),
 ).map("".join)
@@ -167,10 +209,32 @@ def test_agree_on_generated_rules(line):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(
-    list("IOUSERTIMDAYNGHLX$\"=<>!:,()#.0123456789 -+\\\t") +
-    ["IO ", "UISET ", "TIME ", " : ", "AND ", "OR ", "NOT ", "TIMER ", "= SET ", "LOG = ",
-     "true", "MON", "DATE ", "é", "\x0b", "\u00a0"]), max_size=40).map("".join))
+@given(
+    st.lists(
+        st.sampled_from(
+            list('IOUSERTIMDAYNGHLX$"=<>!:,()#.0123456789 -+\\\t')
+            + [
+                "IO ",
+                "UISET ",
+                "TIME ",
+                " : ",
+                "AND ",
+                "OR ",
+                "NOT ",
+                "TIMER ",
+                "= SET ",
+                "LOG = ",
+                "true",
+                "MON",
+                "DATE ",
+                "é",
+                "\x0b",
+                "\u00a0",
+            ]
+        ),
+        max_size=40,
+    ).map("".join)
+)
 def test_agree_on_fuzzed_text(text):
     fast, slow = both(text)
     assert fast == slow

@@ -61,14 +61,21 @@ def test_traces_pruned_in_batches_and_read_as_the_last_keep(tmp_path):
     keep = 5
     try:
         for batch in range(7):
-            rows = [("a.txt:1", "IO d.a : LOG = 1", batch * 10.0 + k,
-                     f'{{"trigger": "t{batch}.{k}", "actions": [], "status": "done"}}')
-                    for k in range(3)]
+            rows = [
+                (
+                    "a.txt:1",
+                    "IO d.a : LOG = 1",
+                    batch * 10.0 + k,
+                    f'{{"trigger": "t{batch}.{k}", "actions": [], "status": "done"}}',
+                )
+                for k in range(3)
+            ]
             start = '{"trigger": "START", "actions": [], "status": "done"}'
             rows.append(("a.txt:2", "START : LOG = 2", batch, start))
             store.add_traces(rows, keep)
             stored = store.traces_db.execute(
-                "SELECT COUNT(*) FROM traces WHERE rule = 'a.txt:1'").fetchone()[0]
+                "SELECT COUNT(*) FROM traces WHERE rule = 'a.txt:1'"
+            ).fetchone()[0]
             assert stored < 2 * keep
     finally:
         store.close()

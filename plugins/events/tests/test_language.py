@@ -22,9 +22,11 @@ def test_seed_lines_parse_verbatim(line):
 
 
 def test_forms():
-    rule = parse_line("io k.1 = on and not (IO k.2 >= 2.5 or night -15) : io k.33 k.34 = 0, "
-                      "programtimer t = repeat 10, timer u = clear, $v = \"a\\\"b\", "
-                      "LOG = IO k.1")
+    rule = parse_line(
+        "io k.1 = on and not (IO k.2 >= 2.5 or night -15) : io k.33 k.34 = 0, "
+        'programtimer t = repeat 10, timer u = clear, $v = "a\\"b", '
+        "LOG = IO k.1"
+    )
     assert isinstance(rule.event, s.And)
     left = rule.event.left
     assert left.op == "=" and left.value.value == "on" and left.value.bare
@@ -55,8 +57,10 @@ def test_time_forms():
 def test_vscp_forms():
     event = parse_line("VSCP 10,6 : LOG = %event").event
     assert event.filter[1:3] == (10, 6) and event.mask[1:3] == (0xFFFF, 0xFFFF)
-    event = parse_line("VSCP FILTER 0,0x14,3,FF:FF:FF:FF:FF:FF:FF:FE:00:00:00:00:00:00:00:01 "
-                       "MASK 0,0xFFFF,0,- : VSCP SEND link %event.data[0]").event
+    event = parse_line(
+        "VSCP FILTER 0,0x14,3,FF:FF:FF:FF:FF:FF:FF:FE:00:00:00:00:00:00:00:01 "
+        "MASK 0,0xFFFF,0,- : VSCP SEND link %event.data[0]"
+    ).event
     assert event.filter[1] == 20 and event.mask[2] == 0
 
 
@@ -90,9 +94,24 @@ def test_all_errors_at_once_and_comments():
 
 
 ALPHABET = st.sampled_from(
-    list("IOUSERTIMDAYNGHVCPLX$%\"=<>!:,()#.0123456789 -+*\\\t") +
-    ["IO ", "UISET ", "TIME ", " : ", "AND ", "OR ", "NOT ", "VSCP ", "%event.data[",
-     "TIMER ", "= SET ", "\x00", "\u200b", "\ud800", "é"]
+    list('IOUSERTIMDAYNGHVCPLX$%"=<>!:,()#.0123456789 -+*\\\t')
+    + [
+        "IO ",
+        "UISET ",
+        "TIME ",
+        " : ",
+        "AND ",
+        "OR ",
+        "NOT ",
+        "VSCP ",
+        "%event.data[",
+        "TIMER ",
+        "= SET ",
+        "\x00",
+        "\u200b",
+        "\ud800",
+        "é",
+    ]
 )
 
 

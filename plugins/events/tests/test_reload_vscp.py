@@ -37,8 +37,9 @@ async def test_files_are_watched(tmp_path):
     async with running(config) as (host, engine):
         await anyio.sleep(0.3)  # the watcher starts
         path.write_text("IO d.a : IO d.b = 7\n")
-        await until(lambda: next(iter(engine.files.values()))[0].rule.text.endswith("7"),
-                    timeout=10)
+        await until(
+            lambda: next(iter(engine.files.values()))[0].rule.text.endswith("7"), timeout=10
+        )
         (tmp_path / "events" / "more.txt").write_text("IO d.a : IO d.c = 8\n")
         await until(lambda: len(engine.files) == 2, timeout=10)
         await host.write("d.a", 1)
@@ -57,7 +58,8 @@ class FakeVscpEvent:
 
     def line(self) -> str:
         return f"{self.head},{self.vscp_class},{self.vscp_type},0,,0,-," + ",".join(
-            f"0x{b:02X}" for b in self.data)
+            f"0x{b:02X}" for b in self.data
+        )
 
 
 async def test_vscp_events_and_send(tmp_path):
@@ -65,8 +67,9 @@ async def test_vscp_events_and_send(tmp_path):
         "VSCP 10,6 : IO d.text = %event.data[1], VSCP SEND vl %event\n"
         "VSCP FILTER 0,20,0 MASK 0,0xFFFF,0 : IO d.a = %event.type\n"
     )
-    config = make_config(tmp_path, rules, ioservers={
-        "vl": {"plugin": "dummy", "options": {"points": {"event": ""}}}})
+    config = make_config(
+        tmp_path, rules, ioservers={"vl": {"plugin": "dummy", "options": {"points": {"event": ""}}}}
+    )
     async with running(config) as (host, _engine):
         host.publish(FakeVscpEvent(10, 6, bytes([0x88, 0x02])), source="plugin:test")
         await until(lambda: host.points["vl.event"].value == "0,10,6,0,,0,-,0x88,0x02")
@@ -82,8 +85,9 @@ async def test_day_and_night_need_the_site(tmp_path, caplog):
     async with running(make_config(tmp_path, "DAY : LOG = 1\n")) as (_host, engine):
         assert engine.files == {}
     assert "DAY needs the site's position" in caplog.text
-    config = make_config(tmp_path, "DAY +0 OR NIGHT : IO d.a = 1\n",
-                         host={"latitude": 45.46, "longitude": 9.19})
+    config = make_config(
+        tmp_path, "DAY +0 OR NIGHT : IO d.a = 1\n", host={"latitude": 45.46, "longitude": 9.19}
+    )
     async with running(config) as (_host, engine):
         rule = next(iter(engine.files.values()))[0]
         assert rule.state is True  # it is either day or night

@@ -59,10 +59,12 @@ def test_sun_day_and_night_polar():
     assert not milan.is_day(at(2026, 6, 21, 23, 0), 0, 0)
     assert not milan.is_day(at(2026, 6, 21, 5, 30), 60, 0)  # sunrise ~5:35 + 60 min
     tromso = Sun(69.65, 18.96, ZoneInfo("Europe/Oslo"))
-    assert tromso.is_day(datetime(2026, 6, 21, 1, 0, tzinfo=ZoneInfo("Europe/Oslo")).timestamp(),
-                         0, 0)
+    assert tromso.is_day(
+        datetime(2026, 6, 21, 1, 0, tzinfo=ZoneInfo("Europe/Oslo")).timestamp(), 0, 0
+    )
     assert not tromso.is_day(
-        datetime(2026, 12, 21, 12, 0, tzinfo=ZoneInfo("Europe/Oslo")).timestamp(), 0, 0)
+        datetime(2026, 12, 21, 12, 0, tzinfo=ZoneInfo("Europe/Oslo")).timestamp(), 0, 0
+    )
 
 
 def _config(tmp_path, rules, **settings):
@@ -86,7 +88,8 @@ async def test_engine_fires_in_the_spring_gap_once(tmp_path):
 @pytest.mark.anyio
 async def test_engine_clock_jumps(tmp_path):
     async with running(_config(tmp_path, "TIME 0300 : IO d.a = 1\n", catch_up=600)) as (
-        host, engine,
+        host,
+        engine,
     ):
         rule = _rule(engine)
         host.clock.set(at(2026, 5, 4, 2, 59, 0))
@@ -108,8 +111,12 @@ async def test_time_missed_while_down_fires_once_at_start(tmp_path):
     config = _config(tmp_path, "TIME 0300 : IO d.a = 1\n", catch_up=3600)
     async with running(config) as (host, engine):
         host.clock.set(at(2026, 5, 4, 2, 50, 0))
-        await until(lambda: engine.schedules and next(iter(engine.schedules.values())).next_at
-                    == at(2026, 5, 4, 3, 0, 0))
+        await until(
+            lambda: (
+                engine.schedules
+                and next(iter(engine.schedules.values())).next_at == at(2026, 5, 4, 3, 0, 0)
+            )
+        )
     # Down from 02:50 to 03:20: the 03:00 planned is fired once at start.
     async with running(config, clock_at=at(2026, 5, 4, 3, 20, 0)) as (host, engine):
         await until(lambda: _rule(engine).fired == 1)

@@ -20,16 +20,16 @@ from .conftest import running, until
 
 ioplex_ssh_testing = pytest.importorskip("ioplex_ssh.testing")
 
-SEED_RULES = '''\
+SEED_RULES = """\
 TIME 0000 : IO ssh.exec = "sudo reboot"
 USER "$exec" : IO ssh.exec = $exec, UISET "$exec.focus" = true
 IO ssh.out : UISET stdout.text = IO ssh.out
-'''
-NIGHTLY_PUT = '''\
+"""
+NIGHTLY_PUT = """\
 TIME 0000 :  IO ssh.put = "data_backup/ /tmp/data_backup/",
 IO ssh.put = "data_backup/ /tmp/data_backup/",
 IO ssh.put = "data_backup/hsyco.script /tmp/data_backup/hsyco.script"
-'''
+"""
 ENVIRON = {**os.environ, "IOPLEX_LOAD_PLUGINS": "events,ssh"}
 
 
@@ -40,8 +40,9 @@ def sshd(tmp_path_factory):
     with ioplex_ssh_testing.private_sshd(tmp_path_factory.mktemp("sshd")) as (server, user):
         assert user.uid != 0
         if shutil.which("sudo"):  # never let this test reboot anything
-            out = subprocess.run(["sudo", "-n", "-l", "-U", user.name], capture_output=True,
-                                 text=True, check=False)
+            out = subprocess.run(
+                ["sudo", "-n", "-l", "-U", user.name], capture_output=True, text=True, check=False
+            )
             assert "not allowed" in out.stdout + out.stderr
         yield server, user
 
@@ -55,8 +56,15 @@ def _config(tmp_path: Path, sshd, rules: str) -> dict:
     (tmp_path / "events" / "seed.txt").write_text(rules)
     return {
         "host": {"data_dir": str(data), "clock": "virtual", "timezone": "UTC"},
-        "ioservers": {"ssh": {"plugin": "ssh", "address": "127.0.0.1", "port": server.port,
-                              "user": user.name, "password": user.password}},
+        "ioservers": {
+            "ssh": {
+                "plugin": "ssh",
+                "address": "127.0.0.1",
+                "port": server.port,
+                "user": user.name,
+                "password": user.password,
+            }
+        },
         "plugins": {"events": {"files": [str(tmp_path / "events" / "*.txt")], "watch": False}},
     }
 
@@ -72,8 +80,13 @@ async def test_console_rules(tmp_path, sshd):
         await host.wait_online("ssh", timeout=15)
         host.ui.declare("$exec", "", writable=True)  # the GUI's input field
         await host.ui.write("$exec", "echo hello from $(whoami)")
-        await until(lambda: "stdout.text" in host.ui
-                    and host.ui["stdout.text"].value == f"hello from {sshd[1].name}", timeout=15)
+        await until(
+            lambda: (
+                "stdout.text" in host.ui
+                and host.ui["stdout.text"].value == f"hello from {sshd[1].name}"
+            ),
+            timeout=15,
+        )
         assert host.ui["$exec.focus"].value is True
         # The same command again: ssh.out fires again though unchanged (a forced event).
         rule = next(c for c in next(iter(engine.files.values())) if c.rule.line == 3)
@@ -122,7 +135,6 @@ async def test_nightly_put(tmp_path, sshd):
                                 break
             assert "error" not in values, values
             assert (target / "hsyco.script").read_text() == "CREATE TABLE t;\n"
-            assert (target / "data_backup" / "other.db").exists() or (
-                target / "other.db").exists()
+            assert (target / "data_backup" / "other.db").exists() or (target / "other.db").exists()
     finally:
         shutil.rmtree(target, ignore_errors=True)

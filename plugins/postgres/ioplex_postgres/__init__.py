@@ -42,11 +42,14 @@ def check_config(settings: dict[str, Any], loggers: dict[str, Any]) -> list[iopl
         try:
             psycopg.conninfo.conninfo_to_dict(settings["dsn"])
         except psycopg.ProgrammingError:
-            problems.append(ioplex.Problem(
-                "plugins.postgres.dsn",
-                "not a valid libpq connection string or URI (value not shown: it may hold a "
-                "password); expected e.g. \"postgresql://user:password@host:5432/dbname\" "
-                "or \"host=... dbname=... user=...\""))
+            problems.append(
+                ioplex.Problem(
+                    "plugins.postgres.dsn",
+                    "not a valid libpq connection string or URI (value not shown: it may hold a "
+                    'password); expected e.g. "postgresql://user:password@host:5432/dbname" '
+                    'or "host=... dbname=... user=..."',
+                )
+            )
     try:
         parse_duration(settings["retention"])
     except ValueError as exc:
@@ -54,11 +57,14 @@ def check_config(settings: dict[str, Any], loggers: dict[str, Any]) -> list[iopl
     for i, pattern in enumerate(settings["loggers"]):
         if not any(ch in pattern for ch in "*?[") and pattern not in (loggers or {}):
             near = [lid for lid in (loggers or {}) if fnmatch.fnmatchcase(lid, pattern + "*")]
-            problems.append(ioplex.Problem(
-                f"plugins.postgres.loggers[{i}]",
-                f"{pattern!r} names no data logger; defined: "
-                f"{', '.join(sorted(loggers or {})) or 'none'}" + (
-                    f"; did you mean {near[0]!r}?" if near else "")))
+            problems.append(
+                ioplex.Problem(
+                    f"plugins.postgres.loggers[{i}]",
+                    f"{pattern!r} names no data logger; defined: "
+                    f"{', '.join(sorted(loggers or {})) or 'none'}"
+                    + (f"; did you mean {near[0]!r}?" if near else ""),
+                )
+            )
     return problems
 
 

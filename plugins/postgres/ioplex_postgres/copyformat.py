@@ -27,8 +27,9 @@ def micros(t: float) -> int:
     return round((t - POSTGRES_EPOCH) * 1_000_000)
 
 
-def raw_rows(rows: Iterable[tuple[str, int, float, float | None, int]],
-             series: Mapping[str, int]) -> bytes:
+def raw_rows(
+    rows: Iterable[tuple[str, int, float, float | None, int]], series: Mapping[str, int]
+) -> bytes:
     """The COPY payload of (point, seq, time, value, quality) rows; `series` maps each
     point to its series id."""
     value_row, null_row = _VALUE.pack, _NULL.pack

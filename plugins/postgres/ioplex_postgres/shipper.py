@@ -157,9 +157,7 @@ class Shipper:
             "database": self.where,
             "shipped": self.shipped,
             "passes": self.passes,
-            "loggers": {
-                f"{lg}/{lv}": vars(st) for (lg, lv), st in sorted(self.levels.items())
-            },
+            "loggers": {f"{lg}/{lv}": vars(st) for (lg, lv), st in sorted(self.levels.items())},
         }
 
     def wake(self) -> None:
@@ -168,8 +166,11 @@ class Shipper:
 
     def loggers(self) -> list[DataLogger]:
         patterns = self.settings["loggers"]
-        return [lg for lid, lg in self.host.loggers.items()
-                if any(fnmatch.fnmatchcase(lid, p) for p in patterns)]
+        return [
+            lg
+            for lid, lg in self.host.loggers.items()
+            if any(fnmatch.fnmatchcase(lid, p) for p in patterns)
+        ]
 
     # -- the loop --------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -182,9 +183,12 @@ class Shipper:
             self._known.clear()
             self._ahead.clear()
             self._level_marks.clear()
-            log.info("postgres: shipping data loggers %s as host %r to %s",
-                     ", ".join(lg.id for lg in self.loggers()) or "(none yet)",
-                     self.name, self.where)
+            log.info(
+                "postgres: shipping data loggers %s as host %r to %s",
+                ", ".join(lg.id for lg in self.loggers()) or "(none yet)",
+                self.name,
+                self.where,
+            )
             while True:
                 busy = await self.ship_once(conn)
                 self.error = None
@@ -219,8 +223,11 @@ class Shipper:
         params = psycopg.conninfo.conninfo_to_dict(self.settings["dsn"])
         defaults = {
             "connect_timeout": max(2, math.ceil(self.timeout)),
-            "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
-            "keepalives_count": 3, "application_name": f"ioplex {self.name}"[:63],
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "application_name": f"ioplex {self.name}"[:63],
         }
         for key, value in defaults.items():
             params.setdefault(key, value)
@@ -254,18 +261,26 @@ class Shipper:
             levels = [lv for lv in self.settings["levels"] if lv in logger.levels]
             for level in levels:
                 if level == "raw":
-                    full = await self._transact(self._ship_raw, conn, logger, store,
-                                                what=f"shipping logger {logger.id!r}")
+                    full = await self._transact(
+                        self._ship_raw, conn, logger, store, what=f"shipping logger {logger.id!r}"
+                    )
                 else:
-                    full = await self._transact(self._ship_level, conn, logger, level, store,
-                                                what=f"shipping logger {logger.id!r} {level}")
+                    full = await self._transact(
+                        self._ship_level,
+                        conn,
+                        logger,
+                        level,
+                        store,
+                        what=f"shipping logger {logger.id!r} {level}",
+                    )
                 busy = busy or full
         self.passes += 1
         return busy
 
     # -- marks -----------------------------------------------------------------------------------
-    async def _read_mark(self, conn: Any, logger: str, level: str, store: str,
-                         lock: bool = False) -> Mark:
+    async def _read_mark(
+        self, conn: Any, logger: str, level: str, store: str, lock: bool = False
+    ) -> Mark:
         query = sql.SQL(
             "SELECT store, seq, horizon, resume, walking, rows FROM {} "
             "WHERE host = %s AND logger = %s AND level = %s"
@@ -276,9 +291,12 @@ class Shipper:
         row = await cur.fetchone()
         if row is None:
             await conn.execute(
-                sql.SQL("INSERT INTO {} (host, logger, level, store) VALUES (%s, %s, %s, %s) "
-                        "ON CONFLICT DO NOTHING").format(self.names("marks")),
-                (self.name, logger, level, store))
+                sql.SQL(
+                    "INSERT INTO {} (host, logger, level, store) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING"
+                ).format(self.names("marks")),
+                (self.name, logger, level, store),
+            )
             cur = await conn.execute(query, (self.name, logger, level))
             row = await cur.fetchone()
         mark = Mark(*row)
@@ -290,19 +308,31 @@ class Shipper:
                 f"{self.name!r} (give each its own [plugins.postgres] host), or this host's "
                 f"loggers.db was replaced: then delete its marks (DELETE FROM "
                 f"{self.names.prefix}marks WHERE host = '{self.name}') to ship it anew; the "
-                "rows already shipped stay")
+                "rows already shipped stay"
+            )
         status = self.levels.setdefault((logger, level), LevelStatus())
         status.mark, status.rows = mark.seq, mark.rows
         return mark
 
-    async def _move_mark(self, conn: Any, logger: str, level: str, seq: int, rows: int,
-                         horizon: float = 0.0, resume: float | None = None,
-                         walking: bool = False) -> None:
+    async def _move_mark(
+        self,
+        conn: Any,
+        logger: str,
+        level: str,
+        seq: int,
+        rows: int,
+        horizon: float = 0.0,
+        resume: float | None = None,
+        walking: bool = False,
+    ) -> None:
         await conn.execute(
-            sql.SQL("UPDATE {} SET seq = %s, rows = rows + %s, horizon = %s, resume = %s, "
-                    "walking = %s, updated = now() "
-                    "WHERE host = %s AND logger = %s AND level = %s").format(self.names("marks")),
-            (seq, rows, horizon, resume, walking, self.name, logger, level))
+            sql.SQL(
+                "UPDATE {} SET seq = %s, rows = rows + %s, horizon = %s, resume = %s, "
+                "walking = %s, updated = now() "
+                "WHERE host = %s AND logger = %s AND level = %s"
+            ).format(self.names("marks")),
+            (seq, rows, horizon, resume, walking, self.name, logger, level),
+        )
 
     # -- raw -------------------------------------------------------------------------------------
     async def _ship_raw(self, conn: Any, logger: DataLogger, store: str) -> bool:
@@ -323,11 +353,13 @@ class Shipper:
         needed = batch.partitions - self._partitions
         if needed:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)",
-                                   (lock_key(self.names.prefix),))
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(%s)", (lock_key(self.names.prefix),)
+                )
                 for start in sorted(needed):
-                    await conn.execute(create_partition(self.names, start,
-                                                        self.settings["partition"]))
+                    await conn.execute(
+                        create_partition(self.names, start, self.settings["partition"])
+                    )
             self._partitions |= needed
         full = len(batch.rows) >= self.batch
         last = batch.rows[-1].seq
@@ -344,12 +376,15 @@ class Shipper:
                 payload = batch.payload
                 if payload is None:  # points new to this connection: their series ids first
                     ids = await self._series_ids(conn, logger.id, batch.points, learned)
-                    payload = await anyio.to_thread.run_sync(copyformat.raw_rows, batch.keep,
-                                                             ids)
-                async with conn.cursor() as cur, cur.copy(
-                    sql.SQL("COPY {} (series, seq, time, value, quality) FROM STDIN "
-                            "(FORMAT BINARY)").format(self.names("raw"))
-                ) as copy:
+                    payload = await anyio.to_thread.run_sync(copyformat.raw_rows, batch.keep, ids)
+                async with (
+                    conn.cursor() as cur,
+                    cur.copy(
+                        sql.SQL(
+                            "COPY {} (series, seq, time, value, quality) FROM STDIN (FORMAT BINARY)"
+                        ).format(self.names("raw"))
+                    ) as copy,
+                ):
                     await copy.write(payload)
                 await self._move_mark(conn, logger.id, "raw", last, len(batch.keep))
         self._known[key] = last
@@ -363,16 +398,22 @@ class Shipper:
         """Read and encode the batch after `after` (in a worker thread): the samples, those
         within the retention, their partitions and points, and the COPY payload when every
         point's series id is known already (else it is built once they are)."""
-        rows = source.raw_after(self.host.loggers.reader, logger, after, self.batch,
-                                self._local_names(logger))
+        rows = source.raw_after(
+            self.host.loggers.reader, logger, after, self.batch, self._local_names(logger)
+        )
         cutoff = None if self.retention is None else self.host.time() - self.retention
         keep = rows if cutoff is None else [r for r in rows if r.time >= cutoff]
         points = {r.point for r in keep}
         known = dict(self._series.get(logger.id, {}))  # a copy: the loop may add to it
         payload = copyformat.raw_rows(keep, known) if points <= known.keys() else None
-        return RawBatch(after, rows, keep, points,
-                        partitions_of((r.time for r in keep), self.settings["partition"]),
-                        payload)
+        return RawBatch(
+            after,
+            rows,
+            keep,
+            points,
+            partitions_of((r.time for r in keep), self.settings["partition"]),
+            payload,
+        )
 
     async def _read_ahead(self, logger: DataLogger, after: int) -> None:
         self._ahead[logger.id] = await anyio.to_thread.run_sync(self._prepare, logger, after)
@@ -386,8 +427,9 @@ class Shipper:
             self._names_key = key[0]
         return self._names.setdefault(logger.id, {})
 
-    async def _series_ids(self, conn: Any, logger: str, points: set[str],
-                          learned: dict[str, int]) -> dict[str, int]:
+    async def _series_ids(
+        self, conn: Any, logger: str, points: set[str], learned: dict[str, int]
+    ) -> dict[str, int]:
         """Series ids of the points, creating the missing ones in the current transaction
         (`learned` gets them; they join the cache only once it commits)."""
         known = self._series.setdefault(logger, {})
@@ -398,12 +440,18 @@ class Shipper:
             stored = {p.replace("\x00", "\ufffd"): p for p in missing}
             series = self.names("series")
             await conn.execute(
-                sql.SQL("INSERT INTO {} (host, logger, point) "
-                        "SELECT %s, %s, unnest(%s::text[]) ON CONFLICT DO NOTHING").format(series),
-                (self.name, logger, list(stored)))
+                sql.SQL(
+                    "INSERT INTO {} (host, logger, point) "
+                    "SELECT %s, %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
+                ).format(series),
+                (self.name, logger, list(stored)),
+            )
             cur = await conn.execute(
-                sql.SQL("SELECT point, id FROM {} WHERE host = %s AND logger = %s "
-                        "AND point = ANY(%s)").format(series), (self.name, logger, list(stored)))
+                sql.SQL(
+                    "SELECT point, id FROM {} WHERE host = %s AND logger = %s AND point = ANY(%s)"
+                ).format(series),
+                (self.name, logger, list(stored)),
+            )
             learned.update({stored[p]: i for p, i in await cur.fetchall()})
         return {**known, **learned}
 
@@ -420,19 +468,26 @@ class Shipper:
         calendar: Calendar = logger.calendar
         if mark.resume is None:
             start = -math.inf
-        elif (not mark.walking and progress.consolidated_seq == mark.seq
-              and progress.carried_until == mark.horizon):
+        elif (
+            not mark.walking
+            and progress.consolidated_seq == mark.seq
+            and progress.carried_until == mark.horizon
+        ):
             return False
         else:
             start = mark.resume
             earliest = await anyio.to_thread.run_sync(
-                source.earliest_between, self.host.loggers.reader, logger, mark.seq,
-                progress.consolidated_seq)
+                source.earliest_between,
+                self.host.loggers.reader,
+                logger,
+                mark.seq,
+                progress.consolidated_seq,
+            )
             if earliest is not None:
                 start = min(start, calendar.floor(level, earliest))
         rows, following = await anyio.to_thread.run_sync(
-            source.intervals_from, logger, level, None if start == -math.inf else start,
-            self.batch)
+            source.intervals_from, logger, level, None if start == -math.inf else start, self.batch
+        )
         learned: dict[str, int] = {}
         async with conn.transaction():
             now = await self._read_mark(conn, logger.id, level, store, lock=True)
@@ -449,10 +504,24 @@ class Shipper:
             else:
                 resume = rows[-1].time if rows else (None if start == -math.inf else start)
                 walking = False
-            await self._move_mark(conn, logger.id, level, progress.consolidated_seq, len(rows),
-                                  progress.carried_until, resume, walking)
-        self._level_marks[key] = Mark(store, progress.consolidated_seq, progress.carried_until,
-                                      resume, walking, now.rows + len(rows))
+            await self._move_mark(
+                conn,
+                logger.id,
+                level,
+                progress.consolidated_seq,
+                len(rows),
+                progress.carried_until,
+                resume,
+                walking,
+            )
+        self._level_marks[key] = Mark(
+            store,
+            progress.consolidated_seq,
+            progress.carried_until,
+            resume,
+            walking,
+            now.rows + len(rows),
+        )
         self._series.setdefault(logger.id, {}).update(learned)
         status = self.levels[(logger.id, level)]
         status.mark, status.rows = progress.consolidated_seq, now.rows + len(rows)
@@ -466,10 +535,14 @@ class Shipper:
             return [None if v is None else float(v) for v in values]
 
         columns = (
-            [ids[r.point] for r in rows], [stamp(r.time) for r in rows],
-            [stamp(r.end) for r in rows], [int(r.count) for r in rows],
-            real([r.min for r in rows]), real([r.max for r in rows]),
-            real([r.avg for r in rows]), real([r.delta for r in rows]),
+            [ids[r.point] for r in rows],
+            [stamp(r.time) for r in rows],
+            [stamp(r.end) for r in rows],
+            [int(r.count) for r in rows],
+            real([r.min for r in rows]),
+            real([r.max for r in rows]),
+            real([r.avg for r in rows]),
+            real([r.delta for r in rows]),
         )
         await conn.execute(
             sql.SQL(
@@ -503,10 +576,16 @@ class Shipper:
                 end = _bound_end(bound)
                 if end is not None and end.timestamp() <= cutoff:
                     await conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
-                    self._partitions.discard(partition_start(end.timestamp() - 1,
-                                                             self.settings["partition"]))
-                    log.info("postgres: dropped partition %s (rows before %s): older than the "
-                             "retention of %s", name, end.isoformat(), self.settings["retention"])
+                    self._partitions.discard(
+                        partition_start(end.timestamp() - 1, self.settings["partition"])
+                    )
+                    log.info(
+                        "postgres: dropped partition %s (rows before %s): older than the "
+                        "retention of %s",
+                        name,
+                        end.isoformat(),
+                        self.settings["retention"],
+                    )
 
 
 _TO = re.compile(r"TO \('([^']+)'\)")

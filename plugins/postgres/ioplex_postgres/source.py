@@ -35,8 +35,9 @@ KNOWN_SCHEMA = 2
 """The local database's ``PRAGMA user_version`` whose raw table `raw_after` reads directly."""
 
 
-def raw_after(reader: Reader, logger: DataLogger, after: int, limit: int,
-              names: dict[int, str] | None = None) -> list[RawRow]:
+def raw_after(
+    reader: Reader, logger: DataLogger, after: int, limit: int, names: dict[int, str] | None = None
+) -> list[RawRow]:
     """Up to `limit` raw samples after seq `after` (in a worker thread, overlapping the
     previous batch's COPY).
 
@@ -52,8 +53,13 @@ def raw_after(reader: Reader, logger: DataLogger, after: int, limit: int,
         return []
     if version != KNOWN_SCHEMA or names is None:
         return [
-            RawRow(s.point, s.seq, s.time, None if s.value is None else float(s.value),
-                   QUALITY_CODES[s.quality])
+            RawRow(
+                s.point,
+                s.seq,
+                s.time,
+                None if s.value is None else float(s.value),
+                QUALITY_CODES[s.quality],
+            )
             for s in logger.samples_after(after, limit)
         ]
     lid = reader.logger_id(logger.id)
@@ -61,12 +67,17 @@ def raw_after(reader: Reader, logger: DataLogger, after: int, limit: int,
         return []
     found = conn.execute(
         "SELECT seq, time, point, value, quality FROM raw WHERE logger = ? AND seq > ? "
-        "ORDER BY seq LIMIT ?", (lid, after, limit)).fetchall()
+        "ORDER BY seq LIMIT ?",
+        (lid, after, limit),
+    ).fetchall()
     unknown = {row[2] for row in found} - names.keys()
     if unknown:
         marks = ", ".join("?" * len(unknown))
-        names.update(conn.execute(
-            f"SELECT id, name FROM points WHERE id IN ({marks})", sorted(unknown)).fetchall())
+        names.update(
+            conn.execute(
+                f"SELECT id, name FROM points WHERE id IN ({marks})", sorted(unknown)
+            ).fetchall()
+        )
     return [
         RawRow(names[point], seq, t, None if value is None else float(value), quality)
         for seq, t, point, value, quality in found
@@ -84,9 +95,13 @@ class Progress:
 def progress(reader: Reader, logger: DataLogger) -> Progress | None:
     """The logger's consolidation progress; None before its first row exists."""
     try:
-        row = reader.conn().execute(
-            "SELECT consolidated_seq, carried_until FROM loggers WHERE name = ?", (logger.id,)
-        ).fetchone()
+        row = (
+            reader.conn()
+            .execute(
+                "SELECT consolidated_seq, carried_until FROM loggers WHERE name = ?", (logger.id,)
+            )
+            .fetchone()
+        )
     except DatabaseMissing:
         return None
     if row is None:
@@ -94,8 +109,7 @@ def progress(reader: Reader, logger: DataLogger) -> Progress | None:
     return Progress(int(row[0] or 0), float(row[1] or 0.0))
 
 
-def earliest_between(reader: Reader, logger: DataLogger, after: int,
-                     upto: int) -> float | None:
+def earliest_between(reader: Reader, logger: DataLogger, after: int, upto: int) -> float | None:
     """The earliest time of the logger's raw samples with ``after < seq <= upto``: what the
     consolidation passes since the last shipping pass can have changed (a primary-key range
     scan)."""
@@ -104,15 +118,20 @@ def earliest_between(reader: Reader, logger: DataLogger, after: int,
     lid = reader.logger_id(logger.id)
     if lid is None:
         return None
-    (found,) = reader.conn().execute(
-        "SELECT min(time) FROM raw WHERE logger = ? AND seq > ? AND seq <= ?",
-        (lid, after, upto),
-    ).fetchone()
+    (found,) = (
+        reader.conn()
+        .execute(
+            "SELECT min(time) FROM raw WHERE logger = ? AND seq > ? AND seq <= ?",
+            (lid, after, upto),
+        )
+        .fetchone()
+    )
     return found
 
 
-def intervals_from(logger: DataLogger, level: str, start: float,
-                   limit: int) -> tuple[list[Interval], float | None]:
+def intervals_from(
+    logger: DataLogger, level: str, start: float, limit: int
+) -> tuple[list[Interval], float | None]:
     """The logger's `level` intervals starting at or after `start`, in time order: at most
     `limit` rows plus the rest of the last interval start (rows of one start are never split
     between two batches), and the start of the rows that follow (None: none do)."""

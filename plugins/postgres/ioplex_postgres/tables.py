@@ -49,10 +49,12 @@ def schema_statements(names: Names) -> list[sql.Composed]:
     """Create what is missing; idempotent."""
     n = names
     statements = [
-        sql.SQL("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)")
-        .format(n("meta")),
-        sql.SQL("INSERT INTO {} VALUES ('schema_version', {}) ON CONFLICT DO NOTHING")
-        .format(n("meta"), sql.Literal(str(SCHEMA_VERSION))),
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} (key text PRIMARY KEY, value text NOT NULL)").format(
+            n("meta")
+        ),
+        sql.SQL("INSERT INTO {} VALUES ('schema_version', {}) ON CONFLICT DO NOTHING").format(
+            n("meta"), sql.Literal(str(SCHEMA_VERSION))
+        ),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {} ("
             "id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, host text NOT NULL, "
@@ -130,8 +132,12 @@ def partitions_of(times: Iterable[float], unit: str) -> set[datetime]:
 def create_partition(names: Names, start: datetime, unit: str) -> sql.Composed:
     return sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
-    ).format(sql.Identifier(names.partition(start)), names("raw"),
-             sql.Literal(start), sql.Literal(partition_end(start, unit)))
+    ).format(
+        sql.Identifier(names.partition(start)),
+        names("raw"),
+        sql.Literal(start),
+        sql.Literal(partition_end(start, unit)),
+    )
 
 
 LIST_PARTITIONS = (

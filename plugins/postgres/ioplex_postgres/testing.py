@@ -41,8 +41,10 @@ def ensure_postgres() -> Path:
     if (BIN / "initdb").exists():
         return BIN
     if os.geteuid() != 0:
-        raise RuntimeError(f"{BIN}/initdb is missing and this process is not root: run "
-                           "`apt-get install -y postgresql` as root first")
+        raise RuntimeError(
+            f"{BIN}/initdb is missing and this process is not root: run "
+            "`apt-get install -y postgresql` as root first"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     # The package's scripts would start the machine's own cluster (on every address); the
     # usual container guard (policy-rc.d exit 101: "not allowed") stops that.
@@ -54,15 +56,26 @@ def ensure_postgres() -> Path:
     try:
         for command in (
             ["apt-get", "update", "-q"],
-            ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300",
-             "--no-install-recommends", f"postgresql-{PG_VERSION}"],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "--no-install-recommends",
+                f"postgresql-{PG_VERSION}",
+            ],
         ):
-            done = subprocess.run(command, check=False, env=env, capture_output=True,
-                                  text=True, timeout=900)
+            done = subprocess.run(
+                command, check=False, env=env, capture_output=True, text=True, timeout=900
+            )
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-                raise RuntimeError(f"cannot install PostgreSQL: `{' '.join(command)}` exited "
-                                   f"with {done.returncode}: " + " / ".join(tail))
+                raise RuntimeError(
+                    f"cannot install PostgreSQL: `{' '.join(command)}` exited "
+                    f"with {done.returncode}: " + " / ".join(tail)
+                )
     finally:
         if wrote_guard:
             guard.unlink(missing_ok=True)
@@ -97,11 +110,14 @@ class PrivatePostgres:
         argv = [str(self.bin / command[0]), *command[1:]]
         if self._as_root:
             argv = ["runuser", "-u", SYSTEM_USER, "--", *argv]
-        done = subprocess.run(argv, check=False, capture_output=True, text=True,
-                              timeout=timeout, cwd=self.root)
+        done = subprocess.run(
+            argv, check=False, capture_output=True, text=True, timeout=timeout, cwd=self.root
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"`{command[0]}` failed ({done.returncode}): "
-                               f"{(done.stderr or done.stdout).strip()[-2000:]}")
+            raise RuntimeError(
+                f"`{command[0]}` failed ({done.returncode}): "
+                f"{(done.stderr or done.stdout).strip()[-2000:]}"
+            )
         return done.stdout
 
     def init(self) -> None:
@@ -112,8 +128,20 @@ class PrivatePostgres:
             for path in (self.root, pwfile):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         self.root.chmod(0o700)
-        self._run("initdb", "-D", str(self.data), "-U", USER, "--pwfile", str(pwfile),
-                  "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            USER,
+            "--pwfile",
+            str(pwfile),
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
         pwfile.unlink()
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(
@@ -129,8 +157,9 @@ class PrivatePostgres:
             conn.execute(f"CREATE DATABASE {DATABASE}")
 
     def start(self) -> None:
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60",
-                  "start")
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60", "start"
+        )
 
     def stop(self) -> None:
         """A fast shutdown: open transactions are rolled back, clients disconnected."""

@@ -54,13 +54,24 @@ def dsn(pg: PrivatePostgres) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def make_config(tmp_path: Path, dsn: str, name: str = "site-a", *, rate: float = 0,
-                points: int = 5, logger_levels: tuple[str, ...] = ("minute", "hour"),
-                **settings: Any) -> dict[str, Any]:
+def make_config(
+    tmp_path: Path,
+    dsn: str,
+    name: str = "site-a",
+    *,
+    rate: float = 0,
+    points: int = 5,
+    logger_levels: tuple[str, ...] = ("minute", "hour"),
+    **settings: Any,
+) -> dict[str, Any]:
     return {
         "host": {"name": name, "data_dir": str(tmp_path / name)},
-        "ioservers": {"d": {"plugin": "dummy", "options": {
-            "points": {f"t{i}": 20.0 + i for i in range(points)}, "rate": rate}}},
+        "ioservers": {
+            "d": {
+                "plugin": "dummy",
+                "options": {"points": {f"t{i}": 20.0 + i for i in range(points)}, "rate": rate},
+            }
+        },
         "loggers": {
             "temps": {"points": ["d.*"], "levels": list(logger_levels)},
             "energy": {"points": ["d.t0"], "kind": "counter", "levels": ["hour", "day"]},
@@ -70,8 +81,9 @@ def make_config(tmp_path: Path, dsn: str, name: str = "site-a", *, rate: float =
 
 
 @asynccontextmanager
-async def running(config: dict[str, Any], *, manual: bool = False,
-                  environ: dict[str, str] | None = None) -> AsyncIterator[tuple[Any, Shipper]]:
+async def running(
+    config: dict[str, Any], *, manual: bool = False, environ: dict[str, str] | None = None
+) -> AsyncIterator[tuple[Any, Shipper]]:
     """A started host and its shipper, once the shipper exists. `manual`: the loggers
     flush and consolidate only when the test says so (`settle`)."""
     host = ioplex.Host.from_config(config, environ=environ or ONLY_POSTGRES)
@@ -107,7 +119,8 @@ def pg_counts(dsn: str, prefix: str = "ioplex_") -> dict[tuple[str, str], tuple[
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             f"SELECT host, logger, count(*), count(DISTINCT seq) FROM {prefix}samples "
-            "GROUP BY host, logger").fetchall()
+            "GROUP BY host, logger"
+        ).fetchall()
     return {(h, lg): (n, d) for h, lg, n, d in rows}
 
 
@@ -116,7 +129,8 @@ def pg_samples(dsn: str, host: str, logger: str, prefix: str = "ioplex_") -> lis
         return conn.execute(
             f"SELECT seq, extract(epoch FROM time)::float8, point, value, quality "
             f"FROM {prefix}samples WHERE host = %s AND logger = %s ORDER BY seq",
-            (host, logger)).fetchall()
+            (host, logger),
+        ).fetchall()
 
 
 def local_samples(data_dir: Path, logger: str) -> list[tuple]:
@@ -127,8 +141,10 @@ def local_samples(data_dir: Path, logger: str) -> list[tuple]:
     try:
         out, seq = [], 0
         while batch := reader.samples_after(logger, seq, 50_000):
-            out += [(s.seq, s.time, s.point, s.value, {"good": 0, "stale": 1, "bad": 2}[s.quality])
-                    for s in batch]
+            out += [
+                (s.seq, s.time, s.point, s.value, {"good": 0, "stale": 1, "bad": 2}[s.quality])
+                for s in batch
+            ]
             seq = batch[-1].seq
         return out
     finally:
@@ -157,22 +173,27 @@ def assert_same_intervals(host: Any, dsn: str) -> int:
             for level in logger.levels[1:]:
                 if level not in levels:
                     continue
-                local = {(r.point, round(r.time), r.count, r.min, r.max, r.avg, r.delta)
-                         for r in logger.query(level=level)}
+                local = {
+                    (r.point, round(r.time), r.count, r.min, r.max, r.avg, r.delta)
+                    for r in logger.query(level=level)
+                }
                 remote = {
                     (p, round(t), c, lo, hi, avg, d)
                     for p, t, c, lo, hi, avg, d in conn.execute(
                         f"SELECT point, extract(epoch FROM time)::float8, count, min, max, "
                         f"avg, delta FROM ioplex_{views[level]} WHERE host = %s "
-                        "AND logger = %s", (host.name, lid))
+                        "AND logger = %s",
+                        (host.name, lid),
+                    )
                 }
                 assert local == remote, (host.name, lid, level, local ^ remote)
                 total += len(local)
     return total
 
 
-def assert_same_history(tmp_path: Path, dsn: str, name: str,
-                        loggers: tuple[str, ...] = ("temps", "energy")) -> int:
+def assert_same_history(
+    tmp_path: Path, dsn: str, name: str, loggers: tuple[str, ...] = ("temps", "energy")
+) -> int:
     """PostgreSQL holds exactly the host's local samples, once each; returns the count."""
     counts = pg_counts(dsn)
     total = 0

@@ -18,8 +18,11 @@ LOGGERS = {"temps": {"points": ["d.*"]}, "energy": {"points": ["d.e"], "kind": "
 
 
 def load(table: dict) -> ioplex.Config:
-    data = {"ioservers": {"d": {"plugin": "dummy"}}, "loggers": LOGGERS,
-            "plugins": {"postgres": table}}
+    data = {
+        "ioservers": {"d": {"plugin": "dummy"}},
+        "loggers": LOGGERS,
+        "plugins": {"postgres": table},
+    }
     return ioplex.Host.from_config(data, environ=ONLY_POSTGRES).config
 
 
@@ -38,14 +41,16 @@ def test_defaults() -> None:
 
 
 def test_problems_name_the_path_and_value() -> None:
-    text = "\n".join(problems({"dsn": {"env": "PG"}, "table_prefix": "Bad-Prefix",
-                                "levels": ["raw", "week"]}))
+    text = "\n".join(
+        problems({"dsn": {"env": "PG"}, "table_prefix": "Bad-Prefix", "levels": ["raw", "week"]})
+    )
     assert "plugins.postgres.table_prefix: 'Bad-Prefix'" in text
     assert "plugins.postgres.levels[1]: 'week'" in text
     assert "s3cret" not in text
     # checked once the table passed its schema: what a schema cannot say
-    text = "\n".join(problems({"dsn": {"env": "PG"}, "retention": "-5d",
-                                "loggers": ["temps", "energi", "t*"]}))
+    text = "\n".join(
+        problems({"dsn": {"env": "PG"}, "retention": "-5d", "loggers": ["temps", "energi", "t*"]})
+    )
     assert "plugins.postgres.retention" in text and "-5" in text
     assert "plugins.postgres.loggers[1]: 'energi' names no data logger" in text
     assert "defined: energy, temps" in text and "loggers[2]" not in text
@@ -64,8 +69,10 @@ def test_describe_dsn_never_shows_the_password() -> None:
     assert "s3cret" not in describe_dsn("host=h password=s3cret port")
 
 
-@given(st.text(max_size=200), st.text(min_size=6, max_size=20,
-                                      alphabet=st.characters(categories=["L", "N"])))
+@given(
+    st.text(max_size=200),
+    st.text(min_size=6, max_size=20, alphabet=st.characters(categories=["L", "N"])),
+)
 def test_describe_dsn_fuzz(text: str, password: str) -> None:
     for dsn in (text, f"postgresql://u:{password}@{text}", f"{text} password={password}"):
         shown = describe_dsn(dsn)
@@ -85,8 +92,10 @@ def test_partition_bound_as_postgres_prints_it() -> None:
     got = _bound_end("FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')")
     assert got is not None and got.isoformat() == "2026-12-01T00:00:00+00:00"
     got = _bound_end("FOR VALUES FROM ('2026-11-01 01:00:00+01') TO ('2026-12-01 01:00:00+01')")
-    assert got is not None and got.timestamp() == datetime.fromisoformat(
-        "2026-12-01T00:00:00+00:00").timestamp()
+    assert (
+        got is not None
+        and got.timestamp() == datetime.fromisoformat("2026-12-01T00:00:00+00:00").timestamp()
+    )
 
 
 @given(st.floats(min_value=0, max_value=4e9), st.sampled_from(["day", "week", "month"]))

@@ -13,8 +13,10 @@ from psycopg.adapt import Transformer
 INT8 = st.integers(-(2**63), 2**63 - 1)
 TIMES = st.floats(min_value=-2e9, max_value=4e9, allow_nan=False)
 VALUES = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True))
-ROWS = st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), INT8, TIMES, VALUES,
-                          st.sampled_from([0, 1, 2])), max_size=20)
+ROWS = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), INT8, TIMES, VALUES, st.sampled_from([0, 1, 2])),
+    max_size=20,
+)
 POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
@@ -24,8 +26,9 @@ def psycopg_payload(rows: list[tuple], series: dict[str, int]) -> bytes:
 
     transformer = Transformer()
     transformer.set_dumper_types(
-        [psycopg.postgres.types[n].oid for n in ("int8", "int8", "timestamptz", "float8",
-                                                 "int2")], psycopg.pq.Format.BINARY)
+        [psycopg.postgres.types[n].oid for n in ("int8", "int8", "timestamptz", "float8", "int2")],
+        psycopg.pq.Format.BINARY,
+    )
     formatter = BinaryFormatter(transformer)
     out = bytearray()
     for point, seq, t, value, quality in rows:

@@ -36,8 +36,7 @@ async def test_the_example_ships_and_the_queries_run(tmp_path: Path, dsn: str) -
     config = tomllib.loads(toml)
     config["host"]["data_dir"] = str(tmp_path / "data")
     config["plugins"]["postgres"]["interval"] = 0.1
-    async with running(config, environ={**ONLY_POSTGRES, "IOPLEX_PG_DSN": dsn}) as (
-            host, shipper):
+    async with running(config, environ={**ONLY_POSTGRES, "IOPLEX_PG_DSN": dsn}) as (host, shipper):
         await anyio.sleep(1.2)
         await settle(host, shipper)
         assert shipper.status()["loggers"]["temps/raw"]["rows"] > 10
@@ -47,6 +46,8 @@ async def test_the_example_ships_and_the_queries_run(tmp_path: Path, dsn: str) -
     with psycopg.connect(dsn) as conn:
         results = [conn.execute(s).fetchall() for s in statements]
     assert results[0], "hourly averages"
-    assert {(r[0], r[1], r[2]) for r in results[1]} >= {("site-a", "temps", "raw"),
-                                                       ("site-a", "temps", "hour")}
+    assert {(r[0], r[1], r[2]) for r in results[1]} >= {
+        ("site-a", "temps", "raw"),
+        ("site-a", "temps", "hour"),
+    }
     assert results[2][0][:2] == ("site-a", "temps") and results[2][0][2] > 10

@@ -61,13 +61,19 @@ async def test_postgres_stopped_and_restarted(tmp_path: Path, pg, dsn: str, capl
     assert assert_same_history(tmp_path, dsn, "site-b") > 500
     text = caplog.text
     assert pg.password not in text
-    failures = [r for r in caplog.records if r.levelno >= logging.WARNING
-                and "plugin postgres" in r.getMessage()]
+    failures = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "plugin postgres" in r.getMessage()
+    ]
     # one line per distinct failure and host, not one per retry
     assert 1 <= len(failures) <= 6, [r.getMessage() for r in failures]
     # each names the plugin, what it was doing and the database
-    assert all("ShippingError: postgres: " in r.getMessage()
-               and f"PostgreSQL at 127.0.0.1:{pg.port}/" in r.getMessage() for r in failures)
+    assert all(
+        "ShippingError: postgres: " in r.getMessage()
+        and f"PostgreSQL at 127.0.0.1:{pg.port}/" in r.getMessage()
+        for r in failures
+    )
 
 
 async def test_frozen_postgres_times_out_and_recovers(tmp_path: Path, pg, dsn: str) -> None:
@@ -117,16 +123,22 @@ batch_size = 300
 
 def in_transaction(dsn: str, application: str) -> bool:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return bool(conn.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE application_name = %s "
-            "AND state IN ('active', 'idle in transaction')", (application,)).fetchall())
+        return bool(
+            conn.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE application_name = %s "
+                "AND state IN ('active', 'idle in transaction')",
+                (application,),
+            ).fetchall()
+        )
 
 
 def shipped_rows(dsn: str, host: str) -> int:
     with psycopg.connect(dsn) as conn:
         try:
-            return conn.execute("SELECT coalesce(sum(rows), 0) FROM ioplex_marks "
-                                "WHERE host = %s AND level = 'raw'", (host,)).fetchone()[0]
+            return conn.execute(
+                "SELECT coalesce(sum(rows), 0) FROM ioplex_marks WHERE host = %s AND level = 'raw'",
+                (host,),
+            ).fetchone()[0]
         except psycopg.errors.UndefinedTable:
             return 0
 
@@ -140,8 +152,9 @@ def test_host_sigkilled_mid_shipment(tmp_path: Path, dsn: str) -> None:
     kills = mid_transaction = 0
     for _ in range(3):
         before = shipped_rows(dsn, "site-k")
-        proc = subprocess.Popen(cli, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cli, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         try:
             deadline = time.monotonic() + 60
             while shipped_rows(dsn, "site-k") < before + 500:
@@ -163,11 +176,15 @@ def test_host_sigkilled_mid_shipment(tmp_path: Path, dsn: str) -> None:
             if proc.stderr:
                 proc.stderr.close()
     assert kills == 3 and mid_transaction >= 1
-    data = {"host": {"name": "site-k", "data_dir": str(tmp_path / "site-k")},
-            "ioservers": {}, "loggers": {
-                "temps": {"points": ["d.*"], "levels": ["minute", "hour"]},
-                "energy": {"points": ["d.t0"], "kind": "counter", "levels": ["hour", "day"]}},
-            "plugins": {"postgres": {"dsn": dsn, "interval": 0.05}}}
+    data = {
+        "host": {"name": "site-k", "data_dir": str(tmp_path / "site-k")},
+        "ioservers": {},
+        "loggers": {
+            "temps": {"points": ["d.*"], "levels": ["minute", "hour"]},
+            "energy": {"points": ["d.t0"], "kind": "counter", "levels": ["hour", "day"]},
+        },
+        "plugins": {"postgres": {"dsn": dsn, "interval": 0.05}},
+    }
     anyio.run(drain, data, dsn)
     assert assert_same_history(tmp_path, dsn, "site-k") > 1500
 
@@ -183,8 +200,7 @@ async def test_two_hosts_under_one_name_are_refused(tmp_path: Path, dsn: str, ca
     assert isinstance(ioplex.FatalError, type)
 
 
-async def test_refused_password_that_later_clears(tmp_path: Path, pg, dsn: str,
-                                                  caplog) -> None:
+async def test_refused_password_that_later_clears(tmp_path: Path, pg, dsn: str, caplog) -> None:
     """A wrong password is retried with backoff, logged without the password, and shipping
     starts once the role's password is set to it."""
     wrong, right = "first-" + os.urandom(6).hex(), "second-" + os.urandom(6).hex()

@@ -30,8 +30,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.mark.parametrize("read", ["raw table", "samples_after"])
-async def test_raw_samples_arrive_once_with_their_values(tmp_path: Path, dsn: str, read: str,
-                                                         monkeypatch) -> None:
+async def test_raw_samples_arrive_once_with_their_values(
+    tmp_path: Path, dsn: str, read: str, monkeypatch
+) -> None:
     if read == "samples_after":  # a local schema version the direct read does not know
         monkeypatch.setattr(source, "KNOWN_SCHEMA", -1)
     config = make_config(tmp_path, dsn, batch_size=7)
@@ -53,17 +54,24 @@ async def test_raw_samples_arrive_once_with_their_values(tmp_path: Path, dsn: st
     counts = pg_counts(dsn)
     assert counts[("site-a", "temps")] == (len(local), len(local))
     with psycopg.connect(dsn) as conn:
-        (mark, rows), = conn.execute(
+        ((mark, rows),) = conn.execute(
             "SELECT seq, rows FROM ioplex_marks WHERE host = 'site-a' AND logger = 'temps' "
-            "AND level = 'raw'").fetchall()
+            "AND level = 'raw'"
+        ).fetchall()
     assert mark == local[-1][0] and rows == len(local)
 
 
 @pytest.mark.parametrize("batch", [10_000, 7])
-async def test_consolidated_intervals_match_the_local_ones(tmp_path: Path, dsn: str,
-                                                           batch: int) -> None:
-    config = make_config(tmp_path, dsn, logger_levels=("minute", "hour"),
-                         levels=["raw", "minute", "hour", "day"], batch_size=batch)
+async def test_consolidated_intervals_match_the_local_ones(
+    tmp_path: Path, dsn: str, batch: int
+) -> None:
+    config = make_config(
+        tmp_path,
+        dsn,
+        logger_levels=("minute", "hour"),
+        levels=["raw", "minute", "hour", "day"],
+        batch_size=batch,
+    )
     async with running(config, manual=True) as (host, shipper):
         temps, energy = host.loggers["temps"], host.loggers["energy"]
         now = time.time()
@@ -75,10 +83,16 @@ async def test_consolidated_intervals_match_the_local_ones(tmp_path: Path, dsn: 
         temps.record("d.t1", 99.0, time=now - 7000)
         await settle(host, shipper)
         expected = {
-            (lid, level): {(r.point, round(r.time), r.count, r.min, r.max, r.avg, r.delta)
-                           for r in host.loggers[lid].query(level=level)}
-            for lid, level in (("temps", "minute"), ("temps", "hour"), ("energy", "hour"),
-                               ("energy", "day"))
+            (lid, level): {
+                (r.point, round(r.time), r.count, r.min, r.max, r.avg, r.delta)
+                for r in host.loggers[lid].query(level=level)
+            }
+            for lid, level in (
+                ("temps", "minute"),
+                ("temps", "hour"),
+                ("energy", "hour"),
+                ("energy", "day"),
+            )
         }
         check_intervals(dsn, expected)
         assert assert_same_intervals(host, dsn) > 100
@@ -92,18 +106,21 @@ def check_intervals(dsn: str, expected: dict) -> None:
                 (p, round(t), c, lo, hi, avg, d)
                 for p, t, c, lo, hi, avg, d in conn.execute(
                     f"SELECT point, extract(epoch FROM time)::float8, count, min, max, avg, "
-                    f"delta FROM ioplex_{view} WHERE host = 'site-a' AND logger = %s", (lid,))
+                    f"delta FROM ioplex_{view} WHERE host = 'site-a' AND logger = %s",
+                    (lid,),
+                )
             }
             assert rows and got == rows, (lid, level, sorted(got ^ rows))
-        assert 99.0 in {r[0] for r in conn.execute(
-            "SELECT max FROM ioplex_minutes WHERE point = 'd.t1'")}
+        assert 99.0 in {
+            r[0] for r in conn.execute("SELECT max FROM ioplex_minutes WHERE point = 'd.t1'")
+        }
         # day is not kept by temps: nothing shipped for it, no error
-        assert not conn.execute(
-            "SELECT 1 FROM ioplex_days WHERE logger = 'temps'").fetchall()
+        assert not conn.execute("SELECT 1 FROM ioplex_days WHERE logger = 'temps'").fetchall()
 
 
 async def test_partitions_follow_the_time_and_retention_drops_them(
-        tmp_path: Path, dsn: str) -> None:
+    tmp_path: Path, dsn: str
+) -> None:
     config = make_config(tmp_path, dsn, partition="day", retention="10d")
     async with running(config) as (host, shipper):
         temps = host.loggers["temps"]
@@ -112,17 +129,27 @@ async def test_partitions_follow_the_time_and_retention_drops_them(
             temps.record("d.t1", float(days), time=now - days * 86400)
         await settle(host, shipper)
     with psycopg.connect(dsn) as conn:
-        parts = [r[0] for r in conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'ioplex_raw'::regclass ORDER BY 1")]
-        values = sorted(r[0] for r in conn.execute(
-            "SELECT value FROM ioplex_samples WHERE point = 'd.t1' AND value IN (30, 9, 3, 0)"))
+        parts = [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'ioplex_raw'::regclass ORDER BY 1"
+            )
+        ]
+        values = sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT value FROM ioplex_samples WHERE point = 'd.t1' AND value IN (30, 9, 3, 0)"
+            )
+        )
     assert values == [0.0, 3.0, 9.0]
     assert len(parts) >= 3 and all(p.startswith("ioplex_raw_") for p in parts)
     # a partition older than the retention, made by hand, goes at the next retention pass
     with psycopg.connect(dsn) as conn:
-        conn.execute("CREATE TABLE ioplex_raw_old PARTITION OF ioplex_raw "
-                     "FOR VALUES FROM ('2001-01-01') TO ('2001-01-02')")
+        conn.execute(
+            "CREATE TABLE ioplex_raw_old PARTITION OF ioplex_raw "
+            "FOR VALUES FROM ('2001-01-01') TO ('2001-01-02')"
+        )
     async with running(config) as (host, shipper):
         await settle(host, shipper)
     with psycopg.connect(dsn) as conn:
@@ -147,16 +174,26 @@ async def test_two_hosts_into_one_database(tmp_path: Path, dsn: str) -> None:
     assert hosts == {"site-a", "site-b"}
 
 
-@settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(names=st.lists(st.text(min_size=1, max_size=40),
-                      min_size=1, max_size=6, unique=True),
-       values=st.lists(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False),
-                                 st.integers(-2**63, 2**63 - 1), st.booleans()),
-                       min_size=1, max_size=6))
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    names=st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=6, unique=True),
+    values=st.lists(
+        st.one_of(
+            st.none(),
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(-(2**63), 2**63 - 1),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
 @example(names=["nul\x00inside", "zw\u200bsp", "é" * 40], values=[None, 2**63 - 1, True])
-def test_any_point_name_and_value_ships(tmp_path_factory, dsn: str, names: list[str],
-                                        values: list) -> None:
+def test_any_point_name_and_value_ships(
+    tmp_path_factory, dsn: str, names: list[str], values: list
+) -> None:
     """Names recorded by hand (any Unicode, NUL included) and any recordable value: shipped,
     never a batch stuck in a retry loop."""
     names = [n for n in names if not any(0xD800 <= ord(c) <= 0xDFFF for c in n)] or ["x"]

@@ -80,20 +80,23 @@ class Access:
         """The identity of `name`, or Refused (401, or 429 while the client is locked out)."""
         wait = self.throttle.locked_for(client)
         if wait:
-            raise Refused(429, "locked", f"too many failed logins; retry in {wait:.0f} s",
-                          retry_after=wait)
+            raise Refused(
+                429, "locked", f"too many failed logins; retry in {wait:.0f} s", retry_after=wait
+            )
         user: User | None = self.users.get(name)
         expected = user.password if user is not None else "\0" * 16
-        good = hmac.compare_digest(password.encode("utf-8", "surrogatepass"),
-                                   expected.encode("utf-8", "surrogatepass"))
+        good = hmac.compare_digest(
+            password.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+        )
         if user is None or not good:
             self.throttle.failed(client)
             raise Refused(401, "unauthorized", "wrong user name or password")
         self.throttle.succeeded(client)
         return Identity(user.name, user.role)
 
-    def identify(self, client: str | None, authorization: str | None,
-                 cookie: str | None) -> Identity:
+    def identify(
+        self, client: str | None, authorization: str | None, cookie: str | None
+    ) -> Identity:
         """Who sent a request; Refused when nobody known did."""
         if not self.admits(client):
             raise Refused(403, "forbidden", "this address may not use the server")

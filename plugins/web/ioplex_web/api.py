@@ -59,29 +59,44 @@ MAX_ROWS = 200_000
 """Rows one data-logger query returns (``truncated`` says when there were more)."""
 MAX_PATTERNS = 32
 STATIC = files(__package__) / "static"
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                 ".css": "text/css; charset=utf-8", ".json": "application/json",
-                 ".svg": "image/svg+xml", ".txt": "text/plain; charset=utf-8"}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+}
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
     "content-security-policy": "default-src 'self'; img-src 'self' data:; "
-                               "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
 }
 
 
-def error(status: int, code: str, message: str, headers: dict[str, str] | None = None,
-          ) -> Response:
-    return Response(jsontext.dumps({"error": {"code": code, "message": message}}),
-                    status_code=status, media_type="application/json",
-                    headers={**SECURITY_HEADERS, **(headers or {})})
+def error(
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        jsontext.dumps({"error": {"code": code, "message": message}}),
+        status_code=status,
+        media_type="application/json",
+        headers={**SECURITY_HEADERS, **(headers or {})},
+    )
 
 
 def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(jsontext.dumps(data, separators=(",", ":")), status_code=status,
-                    media_type="application/json",
-                    headers={**SECURITY_HEADERS, "cache-control": "no-store", **(headers or {})})
+    return Response(
+        jsontext.dumps(data, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+        headers={**SECURITY_HEADERS, "cache-control": "no-store", **(headers or {})},
+    )
 
 
 class BadRequest(Exception):
@@ -92,10 +107,14 @@ class BadRequest(Exception):
 
 def point_json(point: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "name": point.name, "value": point.value, "quality": str(point.quality),
+        "name": point.name,
+        "value": point.value,
+        "quality": str(point.quality),
         "type": point.type.__name__ if isinstance(point.type, type) else None,
-        "writable": point.writable, "changed": point.last_changed,
-        "updated": point.last_updated, "ioserver": point.ioserver,
+        "writable": point.writable,
+        "changed": point.last_changed,
+        "updated": point.last_updated,
+        "ioserver": point.ioserver,
     }
     if point.sensitive:
         data["sensitive"] = True
@@ -144,8 +163,9 @@ def _float(request: Request, name: str) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise BadRequest(f"{name}: {printable(text)!r} is not a time in seconds since the "
-                         "epoch") from None
+        raise BadRequest(
+            f"{name}: {printable(text)!r} is not a time in seconds since the epoch"
+        ) from None
     if not math.isfinite(value):
         raise BadRequest(f"{name}: must be finite")
     return value
@@ -159,7 +179,7 @@ def _change_events(feed: ChangeFeed, rows: list[Any], last: int) -> list[bytes]:
     """``changes`` events of at most MAX_BATCH rows; the last carries the id of `last`."""
     out = []
     for i in range(0, len(rows), MAX_BATCH):
-        data = jsontext.dumps(rows[i:i + MAX_BATCH], separators=(",", ":"))
+        data = jsontext.dumps(rows[i : i + MAX_BATCH], separators=(",", ":"))
         if i + MAX_BATCH >= len(rows):
             out.append(f"event: changes\nid: {feed.event_id(last)}\ndata: {data}\n\n".encode())
         else:
@@ -172,8 +192,11 @@ class _EventStream(StreamingResponse):
     client is gone (the stream's generator is closed at once, not when collected)."""
 
     def __init__(self, api: Api, stream: Any) -> None:
-        super().__init__(stream, media_type="text/event-stream",
-                         headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        super().__init__(
+            stream,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
         self._api = api
         self._stream = stream
         api.watchers += 1
@@ -190,10 +213,18 @@ class _EventStream(StreamingResponse):
 class Api:
     """The endpoints of one web server, over one host."""
 
-    def __init__(self, host: Any, access: Access, board: HealthBoard,
-                 feeds: dict[str, ChangeFeed], metrics_registry: Any, writes: Any,
-                 max_watchers: int, authenticated: Callable[[Request], None],
-                 collector: Any = None) -> None:
+    def __init__(
+        self,
+        host: Any,
+        access: Access,
+        board: HealthBoard,
+        feeds: dict[str, ChangeFeed],
+        metrics_registry: Any,
+        writes: Any,
+        max_watchers: int,
+        authenticated: Callable[[Request], None],
+        collector: Any = None,
+    ) -> None:
         self.host = host
         self.access = access
         self.board = board
@@ -234,13 +265,16 @@ class Api:
 
     def identify(self, request: Request) -> Identity:
         client = request.client.host if request.client else None
-        identity = self.access.identify(client, request.headers.get("authorization"),
-                                        request.cookies.get(COOKIE))
+        identity = self.access.identify(
+            client, request.headers.get("authorization"), request.cookies.get(COOKIE)
+        )
         self._authenticated(request)
         return identity
 
-    def _route(self, endpoint: Callable[[Request, Identity], Awaitable[Response]],
-               ) -> Callable[[Request], Awaitable[Response]]:
+    def _route(
+        self,
+        endpoint: Callable[[Request, Identity], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             try:
                 identity = self.identify(request)
@@ -249,6 +283,7 @@ class Api:
                 return self._refused(request, exc)
             except BadRequest as exc:
                 return error(exc.status, exc.code, str(exc))
+
         return handle
 
     def _refused(self, request: Request, exc: Refused) -> Response:
@@ -292,12 +327,16 @@ class Api:
         suffix = "." + parts[-1].rsplit(".", 1)[-1] if "." in parts[-1] else ""
         if suffix not in CONTENT_TYPES or not resource.is_file():
             return error(404, "not_found", "no such file")
-        return Response(resource.read_bytes(), media_type=CONTENT_TYPES[suffix],
-                        headers={**SECURITY_HEADERS, "cache-control": "no-cache"})
+        return Response(
+            resource.read_bytes(),
+            media_type=CONTENT_TYPES[suffix],
+            headers={**SECURITY_HEADERS, "cache-control": "no-cache"},
+        )
 
     async def openapi(self, request: Request) -> Response:
-        return Response((files(__package__) / "openapi.json").read_bytes(),
-                        media_type="application/json")
+        return Response(
+            (files(__package__) / "openapi.json").read_bytes(), media_type="application/json"
+        )
 
     async def healthz(self, request: Request) -> Response:
         if not self.access.admits(request.client.host if request.client else None):
@@ -324,8 +363,14 @@ class Api:
         try:
             if request.method == "GET":
                 identity = self.identify(request)
-                return ok({"name": identity.name, "role": identity.role,
-                           "open": self.access.open, "host": self.host.name})
+                return ok(
+                    {
+                        "name": identity.name,
+                        "role": identity.role,
+                        "open": self.access.open,
+                        "host": self.host.name,
+                    }
+                )
             if request.method == "DELETE":
                 self.access.close_session(request.cookies.get(COOKIE))
                 response = ok({"status": "logged out"})
@@ -334,19 +379,34 @@ class Api:
             if not self.access.admits(client):
                 raise Refused(403, "forbidden", "this address may not use the server")
             body = await self._body(request)
-            if (not isinstance(body, dict) or not isinstance(body.get("name"), str)
-                    or not isinstance(body.get("password"), str)):
+            if (
+                not isinstance(body, dict)
+                or not isinstance(body.get("name"), str)
+                or not isinstance(body.get("password"), str)
+            ):
                 raise BadRequest('send {"name": "...", "password": "..."}')
             if self.access.open:
-                raise BadRequest("this server has no users: it is read-only for this machine",
-                                 409, "no_users")
+                raise BadRequest(
+                    "this server has no users: it is read-only for this machine", 409, "no_users"
+                )
             identity = self.access.check_password(client, body["name"], body["password"])
             self._authenticated(request)
-            response = ok({"name": identity.name, "role": identity.role, "open": False,
-                           "host": self.host.name})
-            response.set_cookie(COOKIE, self.access.open_session(identity), path="/",
-                                httponly=True, samesite="strict",
-                                secure=request.url.scheme == "https")
+            response = ok(
+                {
+                    "name": identity.name,
+                    "role": identity.role,
+                    "open": False,
+                    "host": self.host.name,
+                }
+            )
+            response.set_cookie(
+                COOKIE,
+                self.access.open_session(identity),
+                path="/",
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+            )
             return response
         except Refused as exc:
             return self._refused(request, exc)
@@ -380,12 +440,13 @@ class Api:
             names = [n for n in names if text in n.casefold()]
         get = registry.get
         items = []
-        for name in names[offset:offset + limit]:
+        for name in names[offset : offset + limit]:
             point = get(name)
             if point is not None:
                 items.append(point_json(point))
-        return ok({"total": len(names), "offset": offset, "items": items,
-                   "can_write": identity.can_write})
+        return ok(
+            {"total": len(names), "offset": offset, "items": items, "can_write": identity.can_write}
+        )
 
     async def one_point(self, request: Request, identity: Identity) -> Response:
         registry = self._registry(request)
@@ -396,16 +457,23 @@ class Api:
             except UnknownPointError as exc:
                 return error(404, "unknown_point", str(exc))
         if not identity.can_write:
-            return error(403, "forbidden", f"user {identity.name!r} may not write "
-                         "(role read)" if not self.access.open else
-                         "this server has no users: it is read-only")
+            return error(
+                403,
+                "forbidden",
+                f"user {identity.name!r} may not write (role read)"
+                if not self.access.open
+                else "this server has no users: it is read-only",
+            )
         body = await self._body(request)
         if not isinstance(body, dict) or "value" not in body:
             raise BadRequest('send {"value": ...}')
         value = body["value"]
         if not self.writes.allows_point(self.host, name) and not _ui(request):
-            return error(403, "not_allowed", f"writing {printable(name)} is not allowed by "
-                         "plugins.web.control")
+            return error(
+                403,
+                "not_allowed",
+                f"writing {printable(name)} is not allowed by plugins.web.control",
+            )
         try:
             with anyio.fail_after(WRITE_TIMEOUT):
                 await registry.write(name, value)
@@ -418,20 +486,21 @@ class Api:
         except PointNameError as exc:
             return error(400, "bad_name", str(exc))
         except TimeoutError:
-            return error(504, "timeout", f"the write of {printable(name)} took over "
-                         f"{WRITE_TIMEOUT:g} s")
+            return error(
+                504, "timeout", f"the write of {printable(name)} took over {WRITE_TIMEOUT:g} s"
+            )
         except (WriteError, PointError) as exc:
             return error(502, "write_failed", str(exc))
         except Exception as exc:  # noqa: BLE001 - a driver's failure is the writer's answer
-            self._faults.warning("write", "web: the write of %s failed: %r",
-                                 printable(name), exc)
+            self._faults.warning("write", "web: the write of %s failed: %r", printable(name), exc)
             return error(502, "write_failed", f"{type(exc).__name__}: {exc}")
         point = registry.get(name)
         if point is not None and point.sensitive:  # a command line may carry a secret
             log.info("web: %s wrote %s", identity.name, printable(name))
         else:
-            log.info("web: %s wrote %s = %s", identity.name, printable(name),
-                     printable(repr(value), 60))
+            log.info(
+                "web: %s wrote %s = %s", identity.name, printable(name), printable(repr(value), 60)
+            )
         return ok({"status": "written", "name": name})
 
     # -- watching ----------------------------------------------------------------------------
@@ -440,10 +509,15 @@ class Api:
         feed = self.feeds["ui" if ui else "io"]
         patterns = _patterns(request)
         if self.watchers >= self.max_watchers:
-            return error(503, "busy", f"{self.max_watchers} watchers are open "
-                         "(plugins.web.max_watchers)", {"retry-after": "5"})
-        resume = feed.parse_id(request.headers.get("last-event-id")
-                               or request.query_params.get("last_event_id"))
+            return error(
+                503,
+                "busy",
+                f"{self.max_watchers} watchers are open (plugins.web.max_watchers)",
+                {"retry-after": "5"},
+            )
+        resume = feed.parse_id(
+            request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        )
         return _EventStream(self, self._stream(feed, _matcher(patterns), resume))
 
     def _snapshot(self, feed: ChangeFeed, match: Any) -> Iterator[bytes]:
@@ -459,21 +533,28 @@ class Api:
         get = registry.get
         total = len(names)
         for i in range(0, max(total, 1), SNAPSHOT_CHUNK):
-            chunk = [point_json(p) for p in map(get, names[i:i + SNAPSHOT_CHUNK])
-                     if p is not None]
+            chunk = [
+                point_json(p) for p in map(get, names[i : i + SNAPSHOT_CHUNK]) if p is not None
+            ]
             done = i + SNAPSHOT_CHUNK >= total
-            data = jsontext.dumps({"points": chunk, "done": done, "total": total},
-                                  separators=(",", ":"))
+            data = jsontext.dumps(
+                {"points": chunk, "done": done, "total": total}, separators=(",", ":")
+            )
             yield f"event: snapshot\nid: {eid}\ndata: {data}\n\n".encode()
 
     @staticmethod
     def _encode_changes(feed: ChangeFeed) -> Any:
         def encode(changes: list[Any], last: int) -> list[bytes]:
             return _change_events(feed, [c[1:] for c in changes], last)
+
         return encode
 
-    async def _stream(self, feed: ChangeFeed, match: Any, resume: int | None,
-                      ) -> AsyncIterator[bytes]:
+    async def _stream(
+        self,
+        feed: ChangeFeed,
+        match: Any,
+        resume: int | None,
+    ) -> AsyncIterator[bytes]:
         yield b"retry: 2000\n\n"
         quiet_since = anyio.current_time()
         if resume is None or feed.since(resume) is None:
@@ -540,9 +621,16 @@ class Api:
 
     # -- data loggers ------------------------------------------------------------------------
     async def loggers(self, request: Request, identity: Identity) -> Response:
-        items = [{"id": lid, "kind": lg.kind, "levels": list(lg.levels),
-                  "points": list(lg.points), "recorded": lg.recorded}
-                 for lid, lg in sorted(self.host.loggers.items())]
+        items = [
+            {
+                "id": lid,
+                "kind": lg.kind,
+                "levels": list(lg.levels),
+                "points": list(lg.points),
+                "recorded": lg.recorded,
+            }
+            for lid, lg in sorted(self.host.loggers.items())
+        ]
         return ok({"items": items})
 
     async def logger_data(self, request: Request, identity: Identity) -> Response:
@@ -553,8 +641,9 @@ class Api:
             return error(404, "unknown_logger", f"unknown data logger {printable(lid)!r}")
         level = request.query_params.get("level", "raw")
         if level not in logger.levels:
-            raise BadRequest(f"level: {printable(level)!r}; data logger {lid!r} keeps "
-                             f"{', '.join(logger.levels)}")
+            raise BadRequest(
+                f"level: {printable(level)!r}; data logger {lid!r} keeps {', '.join(logger.levels)}"
+            )
         start, end = _float(request, "start"), _float(request, "end")
         patterns = _patterns(request) or None
         fmt = request.query_params.get("format", "json")
@@ -574,23 +663,35 @@ class Api:
             rows, truncated = await anyio.to_thread.run_sync(read)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        fields = (["seq", "time", "point", "value", "quality"] if level == "raw"
-                  else ["time", "end", "point", "count", "min", "max", "avg", "delta"])
+        fields = (
+            ["seq", "time", "point", "value", "quality"]
+            if level == "raw"
+            else ["time", "end", "point", "count", "min", "max", "avg", "delta"]
+        )
         if fmt == "csv":
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(fields)
             for row in rows:
-                writer.writerow([repr(v) if isinstance(v, float) else
-                                 "" if v is None else str(v) for v in row])
+                writer.writerow(
+                    [repr(v) if isinstance(v, float) else "" if v is None else str(v) for v in row]
+                )
             headers = {"content-disposition": f'attachment; filename="{lid}-{level}.csv"'}
             if truncated:
                 headers["x-ioplex-truncated"] = "true"
-            return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
-                            headers=headers)
-        return ok({"logger": lid, "level": level, "fields": fields, "truncated": truncated,
-                   "rows": [[str(v) if i == 4 and level == "raw" else v
-                             for i, v in enumerate(row)] for row in rows]})
+            return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+        return ok(
+            {
+                "logger": lid,
+                "level": level,
+                "fields": fields,
+                "truncated": truncated,
+                "rows": [
+                    [str(v) if i == 4 and level == "raw" else v for i, v in enumerate(row)]
+                    for row in rows
+                ],
+            }
+        )
 
     # -- rules -----------------------------------------------------------------------------
     async def rules(self, request: Request, identity: Identity) -> Response:
@@ -599,10 +700,16 @@ class Api:
         fires = self.collector.fires if self.collector is not None else {}
         items = []
         for point in self.host.points.match("events.*"):
-            rule = point.name[len("events."):]
-            items.append({"rule": rule, "point": point.name, "last_fired": point.value,
-                          "quality": str(point.quality),
-                          "fires": fires.get(rule, 0),
-                          "description": (point.meta or {}).get("description")})
+            rule = point.name[len("events.") :]
+            items.append(
+                {
+                    "rule": rule,
+                    "point": point.name,
+                    "last_fired": point.value,
+                    "quality": str(point.quality),
+                    "fires": fires.get(rule, 0),
+                    "description": (point.meta or {}).get("description"),
+                }
+            )
         items.sort(key=lambda r: r["rule"])
         return ok({"items": items, "installed": "events" in self.host.plugins.info})

@@ -60,8 +60,9 @@ class Client:
                 verify = ssl.create_default_context(cafile=cafile)
             except (OSError, ssl.SSLError) as exc:
                 _fail(f"--cacert: cannot use {cafile}: {exc}", EXIT_USAGE)
-        self.http = httpx.Client(base_url=self.url, auth=_credentials(credentials),
-                                 verify=verify, timeout=TIMEOUT)
+        self.http = httpx.Client(
+            base_url=self.url, auth=_credentials(credentials), verify=verify, timeout=TIMEOUT
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
@@ -76,8 +77,11 @@ class Client:
                 message = response.json()["error"]["message"]
             except (ValueError, KeyError, TypeError):
                 message = response.text[:200] or response.reason_phrase
-            hint = (" (set IOPLEX_USER and IOPLEX_PASSWORD, or --credentials FILE)"
-                    if response.status_code == 401 else "")
+            hint = (
+                " (set IOPLEX_USER and IOPLEX_PASSWORD, or --credentials FILE)"
+                if response.status_code == 401
+                else ""
+            )
             _fail(f"{response.status_code}: {message}{hint}", EXIT_REFUSED)
         return jsontext.loads(response.content)
 
@@ -120,13 +124,20 @@ def convert(text: str, type_name: str | None) -> Any:
 
 def add_commands(cli: click.Group) -> None:
     def common(func: Any) -> Any:
-        func = click.option("--url", help="The host's web server (default $IOPLEX_URL or "
-                            f"{DEFAULT_URL}).")(func)
-        func = click.option("--credentials", type=click.Path(dir_okay=False),
-                            help="A file holding user:password (default $IOPLEX_CREDENTIALS; "
-                            "or $IOPLEX_USER and $IOPLEX_PASSWORD).")(func)
-        func = click.option("--cacert", type=click.Path(dir_okay=False),
-                            help="CA or self-signed certificate to trust for HTTPS.")(func)
+        func = click.option(
+            "--url", help=f"The host's web server (default $IOPLEX_URL or {DEFAULT_URL})."
+        )(func)
+        func = click.option(
+            "--credentials",
+            type=click.Path(dir_okay=False),
+            help="A file holding user:password (default $IOPLEX_CREDENTIALS; "
+            "or $IOPLEX_USER and $IOPLEX_PASSWORD).",
+        )(func)
+        func = click.option(
+            "--cacert",
+            type=click.Path(dir_okay=False),
+            help="CA or self-signed certificate to trust for HTTPS.",
+        )(func)
         func = click.option("--ui", is_flag=True, help="UI variables instead of data points.")(func)
         return func
 
@@ -137,14 +148,21 @@ def add_commands(cli: click.Group) -> None:
     @click.argument("pattern", required=False, default="*")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @common
-    def points(pattern: str, as_json: bool, url: str | None, credentials: str | None,
-               cacert: str | None, ui: bool) -> None:
+    def points(
+        pattern: str,
+        as_json: bool,
+        url: str | None,
+        credentials: str | None,
+        cacert: str | None,
+        ui: bool,
+    ) -> None:
         """List the points of a running host matching PATTERN (default every point)."""
         client = Client(url, credentials, cacert)
         offset, items = 0, []
         while True:
-            page = client.request("GET", base(ui), params={"pattern": pattern,
-                                                           "offset": offset, "limit": 10000})
+            page = client.request(
+                "GET", base(ui), params={"pattern": pattern, "offset": offset, "limit": 10000}
+            )
             items += page["items"]
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:
@@ -153,29 +171,44 @@ def add_commands(cli: click.Group) -> None:
             click.echo(jsontext.dumps(items, indent=2))
             return
         for p in items:
-            click.echo(f"{p['name']}  {_value(p)}  {p['quality']}  {_stamp(p['changed'])}"
-                       + ("  writable" if p["writable"] else ""))
+            click.echo(
+                f"{p['name']}  {_value(p)}  {p['quality']}  {_stamp(p['changed'])}"
+                + ("  writable" if p["writable"] else "")
+            )
 
     @cli.command(name="get")
     @click.argument("name")
     @click.option("--json", "as_json", is_flag=True, help="Print the point as JSON.")
     @common
-    def get(name: str, as_json: bool, url: str | None, credentials: str | None,
-            cacert: str | None, ui: bool) -> None:
+    def get(
+        name: str,
+        as_json: bool,
+        url: str | None,
+        credentials: str | None,
+        cacert: str | None,
+        ui: bool,
+    ) -> None:
         """Print the value of the point NAME of a running host."""
         point = Client(url, credentials, cacert).request("GET", f"{base(ui)}/{quote(name)}")
         if as_json:
             click.echo(jsontext.dumps(point, indent=2))
         else:
-            click.echo(_value(point) + ("" if point["quality"] == "good"
-                                        else f"  ({point['quality']})"))
+            click.echo(
+                _value(point) + ("" if point["quality"] == "good" else f"  ({point['quality']})")
+            )
 
     @cli.command(name="set")
     @click.argument("name")
     @click.argument("value")
     @common
-    def set_(name: str, value: str, url: str | None, credentials: str | None,
-             cacert: str | None, ui: bool) -> None:
+    def set_(
+        name: str,
+        value: str,
+        url: str | None,
+        credentials: str | None,
+        cacert: str | None,
+        ui: bool,
+    ) -> None:
         """Write VALUE to the point NAME of a running host (role write)."""
         client = Client(url, credentials, cacert)
         path = f"{base(ui)}/{quote(name)}"
@@ -188,26 +221,41 @@ def add_commands(cli: click.Group) -> None:
             converted = convert(value, type_name)
         except ValueError as exc:
             _fail(f"{name}: {exc}", EXIT_USAGE)
-        client.request("PUT", path, content=jsontext.dumps({"value": converted}),
-                       headers={"content-type": "application/json"})
+        client.request(
+            "PUT",
+            path,
+            content=jsontext.dumps({"value": converted}),
+            headers={"content-type": "application/json"},
+        )
 
     @cli.command(name="watch")
     @click.argument("patterns", nargs=-1)
     @common
-    def watch(patterns: tuple[str, ...], url: str | None, credentials: str | None,
-              cacert: str | None, ui: bool) -> None:
+    def watch(
+        patterns: tuple[str, ...],
+        url: str | None,
+        credentials: str | None,
+        cacert: str | None,
+        ui: bool,
+    ) -> None:
         """Print the matching points of a running host, then every change (Ctrl-C stops);
         reconnects and resumes where it left off when the connection drops."""
         client = Client(url, credentials, cacert)
         path = "/api/v1/ui-watch" if ui else "/api/v1/watch"
         last_id: str | None = None
         import time
+
         delay = 0.5
         while True:
             headers = {"last-event-id": last_id} if last_id else {}
             try:
-                with client.http.stream("GET", path, params={"pattern": list(patterns or ["*"])},
-                                        headers=headers, timeout=httpx.Timeout(TIMEOUT, read=60)) as r:
+                with client.http.stream(
+                    "GET",
+                    path,
+                    params={"pattern": list(patterns or ["*"])},
+                    headers=headers,
+                    timeout=httpx.Timeout(TIMEOUT, read=60),
+                ) as r:
                     if r.status_code >= 400:
                         r.read()
                         client._answer(r)
@@ -227,8 +275,7 @@ def add_commands(cli: click.Group) -> None:
             except KeyboardInterrupt:
                 return
             except httpx.HTTPError as exc:
-                click.echo(f"warning: connection to {client.url} lost ({exc}); retrying",
-                           err=True)
+                click.echo(f"warning: connection to {client.url} lost ({exc}); retrying", err=True)
             time.sleep(delay)
             delay = min(delay * 2, 10)
 
@@ -236,20 +283,25 @@ def add_commands(cli: click.Group) -> None:
         payload = jsontext.loads(data)
         if event == "snapshot":
             for p in payload["points"]:
-                click.echo(f"{_stamp(p['changed'])} {p['name']} = {_value(p)}"
-                           + ("" if p["quality"] == "good" else f" ({p['quality']})"))
+                click.echo(
+                    f"{_stamp(p['changed'])} {p['name']} = {_value(p)}"
+                    + ("" if p["quality"] == "good" else f" ({p['quality']})")
+                )
         elif event == "changes":
             for name, value, quality, when in payload:
                 text = repr(printable(value, 200)) if isinstance(value, str) else json.dumps(value)
-                click.echo(f"{_stamp(when)} {name} = {text}"
-                           + ("" if quality == "good" else f" ({quality})"))
+                click.echo(
+                    f"{_stamp(when)} {name} = {text}"
+                    + ("" if quality == "good" else f" ({quality})")
+                )
         sys.stdout.flush()
 
     @cli.command(name="status")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @common
-    def status(as_json: bool, url: str | None, credentials: str | None, cacert: str | None,
-               ui: bool) -> None:
+    def status(
+        as_json: bool, url: str | None, credentials: str | None, cacert: str | None, ui: bool
+    ) -> None:
         """Print the health of a running host's I/O servers and plugin services; exit 1
         when it is not ready."""
         client = Client(url, credentials, cacert)
@@ -260,14 +312,22 @@ def add_commands(cli: click.Group) -> None:
         except httpx.HTTPError as exc:
             _fail(f"cannot reach {client.url}: {exc}", EXIT_UNREACHABLE)
         if as_json:
-            click.echo(jsontext.dumps({"ready": ready, "ioservers": ios, "services": services},
-                                      indent=2))
+            click.echo(
+                jsontext.dumps({"ready": ready, "ioservers": ios, "services": services}, indent=2)
+            )
         else:
             rows = [("KIND", "NAME", "STATE", "SINCE", "RECONNECTS", "DETAIL")]
             for e in ios + services:
-                rows.append((e["kind"], e["name"], e["state"], _stamp(e["since"]),
-                             str(e["reconnects"]),
-                             printable(e["detail"] or e.get("last_error") or "", 60)))
+                rows.append(
+                    (
+                        e["kind"],
+                        e["name"],
+                        e["state"],
+                        _stamp(e["since"]),
+                        str(e["reconnects"]),
+                        printable(e["detail"] or e.get("last_error") or "", 60),
+                    )
+                )
             widths = [max(len(r[i]) for r in rows) for i in range(5)]
             for r in rows:
                 click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[5])

@@ -28,9 +28,14 @@ class Health:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "name": self.name, "state": self.state, "detail": self.detail,
-            "since": self.since, "last_error": self.last_error,
-            "last_error_at": self.last_error_at, "reconnects": self.reconnects,
+            "kind": self.kind,
+            "name": self.name,
+            "state": self.state,
+            "detail": self.detail,
+            "since": self.since,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "reconnects": self.reconnects,
         }
 
 
@@ -43,11 +48,17 @@ class HealthBoard:
         self.entries: dict[tuple[str, str], Health] = {}
         for name, io in host.ioservers.items():
             self.entries[("ioserver", name)] = Health(
-                "ioserver", name, str(io.state), io.detail, host.started_at or now,
-                was_online=io.state is State.ONLINE)
+                "ioserver",
+                name,
+                str(io.state),
+                io.detail,
+                host.started_at or now,
+                was_online=io.state is State.ONLINE,
+            )
         for name, state in host.services.items():
-            self.entries[("plugin", name)] = Health("plugin", name, str(state), None,
-                                                    host.started_at or now)
+            self.entries[("plugin", name)] = Health(
+                "plugin", name, str(state), None, host.started_at or now
+            )
         self.log: deque[dict[str, Any]] = deque(maxlen=LOG_SIZE)
         self.seq = 0
         self._active = True
@@ -74,8 +85,16 @@ class HealthBoard:
             entry.last_error, entry.last_error_at = detail, now
         entry.state, entry.detail = str(state), detail
         self.seq += 1
-        self.log.append({"seq": self.seq, "time": now, "kind": kind, "name": name,
-                         "state": str(state), "detail": detail})
+        self.log.append(
+            {
+                "seq": self.seq,
+                "time": now,
+                "kind": kind,
+                "name": name,
+                "state": str(state),
+                "detail": detail,
+            }
+        )
 
     def ioservers(self) -> list[Health]:
         current = set(self.host.ioservers)
@@ -92,6 +111,7 @@ class HealthBoard:
                 continue
             if entry.state == State.FAILED and entry.detail:
                 continue
-            reasons.append(f"{entry.name}: {entry.state}"
-                           + (f" ({entry.detail})" if entry.detail else ""))
+            reasons.append(
+                f"{entry.name}: {entry.state}" + (f" ({entry.detail})" if entry.detail else "")
+            )
         return reasons

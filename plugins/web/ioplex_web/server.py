@@ -91,14 +91,19 @@ class _Protocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.conn.their_state is h11.IDLE and self._head_too_long(data):
-            self._refuse(431, "request_header_fields_too_large",
-                         f"the request head is over {MAX_HEAD} bytes")
+            self._refuse(
+                431, "request_header_fields_too_large", f"the request head is over {MAX_HEAD} bytes"
+            )
             return
         try:
             super().data_received(data)
         except Exception as exc:  # noqa: BLE001 - whatever a client sends, only it suffers
-            _faults.warning("parse", "web: a request from %s could not be parsed (%s)",
-                            self.client and self.client[0], type(exc).__name__)
+            _faults.warning(
+                "parse",
+                "web: a request from %s could not be parsed (%s)",
+                self.client and self.client[0],
+                type(exc).__name__,
+            )
             self._refuse(400, "bad_request", "the request could not be parsed as HTTP/1.1")
 
     def _head_too_long(self, data: bytes) -> bool:
@@ -119,7 +124,9 @@ class _Protocol(H11Protocol):
         with contextlib.suppress(Exception):
             self.transport.write(
                 f"HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n"
-                f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n".encode() + body)
+                f"connection: close\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -130,8 +137,13 @@ class _Protocol(H11Protocol):
         super().connection_lost(exc)
 
 
-async def accept_loop(sock: socket.socket, make_protocol: Any, ssl_context: ssl.SSLContext | None,
-                      admission: Admission, what: str) -> None:
+async def accept_loop(
+    sock: socket.socket,
+    make_protocol: Any,
+    ssl_context: ssl.SSLContext | None,
+    admission: Admission,
+    what: str,
+) -> None:
     """Accept until cancelled (the kernel's `accept_sockets`: EMFILE is waited out); each
     connection runs in a task holding its admission ticket."""
     loop = asyncio.get_running_loop()
@@ -143,8 +155,11 @@ async def accept_loop(sock: socket.socket, make_protocol: Any, ssl_context: ssl.
         with ticket, ticket.scope:
             try:
                 transport, _ = await loop.connect_accepted_socket(
-                    functools.partial(make_protocol, ticket, lost), conn, ssl=ssl_context,
-                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl_context else None)
+                    functools.partial(make_protocol, ticket, lost),
+                    conn,
+                    ssl=ssl_context,
+                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT if ssl_context else None,
+                )
                 await lost.wait()
             except (OSError, ssl.SSLError, TimeoutError, EOFError) as exc:
                 log.debug("%s: connection from %s failed: %r", what, ticket.client, exc)
@@ -158,8 +173,13 @@ async def accept_loop(sock: socket.socket, make_protocol: Any, ssl_context: ssl.
         client = address[0] if isinstance(address, tuple) else None
         ticket = admission.admit(client)
         if ticket is None:
-            refusals.warning("full", "%s: refused a connection from %s: all %d slots are "
-                             "held by logged-in clients", what, client, admission.max_connections)
+            refusals.warning(
+                "full",
+                "%s: refused a connection from %s: all %d slots are held by logged-in clients",
+                what,
+                client,
+                admission.max_connections,
+            )
             conn.close()
             return None
         return connection(conn, ticket)
@@ -169,8 +189,11 @@ async def accept_loop(sock: socket.socket, make_protocol: Any, ssl_context: ssl.
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 400)
-    return error(status, "not_found" if status == 404 else "bad_request",
-                 str(getattr(exc, "detail", "")) or "bad request")
+    return error(
+        status,
+        "not_found" if status == 404 else "bad_request",
+        str(getattr(exc, "detail", "")) or "bad request",
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -199,7 +222,8 @@ async def run(host: Any, settings: WebSettings) -> None:
             cert, key = settings.certificate, settings.key
         else:
             cert, key, generated = certificate.load_or_create(
-                host.data_dir / STATE_DIR, host.name, settings.bind_host)
+                host.data_dir / STATE_DIR, host.name, settings.bind_host
+            )
         try:
             fp = certificate.fingerprint(cert)
         except (OSError, ValueError) as exc:
@@ -209,9 +233,11 @@ async def run(host: Any, settings: WebSettings) -> None:
     access = Access(settings, what)
     board = HealthBoard(host)
     feeds = {"io": ChangeFeed(host.points), "ui": ChangeFeed(host.ui)}
-    admission = Admission(max_connections=settings.max_connections,
-                          max_unauthenticated=MAX_UNAUTHENTICATED,
-                          login_deadline=LOGIN_DEADLINE)
+    admission = Admission(
+        max_connections=settings.max_connections,
+        max_unauthenticated=MAX_UNAUTHENTICATED,
+        login_deadline=LOGIN_DEADLINE,
+    )
     tickets: dict[Any, Ticket] = {}
 
     def authenticated(request: Request) -> None:
@@ -221,24 +247,35 @@ async def run(host: Any, settings: WebSettings) -> None:
             ticket.authenticated()
 
     metrics_registry = collector = None
-    api = Api(host, access, board, feeds, None, settings.writes, settings.max_watchers,
-              authenticated)
+    api = Api(
+        host, access, board, feeds, None, settings.writes, settings.max_watchers, authenticated
+    )
     metrics_registry, collector = make_registry(host, board, settings.metrics_points, web=api)
     api.collector = collector
     if settings.metrics:
         api.metrics_registry = metrics_registry
     try:
         with sock, quiet_loggers("uvicorn.error", "asyncio"):
-            app = Starlette(routes=api.routes(), exception_handlers={HTTPException: _http_error,
-                                                                 Exception: _internal_error})
+            app = Starlette(
+                routes=api.routes(),
+                exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+            )
             protocol = type("Protocol", (_Protocol,), {"tickets": tickets})
             config = uvicorn.Config(
-                app, http=protocol, ws="none", log_config=None, access_log=False,
-                proxy_headers=False, server_header=False, lifespan="off",
+                app,
+                http=protocol,
+                ws="none",
+                log_config=None,
+                access_log=False,
+                proxy_headers=False,
+                server_header=False,
+                lifespan="off",
                 limit_concurrency=settings.max_connections + 1,
-                h11_max_incomplete_event_size=MAX_HEAD, timeout_keep_alive=KEEP_ALIVE,
+                h11_max_incomplete_event_size=MAX_HEAD,
+                timeout_keep_alive=KEEP_ALIVE,
                 timeout_graceful_shutdown=SHUTDOWN_GRACE,
-                ssl_certfile=str(cert) if cert else None, ssl_keyfile=str(key) if key else None,
+                ssl_certfile=str(cert) if cert else None,
+                ssl_keyfile=str(key) if key else None,
             )
             try:
                 config.load()
@@ -251,11 +288,17 @@ async def run(host: Any, settings: WebSettings) -> None:
             if cert:
                 info.update(certificate=str(cert), fingerprint=fp)
             _write_info(info_file, info)
-            log.info("web: %s listening on %s (%s)%s", what, url,
-                     "read-only, this machine only: no users configured" if access.open
-                     else f"{len(settings.users)} users",
-                     f"; certificate {cert} ({'self-signed, generated now' if generated else 'SHA-256 ' + fp})"
-                     if cert else "")
+            log.info(
+                "web: %s listening on %s (%s)%s",
+                what,
+                url,
+                "read-only, this machine only: no users configured"
+                if access.open
+                else f"{len(settings.users)} users",
+                f"; certificate {cert} ({'self-signed, generated now' if generated else 'SHA-256 ' + fp})"
+                if cert
+                else "",
+            )
 
             def make_protocol(ticket: Ticket, lost: anyio.Event) -> asyncio.Protocol:
                 made = protocol(config=config, server_state=server.server_state, app_state={})

@@ -75,7 +75,8 @@ def parse(table: dict[str, Any], base_dir: Path) -> WebSettings:
         raise ValueError(
             f"{WHERE}.listen: {table['listen']!r} is not a loopback address; without "
             f"{WHERE}.users the server is read-only for this machine only (add users, or "
-            "listen on 127.0.0.1 / [::1])")
+            "listen on 127.0.0.1 / [::1])"
+        )
     allowed = AllowList.parse(table["allow"], f"{WHERE}.allow")
     writes = RemoteWrites(table["control"], f"{WHERE}.control")
     patterns = tuple(table["metrics_points"])
@@ -94,8 +95,16 @@ def parse(table: dict[str, Any], base_dir: Path) -> WebSettings:
         if path is not None and not path.is_file():
             raise ValueError(f"{WHERE}.{name}: {str(path)!r} is not a readable file")
     return WebSettings(
-        bind_host=bind_host, port=port, users=users, allowed=allowed, writes=writes,
-        certificate=certificate, key=keyfile, metrics=table["metrics"],
-        metrics_points=patterns, max_connections=table["max_connections"],
-        max_watchers=table["max_watchers"], https_always=table["https"] == "always",
+        bind_host=bind_host,
+        port=port,
+        users=users,
+        allowed=allowed,
+        writes=writes,
+        certificate=certificate,
+        key=keyfile,
+        metrics=table["metrics"],
+        metrics_points=patterns,
+        max_connections=table["max_connections"],
+        max_watchers=table["max_watchers"],
+        https_always=table["https"] == "always",
     )

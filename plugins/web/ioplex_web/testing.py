@@ -2,7 +2,6 @@
 a host running in a thread of its own, and headless Chromium from Debian's packages
 (installed with apt-get when missing, as ioplex_ssh.testing installs sshd)."""
 
-
 from __future__ import annotations
 
 import json
@@ -22,21 +21,37 @@ PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22"}
 """alice writes, bob reads."""
 
 
-def base_config(tmp_path: Path, web: dict[str, Any] | None = None, rate: float = 20,
-                extra_points: dict[str, Any] | None = None) -> dict[str, Any]:
-    points = {"light.1": 0, "light.2": 1, "temp.living": 21.5, "door.front": False,
-              "label": "hello", **(extra_points or {})}
+def base_config(
+    tmp_path: Path,
+    web: dict[str, Any] | None = None,
+    rate: float = 20,
+    extra_points: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    points = {
+        "light.1": 0,
+        "light.2": 1,
+        "temp.living": 21.5,
+        "door.front": False,
+        "label": "hello",
+        **(extra_points or {}),
+    }
     return {
         "host": {"name": "webtest", "data_dir": str(tmp_path / "data")},
-        "ioservers": {"dummy": {"plugin": "dummy", "options": {
-            "points": points, "rate": rate, "ui": {"alarm.text": ""}}}},
+        "ioservers": {
+            "dummy": {
+                "plugin": "dummy",
+                "options": {"points": points, "rate": rate, "ui": {"alarm.text": ""}},
+            }
+        },
         "loggers": {"climate": {"points": ["dummy.temp.*"], "levels": ["minute", "hour"]}},
         "plugins": {"web": {"enabled": True, "listen": "127.0.0.1:0", **(web or {})}},
     }
 
 
-USERS = [{"name": "alice", "password": PASSWORDS["alice"], "role": "write"},
-         {"name": "bob", "password": PASSWORDS["bob"], "role": "read"}]
+USERS = [
+    {"name": "alice", "password": PASSWORDS["alice"], "role": "write"},
+    {"name": "bob", "password": PASSWORDS["bob"], "role": "read"},
+]
 
 
 class RunningHost:
@@ -84,11 +99,13 @@ class RunningHost:
 
     def call(self, func: Any, *args: Any) -> Any:
         """Run `func(*args)` (sync or async) in the host's event loop."""
+
         async def run() -> Any:
             result = func(*args)
             if hasattr(result, "__await__"):
                 result = await result
             return result
+
         return self._portal.call(run)
 
     def stop(self) -> None:
@@ -105,8 +122,6 @@ def client(running: RunningHost, user: str | None = None, **kwargs: Any) -> http
     return httpx.Client(base_url=running.url, auth=auth, timeout=10, **kwargs)
 
 
-
-
 PACKAGES = ["chromium", "chromium-driver"]
 
 
@@ -118,11 +133,22 @@ def ensure_chromium() -> tuple[str, str]:
     if os.geteuid() != 0:
         _skip("chromium is not installed and installing it needs root")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300",
-                     "--no-install-recommends", *PACKAGES]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
-                              check=False)
+    for command in (
+        ["apt-get", "update", "-q"],
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "-o",
+            "DPkg::Lock::Timeout=300",
+            "--no-install-recommends",
+            *PACKAGES,
+        ],
+    ):
+        done = subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
         if done.returncode != 0 and command[1] == "install":
             _skip(f"cannot install {' '.join(PACKAGES)}: {done.stderr[-500:]}")
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
@@ -138,9 +164,16 @@ def start_browser(profile: Path):  # -> selenium WebDriver
     browser, driver = ensure_chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", f"--user-data-dir={profile}",
-                "--no-first-run", "--disable-extensions"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        f"--user-data-dir={profile}",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)

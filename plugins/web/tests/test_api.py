@@ -29,8 +29,13 @@ def test_list_filter_and_paging(user_host: Any) -> None:
         assert [p["name"] for p in text["items"]] == ["dummy.temp.living"]
         two = c.get("/api/v1/points", params=[("pattern", "*.door.*"), ("pattern", "*label")])
         assert two.json()["total"] == 2
-        for bad in ({"limit": "100001"}, {"offset": "-1"}, {"limit": "x"},
-                    {"pattern": "a\u202eb"}, {"pattern": "a b"}):
+        for bad in (
+            {"limit": "100001"},
+            {"offset": "-1"},
+            {"limit": "x"},
+            {"pattern": "a\u202eb"},
+            {"pattern": "a b"},
+        ):
             r = c.get("/api/v1/points", params=bad)
             assert r.status_code == 400, bad
             assert r.json()["error"]["code"] == "bad_request"
@@ -50,9 +55,11 @@ def test_get_one_point_with_metadata(user_host: Any) -> None:
 
 
 def put(c: httpx.Client, name: str, body: Any, ui: bool = False) -> httpx.Response:
-    return c.put(f"/api/v1/{'ui' if ui else 'points'}/{name}",
-                 content=body if isinstance(body, (bytes, str)) else json.dumps(body),
-                 headers={"content-type": "application/json"})
+    return c.put(
+        f"/api/v1/{'ui' if ui else 'points'}/{name}",
+        content=body if isinstance(body, (bytes, str)) else json.dumps(body),
+        headers={"content-type": "application/json"},
+    )
 
 
 def test_writes_roles_and_the_kernels_refusals(make_host: Any) -> None:
@@ -80,8 +87,11 @@ def test_writes_roles_and_the_kernels_refusals(make_host: Any) -> None:
         assert put(alice, "dummy.light.1", {"nothing": 1}).status_code == 400
         assert put(alice, "dummy.light.1", b"not json").status_code == 400
         assert put(alice, "dummy.light.1", b"[" * 100 + b"]" * 100).status_code == 400
-        r = alice.put("/api/v1/points/dummy.light.1", content=b'{"value": 1}',
-                      headers={"content-type": "text/plain"})
+        r = alice.put(
+            "/api/v1/points/dummy.light.1",
+            content=b'{"value": 1}',
+            headers={"content-type": "text/plain"},
+        )
         assert r.status_code == 415
         huge = b'{"value": "' + b"x" * (2 << 20) + b'"}'
         r = put(alice, "dummy.label", huge)
@@ -103,8 +113,12 @@ def test_control_policy_limits_writes(make_host: Any) -> None:
 
 def test_open_host_reads_on_loopback_and_never_writes(open_host: Any) -> None:
     with client(open_host) as c:
-        assert c.get("/api/v1/session").json() == {"name": "anonymous", "role": "read",
-                                                   "open": True, "host": "webtest"}
+        assert c.get("/api/v1/session").json() == {
+            "name": "anonymous",
+            "role": "read",
+            "open": True,
+            "host": "webtest",
+        }
         assert c.get("/api/v1/points").json()["total"] == 6
         r = put(c, "dummy.light.1", {"value": 1})
         assert r.status_code == 403 and "read-only" in r.json()["error"]["message"]
@@ -150,8 +164,7 @@ def test_password_guessing_is_throttled(user_host: Any) -> None:
     with client(user_host) as c:
         codes = [c.get("/healthz", auth=("bob", "x")).status_code for _ in range(2)]
         assert codes == [200, 200]  # health needs no password
-        codes = [c.get("/api/v1/points", auth=("bob", f"guess{i}")).status_code
-                 for i in range(8)]
+        codes = [c.get("/api/v1/points", auth=("bob", f"guess{i}")).status_code for i in range(8)]
         assert codes[:5] == [401] * 5 and 429 in codes[5:]
         r = c.get("/api/v1/points", auth=("bob", PASSWORDS["bob"]))
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
@@ -185,8 +198,10 @@ def test_health_ready_and_states(user_host: Any) -> None:
         services = {s["name"]: s for s in c.get("/api/v1/services").json()["items"]}
         assert services["web"]["state"] == "online"
         log = c.get("/api/v1/log").json()["items"]
-        assert [(e["name"], e["state"]) for e in log[-2:]] == [("dummy", "retrying"),
-                                                               ("dummy", "online")]
+        assert [(e["name"], e["state"]) for e in log[-2:]] == [
+            ("dummy", "retrying"),
+            ("dummy", "online"),
+        ]
         after = log[-1]["seq"]
         assert c.get("/api/v1/log", params={"after": after}).json()["items"] == []
 
@@ -205,8 +220,10 @@ def test_data_loggers(user_host: Any) -> None:
         table = list(csv.reader(io.StringIO(r.text)))
         assert table[0] == ["seq", "time", "point", "value", "quality"] and len(table) >= 2
         assert r.headers["content-type"].startswith("text/csv")
-        r = c.get("/api/v1/loggers/climate/data", params={"level": "hour", "start": 0,
-                                                          "end": time.time() + 7200})
+        r = c.get(
+            "/api/v1/loggers/climate/data",
+            params={"level": "hour", "start": 0, "end": time.time() + 7200},
+        )
         assert r.status_code == 200 and r.json()["fields"][0] == "time"
         assert c.get("/api/v1/loggers/climate/data", params={"level": "week"}).status_code == 400
         assert c.get("/api/v1/loggers/climate/data", params={"start": "x"}).status_code == 400
@@ -229,8 +246,11 @@ def test_openapi_names_every_route(user_host: Any) -> None:
 
     api = Api.__new__(Api)
     api.host = None
-    paths = {route.path.replace(":path}", "}") for route in Api.routes(api)
-             if route.path.startswith(("/api", "/healthz", "/readyz", "/metrics"))}
+    paths = {
+        route.path.replace(":path}", "}")
+        for route in Api.routes(api)
+        if route.path.startswith(("/api", "/healthz", "/readyz", "/metrics"))
+    }
     assert paths <= set(spec["paths"]), paths - set(spec["paths"])
 
 
@@ -239,11 +259,21 @@ def test_static_files_and_unknown_paths(open_host: Any) -> None:
         page = c.get("/")
         assert page.status_code == 200 and "<title>ioplex</title>" in page.text
         assert page.headers["x-frame-options"] == "DENY"
-        for path in ("/static/app.js", "/static/table.js", "/static/format.js",
-                     "/static/style.css", "/static/vendor/uPlot.iife.min.js"):
+        for path in (
+            "/static/app.js",
+            "/static/table.js",
+            "/static/format.js",
+            "/static/style.css",
+            "/static/vendor/uPlot.iife.min.js",
+        ):
             assert c.get(path).status_code == 200, path
-        for path in ("/static/../__init__.py", "/static/vendor/../../api.py",
-                     "/static/%2e%2e/api.py", "/static/.hidden.js", "/nothing"):
+        for path in (
+            "/static/../__init__.py",
+            "/static/vendor/../../api.py",
+            "/static/%2e%2e/api.py",
+            "/static/.hidden.js",
+            "/nothing",
+        ):
             r = c.get(path)
             assert r.status_code == 404, path
             assert r.json()["error"]["code"] == "not_found"
@@ -253,8 +283,9 @@ def test_static_files_and_unknown_paths(open_host: Any) -> None:
 def test_rules_of_the_events_plugin(tmp_path: Any) -> None:
     pytest.importorskip("ioplex_events")
     rules = tmp_path / "rules.txt"
-    rules.write_text("IO dummy.light.1 : LOG = \"light\"\nIO dummy.door.front = true : "
-                     "LOG = \"door\"\n")
+    rules.write_text(
+        'IO dummy.light.1 : LOG = "light"\nIO dummy.door.front = true : LOG = "door"\n'
+    )
     from ioplex_web.testing import RunningHost, base_config
 
     config = base_config(tmp_path / "ev", {"users": USERS}, rate=0)

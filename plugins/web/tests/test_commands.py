@@ -14,15 +14,25 @@ from ioplex import State
 from ioplex_web.testing import PASSWORDS, USERS
 
 
-def ioplex(running: Any, *args: str, user: str | None = "alice", env: dict[str, str] | None = None,
-           ) -> subprocess.CompletedProcess[str]:
+def ioplex(
+    running: Any,
+    *args: str,
+    user: str | None = "alice",
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("IOPLEX_")}
     environ["IOPLEX_URL"] = running.url
     if user:
         environ.update(IOPLEX_USER=user, IOPLEX_PASSWORD=PASSWORDS[user])
     environ.update(env or {})
-    return subprocess.run([sys.executable, "-m", "ioplex", *args], capture_output=True,
-                          text=True, timeout=60, env=environ, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ioplex", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        check=False,
+    )
 
 
 def test_points_get_set(make_host: Any) -> None:
@@ -56,8 +66,12 @@ def test_errors_and_exit_codes(make_host: Any, tmp_path: Path) -> None:
     assert done.returncode == 1 and "role read" in done.stderr
     done = ioplex(running, "points", user=None)
     assert done.returncode == 1 and "IOPLEX_USER" in done.stderr
-    done = ioplex(running, "points", user=None,
-                  env={"IOPLEX_USER": "alice", "IOPLEX_PASSWORD": "wrong-password"})
+    done = ioplex(
+        running,
+        "points",
+        user=None,
+        env={"IOPLEX_USER": "alice", "IOPLEX_PASSWORD": "wrong-password"},
+    )
     assert done.returncode == 1 and "wrong-password" not in done.stderr + done.stdout
     creds = tmp_path / "creds"
     creds.write_text(f"bob:{PASSWORDS['bob']}\n")
@@ -82,11 +96,19 @@ def test_status(make_host: Any) -> None:
 def test_watch_prints_and_follows_changes(make_host: Any) -> None:
     running = make_host({"users": USERS}, rate=0)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("IOPLEX_")}
-    environ.update(IOPLEX_URL=running.url, IOPLEX_USER="bob", IOPLEX_PASSWORD=PASSWORDS["bob"],
-                   PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "ioplex", "watch", "dummy.light.*"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environ)
+    environ.update(
+        IOPLEX_URL=running.url,
+        IOPLEX_USER="bob",
+        IOPLEX_PASSWORD=PASSWORDS["bob"],
+        PYTHONUNBUFFERED="1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ioplex", "watch", "dummy.light.*"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
     try:
         lines = [proc.stdout.readline() for _ in range(2)]
         assert "dummy.light.1 = 0" in lines[0] and "dummy.light.2 = 1" in lines[1]

@@ -38,18 +38,31 @@ def test_the_configuration_validates(tmp_path: Path) -> None:
 
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     (unit,) = blocks("ini")
-    for needed in ("Type=notify", "WatchdogSec=", "User=ioplex", "ProtectSystem=strict",
-                   "ExecReload=/bin/kill -HUP $MAINPID"):
+    for needed in (
+        "Type=notify",
+        "WatchdogSec=",
+        "User=ioplex",
+        "ProtectSystem=strict",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ):
         assert needed in unit
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
     ioplex_bin = Path(sys.executable).parent / "ioplex"
     path = tmp_path / "ioplex.service"
     path.write_text(unit.replace("/opt/ioplex/bin/ioplex", str(ioplex_bin)))
-    done = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
-                          text=True, timeout=60, check=False)
-    problems = [line for line in (done.stdout + done.stderr).splitlines()
-                if str(path) in line or "ioplex.service" in line]
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problems = [
+        line
+        for line in (done.stdout + done.stderr).splitlines()
+        if str(path) in line or "ioplex.service" in line
+    ]
     assert done.returncode == 0 and not problems, done.stdout + done.stderr
 
 
@@ -71,7 +84,7 @@ def test_the_health_check_command_passes_against_a_host(tmp_path: Path) -> None:
     table = tomllib.loads(config)
     table["host"]["data_dir"] = str(tmp_path / "data")
     table["plugins"]["web"]["listen"] = "127.0.0.1:0"  # tests stay on loopback...
-    table["plugins"]["web"]["https"] = "always"        # ...with the TLS of "[::]:8080"
+    table["plugins"]["web"]["https"] = "always"  # ...with the TLS of "[::]:8080"
     secret = tmp_path / "prometheus.secret"
     secret.write_text("scrape-password-1\n")
     table["plugins"]["web"]["users"][0]["password"] = "operator-pw-1"
@@ -81,7 +94,7 @@ def test_the_health_check_command_passes_against_a_host(tmp_path: Path) -> None:
     running = RunningHost(table).start()
     try:
         assert running.url.startswith("https://127.0.0.1:")
-        command = re.search(r'CMD (\[.*\])', _dockerfile().split("HEALTHCHECK", 1)[1]).group(1)
+        command = re.search(r"CMD (\[.*\])", _dockerfile().split("HEALTHCHECK", 1)[1]).group(1)
         argv = json.loads(command)
         argv[0] = sys.executable
         argv[2] = argv[2].replace("https://127.0.0.1:8080", running.url)
@@ -91,10 +104,17 @@ def test_the_health_check_command_passes_against_a_host(tmp_path: Path) -> None:
         running.stop()
 
 
-@pytest.mark.skipif(os.environ.get("IOPLEX_TEST_DOCKER") != "1",
-                    reason="set IOPLEX_TEST_DOCKER=1 to build the image (needs Docker and PyPI)")
+@pytest.mark.skipif(
+    os.environ.get("IOPLEX_TEST_DOCKER") != "1",
+    reason="set IOPLEX_TEST_DOCKER=1 to build the image (needs Docker and PyPI)",
+)
 def test_the_image_builds(tmp_path: Path) -> None:  # pragma: no cover - optional
     (tmp_path / "Dockerfile").write_text(_dockerfile())
-    done = subprocess.run(shlex.split(f"docker build -q -t ioplex-test {tmp_path}"),
-                          capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        shlex.split(f"docker build -q -t ioplex-test {tmp_path}"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr

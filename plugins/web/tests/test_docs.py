@@ -46,8 +46,22 @@ def test_the_wheel_carries_every_asset(tmp_path: Path) -> None:
     import zipfile
 
     package = Path(__file__).parents[1]
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(package)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(package),
+        ],
+        check=True,
+        timeout=300,
+    )
     (wheel,) = tmp_path.glob("ioplex_web-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     static = package / "ioplex_web" / "static"

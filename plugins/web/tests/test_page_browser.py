@@ -35,8 +35,7 @@ def _severe(driver: Any) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any,
-                                              tmp_path: Path) -> None:
+def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any, tmp_path: Path) -> None:
     running = make_host({"users": USERS}, rate=50)
     browser.get(running.url + "/")
     wait = WebDriverWait(browser, 20)
@@ -69,6 +68,7 @@ def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any,
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#points-rows [data-name]")) == 1)
     row = browser.find_element(By.CSS_SELECTOR, '#points-rows [data-name="dummy.light.1"]')
     from selenium.webdriver.common.action_chains import ActionChains
+
     ActionChains(browser).double_click(row).perform()
     box = wait.until(EC.visibility_of_element_located((By.ID, "write-value")))
     box.clear()
@@ -82,6 +82,7 @@ def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any,
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#points-rows [data-name]")) > 3)
     # the history chart of the data logger's raw samples
     from selenium.webdriver.support.ui import Select
+
     wait.until(lambda d: len(Select(d.find_element(By.ID, "chart-point")).options) > 0)
     Select(browser.find_element(By.ID, "level")).select_by_value("raw")
     Select(browser.find_element(By.ID, "chart-point")).select_by_value("dummy.temp.living")
@@ -102,8 +103,9 @@ def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any,
     assert _severe(browser) == [] or all("401" in m for m in _severe(browser))
 
 
-def test_page_with_100000_points_scrolls_virtually(make_host: Any, browser: Any,
-                                                   tmp_path: Path) -> None:
+def test_page_with_100000_points_scrolls_virtually(
+    make_host: Any, browser: Any, tmp_path: Path
+) -> None:
     points = {f"bulk.p{i:06d}": i for i in range(100_000)}
     running = make_host(rate=0, extra_points=points)
     browser.get(running.url + "/")
@@ -112,16 +114,18 @@ def test_page_with_100000_points_scrolls_virtually(make_host: Any, browser: Any,
     rows = browser.find_elements(By.CSS_SELECTOR, "#points-rows [data-name]")
     assert 0 < len(rows) < 100  # only what is in view exists
     started = time.monotonic()
-    browser.execute_script("const v = document.getElementById('points'); "
-                           "v.scrollTop = v.scrollHeight;")
-    wait.until(lambda d: d.find_elements(
-        By.CSS_SELECTOR, '#points-rows [data-name="dummy.temp.living"]'))
+    browser.execute_script(
+        "const v = document.getElementById('points'); v.scrollTop = v.scrollHeight;"
+    )
+    wait.until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#points-rows [data-name="dummy.temp.living"]')
+    )
     scrolled = time.monotonic() - started
     # a live change deep in the table shows
-    browser.execute_script("const v = document.getElementById('points'); "
-                           "v.scrollTop = 50000 * 28;")
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR,
-                                         '#points-rows [data-name="dummy.bulk.p050000"]'))
+    browser.execute_script("const v = document.getElementById('points'); v.scrollTop = 50000 * 28;")
+    wait.until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#points-rows [data-name="dummy.bulk.p050000"]')
+    )
     running.call(running.host.ioservers["dummy"].set, "bulk.p050000", -1)
     wait.until(lambda d: _row_value(d, "dummy.bulk.p050000") == "-1")
     filt = browser.find_element(By.ID, "filter")

@@ -57,24 +57,35 @@ password = {{ env = "ALICE_PASSWORD" }}
 role = "write"
 """)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("IOPLEX_")}
-    environ.update(ALICE_PASSWORD=PASSWORDS["alice"], IOPLEX_URL=f"http://127.0.0.1:{port}",
-                   IOPLEX_USER="alice", IOPLEX_PASSWORD=PASSWORDS["alice"],
-                   PYTHONUNBUFFERED="1", IOPLEX_LOAD_PLUGINS="web")
+    environ.update(
+        ALICE_PASSWORD=PASSWORDS["alice"],
+        IOPLEX_URL=f"http://127.0.0.1:{port}",
+        IOPLEX_USER="alice",
+        IOPLEX_PASSWORD=PASSWORDS["alice"],
+        PYTHONUNBUFFERED="1",
+        IOPLEX_LOAD_PLUGINS="web",
+    )
     run = [sys.executable, "-m", "ioplex", "run", str(config)]
     started: list[subprocess.Popen[str]] = []
 
     def start(command: list[str]) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=environ)
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environ
+        )
         started.append(proc)
         return proc
 
     def ioplex_set(value: str) -> None:
         deadline = time.monotonic() + 60
         while True:
-            done = subprocess.run([sys.executable, "-m", "ioplex", "set", "dummy.light.1",
-                                   value], env=environ, capture_output=True, text=True,
-                                  timeout=60, check=False)
+            done = subprocess.run(
+                [sys.executable, "-m", "ioplex", "set", "dummy.light.1", value],
+                env=environ,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
             if done.returncode == 0 or time.monotonic() > deadline:
                 assert done.returncode == 0, done.stderr
                 return
