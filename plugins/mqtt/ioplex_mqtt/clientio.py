@@ -1,4 +1,4 @@
-"""Two adjustments to aiomqtt's use of paho-mqtt that receiving many messages needs.
+"""Adjustments to aiomqtt's use of paho-mqtt: speed for many messages, safety on failures.
 
 - paho's ``loop_read`` handles about one packet per call, and aiomqtt calls it once per
   readiness event of the socket: every message costs a trip through the event loop. The
@@ -7,8 +7,12 @@
 - aiomqtt's message iterator starts a task per message; `messages` takes what is already
   queued without one.
 
-Both use paho/aiomqtt internals (``_packet_read``, ``_loop_rc_handle``, ``_sock``,
-``_queue``); when a version lacks them, the stock behaviour is kept.
+- `publish_many` waits once per batch of publications; `abandon` and `guard_loop` keep a
+  failed link from leaving callbacks on closed file descriptors in the event loop.
+
+They use paho/aiomqtt internals (``_packet_read``, ``_loop_rc_handle``, ``_sock``,
+``_queue``, ``_pending_publishes``, ``_loop``); when a version lacks them, the stock
+behaviour is kept. aiomqtt is pinned below 3 in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -128,3 +132,41 @@ async def publish_many(client: aiomqtt.Client, messages: list[tuple[str, bytes]]
     if acks.waiting:
         with anyio.fail_after(timeout):
             await acks.done.wait()
+
+
+class _GuardedLoop:
+    """The event loop as aiomqtt sees it, with one difference: a reader or writer that
+    paho's connecting thread asked for is added only if its socket is still the client's.
+    Otherwise a link refused during the handshake (a TLS alert) leaves a callback that adds
+    a closed file descriptor to the loop, an error in the loop instead of in the session."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, client: aiomqtt.Client) -> None:
+        self._loop = loop
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any) -> Any:
+        loop = self._loop
+        if callback == loop.add_reader or callback == loop.add_writer:
+            add = callback
+
+            def guarded(fd: int, handler: Any) -> None:
+                sock = getattr(self._client._client, "_sock", None)
+                try:
+                    live = sock is not None and sock.fileno() == fd
+                except OSError:
+                    live = False
+                if live:
+                    add(fd, handler)
+
+            return loop.call_soon_threadsafe(guarded, *args)
+        return loop.call_soon_threadsafe(callback, *args)
+
+
+def guard_loop(client: aiomqtt.Client) -> None:
+    """Install `_GuardedLoop` on `client` (before it connects)."""
+    loop = getattr(client, "_loop", None)
+    if isinstance(loop, asyncio.AbstractEventLoop):
+        client._loop = _GuardedLoop(loop, client)  # type: ignore[assignment]

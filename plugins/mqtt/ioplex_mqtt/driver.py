@@ -50,7 +50,7 @@ from ioplex import (
 from ioplex.points import describe_value, printable
 from ioplex.serving import RateLimitedLog, RemoteWrites, parse_listen
 
-from .clientio import abandon, messages, publish_many, read_in_bursts
+from .clientio import abandon, guard_loop, messages, publish_many, read_in_bursts
 from .loops import HOPS, ORIGIN, LoopGuard
 from .outbox import Outbox
 from .payload import (
@@ -86,7 +86,7 @@ PUBLISHERS = 2
 """Batches of publications in flight at once (one is filled while the other is confirmed)."""
 NO_DELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 """Small messages go out at once: with Nagle's algorithm and the broker's delayed ACKs a
-window of QoS 1 publications waits ~40 ms per round trip (30 times slower on loopback)."""
+window of QoS 1 publications can wait for a delayed ACK (up to 40 ms) per round trip."""
 STOP_TIMEOUT = 2.0
 """Seconds spent publishing ``offline`` when the host stops."""
 
@@ -281,6 +281,7 @@ class Bridge:
     async def _session(self, address: str, port: int) -> None:
         client = self._client(address, port)
         read_in_bursts(client)
+        guard_loop(client)
         client._client.connect_timeout = self.timeout  # the TCP connect, in a thread
         try:
             await client.__aenter__()  # CONNACK within `timeout` (the client's own)

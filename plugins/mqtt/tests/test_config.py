@@ -104,3 +104,14 @@ def test_scaling_doc_nats_config_is_the_tested_one(tmp_path: Path) -> None:
     for key in ("server_name:", "jetstream {", "cluster {", "routes: [", "mqtt {",
                 "stream_replicas: 3"):
         assert key in shown and key in tested.read_text(), key
+
+
+def test_scaling_doc_mosquitto_settings_are_the_tested_ones(tmp_path: Path) -> None:
+    from ioplex_mqtt.testing import Mosquitto
+
+    doc = (Path(__file__).parents[3] / "docs" / "scaling.md").read_text()
+    shown = re.search(r"```\n(listener 8883.*?)```", doc, re.DOTALL).group(1)
+    tested = Mosquitto(tmp_path).config_path.read_text()
+    for line in ("set_tcp_nodelay true", "max_inflight_messages 1000",
+                 "max_queued_messages 100000"):
+        assert line in shown and line in tested, line
