@@ -94,18 +94,29 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def child(workdir: Path, name: str, port: int, points: int, rate: float,
-          seconds: float, prefix: str) -> subprocess.Popen[str]:
-    config = host_config(workdir, name, port, {f"p{i}": 0.0 for i in range(points)},
-                         publish=["dummy.*"], prefix=prefix)
+def child(
+    workdir: Path, name: str, port: int, points: int, rate: float, seconds: float, prefix: str
+) -> subprocess.Popen[str]:
+    config = host_config(
+        workdir,
+        name,
+        port,
+        {f"p{i}": 0.0 for i in range(points)},
+        publish=["dummy.*"],
+        prefix=prefix,
+    )
     config["ioservers"]["mqtt"]["options"].update(keepalive=30, timeout=20)
     workdir.mkdir(parents=True, exist_ok=True)
     args = workdir / f"{name}.json"
     args.write_text(json.dumps({"config": config, "rate": rate, "seconds": seconds}))
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(args)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=ONLY_THIS_PLUGIN)
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=ONLY_THIS_PLUGIN,
+    )
 
 
 async def readline(proc: subprocess.Popen[str], timeout: float = PHASE_DEADLINE) -> str:
@@ -118,8 +129,14 @@ async def readline(proc: subprocess.Popen[str], timeout: float = PHASE_DEADLINE)
 
 # --- 1. throughput ---------------------------------------------------------------------------
 async def throughput(workdir: Path, port: int, count: int) -> None:
-    config = host_config(workdir, "bench-pub", port, {f"p{i}": 0.0 for i in range(count)},
-                         publish=["dummy.*"], prefix="bench1")
+    config = host_config(
+        workdir,
+        "bench-pub",
+        port,
+        {f"p{i}": 0.0 for i in range(count)},
+        publish=["dummy.*"],
+        prefix="bench1",
+    )
     config["ioservers"]["mqtt"]["options"].update(keepalive=30, timeout=30)
     rounds = 3
     host = ioplex.Host.from_config(config, environ=ONLY_THIS_PLUGIN)
@@ -142,9 +159,14 @@ async def throughput(workdir: Path, port: int, count: int) -> None:
         payload = encode_state(1.0, ioplex.Quality.GOOD, time.time(), "bench-pub", 0, float)
         topics = [driver.topics.state("bench-bare", p.name) for p in points]
     # the baseline: a bare client, same topics, payload size, QoS, retain and concurrency
-    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=32, timeout=30,
-                              socket_options=NO_DELAY,
-                              logger=logging.getLogger("bench.bare")) as client:
+    async with aiomqtt.Client(
+        "127.0.0.1",
+        port,
+        max_inflight_messages=32,
+        timeout=30,
+        socket_options=NO_DELAY,
+        logger=logging.getLogger("bench.bare"),
+    ) as client:
         client.pending_calls_threshold = 1_000
         queue = list(topics) * rounds
         start = time.perf_counter()
@@ -159,8 +181,10 @@ async def throughput(workdir: Path, port: int, count: int) -> None:
                     tg.start_soon(worker)
         bare = rounds * len(topics) / (time.perf_counter() - start)
     print(f"1. publish throughput, {len(points):,} points x {rounds} rounds, QoS 1 retained:")
-    print(f"   plugin {plugin:,.0f} msg/s   bare aiomqtt client {bare:,.0f} msg/s   "
-          f"ratio {plugin / bare:.2f} (goal >= 0.5)")
+    print(
+        f"   plugin {plugin:,.0f} msg/s   bare aiomqtt client {bare:,.0f} msg/s   "
+        f"ratio {plugin / bare:.2f} (goal >= 0.5)"
+    )
 
 
 # --- 2 and 3: hosts in child processes, a mirror here -----------------------------------------
@@ -170,14 +194,24 @@ class Latencies:
         self.on = False
 
     def __call__(self, event: Any) -> None:
-        if self.on and event[4] is ioplex.Quality.GOOD and event[1].__class__ is float \
-                and event[1] > 0:
+        if (
+            self.on
+            and event[4] is ioplex.Quality.GOOD
+            and event[1].__class__ is float
+            and event[1] > 0
+        ):
             self.values.append(time.monotonic() - event[1])
 
 
-async def mirror_run(workdir: Path, port: int, procs: list[subprocess.Popen[str]],
-                     expected: int, seconds: float, restart: bool,
-                     prefix: str) -> dict[str, float]:
+async def mirror_run(
+    workdir: Path,
+    port: int,
+    procs: list[subprocess.Popen[str]],
+    expected: int,
+    seconds: float,
+    restart: bool,
+    prefix: str,
+) -> dict[str, float]:
     config = host_config(workdir, "central", port, subscribe=["*/*"], prefix=prefix)
     config["ioservers"]["mqtt"]["options"].update(keepalive=30, timeout=30)
     results: dict[str, float] = {}
@@ -192,9 +226,13 @@ async def mirror_run(workdir: Path, port: int, procs: list[subprocess.Popen[str]
             with anyio.move_on_after(PHASE_DEADLINE):
                 while good < expected:
                     await anyio.sleep(0.05)
-                    good = sum(1 for p in io.points()
-                               if p is not io.connection and p.quality is ioplex.Quality.GOOD
-                               and p.id.split(".", 1)[1].startswith("dummy.p"))
+                    good = sum(
+                        1
+                        for p in io.points()
+                        if p is not io.connection
+                        and p.quality is ioplex.Quality.GOOD
+                        and p.id.split(".", 1)[1].startswith("dummy.p")
+                    )
             if good < expected:  # report how far it got, and stop
                 results[f"align{run}"] = float("inf")
                 results["aligned"] = good
@@ -224,16 +262,27 @@ async def mirror_run(workdir: Path, port: int, procs: list[subprocess.Popen[str]
     return results
 
 
-async def hosts_phase(workdir: Path, port: int, hosts: int, points: int, rate: float,
-                      seconds: float, restart: bool, prefix: str) -> dict[str, float]:
+async def hosts_phase(
+    workdir: Path,
+    port: int,
+    hosts: int,
+    points: int,
+    rate: float,
+    seconds: float,
+    restart: bool,
+    prefix: str,
+) -> dict[str, float]:
     """Hosts in child processes and a mirror of them all here, on a prefix of their own."""
-    procs = [child(workdir / prefix, f"h{i:02d}", port, points, rate, seconds, prefix)
-             for i in range(hosts)]
+    procs = [
+        child(workdir / prefix, f"h{i:02d}", port, points, rate, seconds, prefix)
+        for i in range(hosts)
+    ]
     try:
         for proc in procs:
             await readline(proc)
-        return await mirror_run(workdir / prefix, port, procs, hosts * points, seconds,
-                                restart, prefix)
+        return await mirror_run(
+            workdir / prefix, port, procs, hosts * points, seconds, restart, prefix
+        )
     finally:
         for proc in procs:
             proc.kill()
@@ -244,38 +293,67 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
         workdir = Path(tmp)
         with Mosquitto(workdir / "broker") as broker:
-            print(f"mosquitto on 127.0.0.1:{broker.port}; {os.cpu_count()} CPUs; "
-                  f"load average {os.getloadavg()[0]:.1f}")
+            print(
+                f"mosquitto on 127.0.0.1:{broker.port}; {os.cpu_count()} CPUs; "
+                f"load average {os.getloadavg()[0]:.1f}"
+            )
             if not args.skip_throughput:
                 await throughput(workdir, broker.port, args.points)
             if not args.skip_latency:
-                r = await hosts_phase(workdir, broker.port, 1, 10_000, args.rate,
-                                      args.seconds, restart=False, prefix="bench2")
+                r = await hosts_phase(
+                    workdir,
+                    broker.port,
+                    1,
+                    10_000,
+                    args.rate,
+                    args.seconds,
+                    restart=False,
+                    prefix="bench2",
+                )
                 if "aligned" in r:
                     raise SystemExit(f"2. the mirror did not align within {PHASE_DEADLINE:g} s")
-                print(f"2. latency A -> broker -> B at {args.rate:,.0f} changes/s for "
-                      f"{args.seconds:g} s: {r['changes']:,.0f} changes, {r['events']:,.0f} "
-                      f"events on B; p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms "
-                      "(goal <= 50 ms)")
+                print(
+                    f"2. latency A -> broker -> B at {args.rate:,.0f} changes/s for "
+                    f"{args.seconds:g} s: {r['changes']:,.0f} changes, {r['events']:,.0f} "
+                    f"events on B; p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms "
+                    "(goal <= 50 ms)"
+                )
             if not args.skip_scale:
                 total = args.hosts * args.host_points
-                r = await hosts_phase(workdir, broker.port, args.hosts, args.host_points,
-                                      args.host_rate, args.seconds, restart=True,
-                                      prefix="bench3")
-                print(f"3. scale: {args.hosts} host processes x {args.host_points:,} points "
-                      f"= {total:,} points into one concentrator")
+                r = await hosts_phase(
+                    workdir,
+                    broker.port,
+                    args.hosts,
+                    args.host_points,
+                    args.host_rate,
+                    args.seconds,
+                    restart=True,
+                    prefix="bench3",
+                )
+                print(
+                    f"3. scale: {args.hosts} host processes x {args.host_points:,} points "
+                    f"= {total:,} points into one concentrator"
+                )
                 if "aligned" in r:
-                    print(f"   NOT aligned within {PHASE_DEADLINE:g} s: {r['aligned']:,.0f} of "
-                          f"{total:,} points mirrored with quality good; stopped")
+                    print(
+                        f"   NOT aligned within {PHASE_DEADLINE:g} s: {r['aligned']:,.0f} of "
+                        f"{total:,} points mirrored with quality good; stopped"
+                    )
                     return
-                print(f"   align at first start {r['align0']:.2f} s, after a restart "
-                      f"{r['align1']:.2f} s (goal <= 5 s for 100,000)")
-                print(f"   all hosts changing {args.host_rate:g} points/s each: "
-                      f"{r['changes']:,.0f} changes, {r['events']:,.0f} events; p50 "
-                      f"{r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; incoming dropped "
-                      f"{r['dropped']:.0f}")
-                print(f"   concentrator memory: {r['rss_per_point']:,.0f} bytes RSS per "
-                      "mirrored point")
+                print(
+                    f"   align at first start {r['align0']:.2f} s, after a restart "
+                    f"{r['align1']:.2f} s (goal <= 5 s for 100,000)"
+                )
+                print(
+                    f"   all hosts changing {args.host_rate:g} points/s each: "
+                    f"{r['changes']:,.0f} changes, {r['events']:,.0f} events; p50 "
+                    f"{r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; incoming dropped "
+                    f"{r['dropped']:.0f}"
+                )
+                print(
+                    f"   concentrator memory: {r['rss_per_point']:,.0f} bytes RSS per "
+                    "mirrored point"
+                )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def generated_section(path: Path) -> str:
     return schemadoc.section(path.read_text())
 
 
-@pytest.mark.parametrize("plugin", ["hsyco_remote", "ssh", "vscp_link"])
+@pytest.mark.parametrize(
+    "plugin", ["hsyco_remote", "ssh", "vscp_link", "events", "web", "mqtt", "postgres"]
+)
 def test_plugin_readme_options_match_schema(plugin: str) -> None:
     plugins = ioplex.load_plugins({"IOPLEX_LOAD_PLUGINS": plugin})
     assert plugin in plugins.info, f"plugin {plugin} is not installed"

@@ -68,13 +68,16 @@ def check_config(
                 problems.append(ioplex.Problem(f"{where}.options.publish[{i}]", str(exc)))
         why = check_prefix(options["prefix"])
         if why:
-            problems.append(ioplex.Problem(f"{where}.options.prefix",
-                                           f"{options['prefix']!r} {why}"))
+            problems.append(
+                ioplex.Problem(f"{where}.options.prefix", f"{options['prefix']!r} {why}")
+            )
         for key in ("cafile", "certfile", "keyfile"):
             if options[key] and not (base_dir / Path(options[key]).expanduser()).is_file():
-                problems.append(ioplex.Problem(f"{where}.options.{key}",
-                                               f"{options[key]!r} is not a file"))
+                problems.append(
+                    ioplex.Problem(f"{where}.options.{key}", f"{options[key]!r} is not a file")
+                )
             if options[key] and not options["tls"]:
-                problems.append(ioplex.Problem(f"{where}.options.{key}",
-                                               "is used only with tls = true"))
+                problems.append(
+                    ioplex.Problem(f"{where}.options.{key}", "is used only with tls = true")
+                )
     return problems

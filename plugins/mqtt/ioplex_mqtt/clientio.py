@@ -109,8 +109,13 @@ class _Acks:
             self.done.set()
 
 
-async def publish_many(client: aiomqtt.Client, messages: list[tuple[str, bytes]], qos: int,
-                       retain: bool, timeout: float) -> None:
+async def publish_many(
+    client: aiomqtt.Client,
+    messages: list[tuple[str, bytes]],
+    qos: int,
+    retain: bool,
+    timeout: float,
+) -> None:
     """Publish `messages` (topic, payload) and return once the broker acknowledged them all
     (QoS 1) or they were written (QoS 0); aiomqtt.MqttError when the link refuses, TimeoutError
     after `timeout`. One wait for the batch instead of one per message (aiomqtt's `publish`

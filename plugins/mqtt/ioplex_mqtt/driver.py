@@ -48,10 +48,10 @@ from ioplex import (
     hookimpl,
 )
 from ioplex.points import describe_value, printable
+from ioplex.provenance import LoopGuard, provenance
 from ioplex.serving import RateLimitedLog, RemoteWrites, parse_listen
 
 from .clientio import abandon, guard_loop, messages, publish_many, read_in_bursts
-from .loops import HOPS, ORIGIN, LoopGuard
 from .outbox import Outbox
 from .payload import (
     PayloadError,
@@ -102,16 +102,20 @@ def tls_context(where: str, options: dict[str, Any], base_dir: Path) -> ssl.SSLC
             try:
                 context.load_verify_locations(cafile=str(path))
             except (OSError, ssl.SSLError) as exc:
-                raise FatalError(f"{where}.options.cafile: cannot load {str(path)!r}: "
-                                 f"{getattr(exc, 'strerror', None) or exc}") from None
+                raise FatalError(
+                    f"{where}.options.cafile: cannot load {str(path)!r}: "
+                    f"{getattr(exc, 'strerror', None) or exc}"
+                ) from None
     if options["certfile"]:
         cert = base_dir / os.path.expanduser(options["certfile"])
         key = base_dir / os.path.expanduser(options["keyfile"]) if options["keyfile"] else None
         try:
             context.load_cert_chain(str(cert), str(key) if key else None)
         except (OSError, ssl.SSLError) as exc:
-            raise FatalError(f"{where}.options.certfile: cannot load {str(cert)!r}: "
-                             f"{getattr(exc, 'strerror', None) or exc}") from None
+            raise FatalError(
+                f"{where}.options.certfile: cannot load {str(cert)!r}: "
+                f"{getattr(exc, 'strerror', None) or exc}"
+            ) from None
     return context
 
 
@@ -217,10 +221,20 @@ class Bridge:
         """``host:port`` of the broker of the current (or last) session."""
         self._next = 0
         self.stats = {
-            "sessions": 0, "failovers": 0, "published": 0, "received": 0, "mirrored": 0,
-            "refused_payloads": 0, "refused_points": 0, "unpublishable": 0,
-            "incoming_dropped": 0, "set_applied": 0, "set_refused": 0, "set_dropped": 0,
-            "writes": 0, "write_timeouts": 0,
+            "sessions": 0,
+            "failovers": 0,
+            "published": 0,
+            "received": 0,
+            "mirrored": 0,
+            "refused_payloads": 0,
+            "refused_points": 0,
+            "unpublishable": 0,
+            "incoming_dropped": 0,
+            "set_applied": 0,
+            "set_refused": 0,
+            "set_dropped": 0,
+            "writes": 0,
+            "write_timeouts": 0,
         }
         self._client_log = logging.getLogger(f"ioplex.ioserver.{ioserver.name}.mqttclient")
         self._client_log.setLevel(logging.ERROR)  # the queue-full line per message: counted instead
@@ -248,8 +262,14 @@ class Bridge:
                 if len(self.brokers) > 1:
                     self.stats["failovers"] += 1
                     self.ratelog.warning(
-                        f"fail:{index}", "%s: broker %s:%d: %s; trying %s:%d", self.where,
-                        address, port, reason, *self.brokers[self._next])
+                        f"fail:{index}",
+                        "%s: broker %s:%d: %s; trying %s:%d",
+                        self.where,
+                        address,
+                        port,
+                        reason,
+                        *self.brokers[self._next],
+                    )
         raise ConnectionError("; ".join(failures))
 
     def _client(self, address: str, port: int) -> aiomqtt.Client:
@@ -262,7 +282,8 @@ class Bridge:
                 super().put_nowait(item)
 
         return aiomqtt.Client(
-            address, port,
+            address,
+            port,
             username=self.user or None,
             password=self._password or None,
             identifier=self.client_id,
@@ -306,16 +327,21 @@ class Bridge:
             self.io.set_online(restore_quality=False)
             self.io.set_state(State.ONLINE, f"broker {self.broker}")
             self.io.log.info("%s: connected to %s as %s", self.where, self.broker, self.client_id)
-            listener = (self.host.points.listen(self._changed, *self.publish_patterns)
-                        if self.publish_patterns else None)
+            listener = (
+                self.host.points.listen(self._changed, *self.publish_patterns)
+                if self.publish_patterns
+                else None
+            )
             try:
                 self.outbox.clear()
-                for point in self.host.points.match(*self.publish_patterns) \
-                        if self.publish_patterns else ():
+                for point in (
+                    self.host.points.match(*self.publish_patterns) if self.publish_patterns else ()
+                ):
                     if not point.name.startswith(self.own_prefix):
                         self.outbox.add(point.name)
                 send, receive = anyio.create_memory_object_stream[tuple[str, str, bytes, bool]](
-                    SET_QUEUE)
+                    SET_QUEUE
+                )
                 async with anyio.create_task_group() as tg, send, receive:
                     for _ in range(PUBLISHERS):
                         tg.start_soon(self._publisher, client)
@@ -341,8 +367,13 @@ class Bridge:
         with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT):
             try:
                 if not client._disconnected.done():
-                    await client.publish(self.topics.liveness(self.local), OFFLINE, qos=1,
-                                         retain=True, timeout=STOP_TIMEOUT)
+                    await client.publish(
+                        self.topics.liveness(self.local),
+                        OFFLINE,
+                        qos=1,
+                        retain=True,
+                        timeout=STOP_TIMEOUT,
+                    )
                 await client.__aexit__(None, None, None)
             except aiomqtt.MqttError:
                 pass
@@ -356,14 +387,17 @@ class Bridge:
 
     def state_payload(self, point: Point) -> bytes:
         """The retained state of a local (or mirrored-from-elsewhere) point."""
-        meta = point.meta
-        src, hops = self.local, 0
-        if meta:
-            origin, count = meta.get(ORIGIN), meta.get(HOPS)
-            if isinstance(origin, str) and origin and count.__class__ is int and count >= 0:
-                src, hops = origin, count
-        return encode_state(point.value, point.quality, point.last_changed, src, hops,
-                            point.type, point.nonfinite, point.sensitive)
+        src, hops = provenance(point, self.local)
+        return encode_state(
+            point.value,
+            point.quality,
+            point.last_changed,
+            src,
+            hops,
+            point.type,
+            point.nonfinite,
+            point.sensitive,
+        )
 
     async def _publisher(self, client: aiomqtt.Client) -> None:
         """Send what the outbox holds, up to `max_inflight` states at a time; a batch leaves
@@ -379,10 +413,14 @@ class Bridge:
                     continue
                 if not publishable(name):
                     self.stats["unpublishable"] += 1
-                    self.ratelog.warning("unpublishable", "%s: not publishing %s: a name "
-                                         "segment holding '/', '+', '#' or starting with '$' "
-                                         "cannot be an MQTT topic level", self.where,
-                                         printable(name))
+                    self.ratelog.warning(
+                        "unpublishable",
+                        "%s: not publishing %s: a name "
+                        "segment holding '/', '+', '#' or starting with '$' "
+                        "cannot be an MQTT topic level",
+                        self.where,
+                        printable(name),
+                    )
                     continue
                 batch.append((self.topics.state(self.local, name), self.state_payload(point)))
             try:
@@ -394,8 +432,11 @@ class Bridge:
             self.stats["published"] += len(batch)
 
     # -- receiving ------------------------------------------------------------------------------
-    async def _receive(self, client: aiomqtt.Client,
-                       requests: anyio.abc.ObjectSendStream[tuple[str, str, bytes, bool]]) -> None:
+    async def _receive(
+        self,
+        client: aiomqtt.Client,
+        requests: anyio.abc.ObjectSendStream[tuple[str, str, bytes, bool]],
+    ) -> None:
         parse = self.topics.parse
         async for message in messages(client):
             self.stats["received"] += 1
@@ -416,24 +457,34 @@ class Bridge:
                 if host == self.local and self.accept.enabled:
                     if message.retain:
                         self.stats["set_refused"] += 1
-                        self.ratelog.warning("retained-set", "%s: ignoring a retained write "
-                                             "request on %s: it would be applied again at "
-                                             "every reconnect", self.where, printable(topic))
+                        self.ratelog.warning(
+                            "retained-set",
+                            "%s: ignoring a retained write "
+                            "request on %s: it would be applied again at "
+                            "every reconnect",
+                            self.where,
+                            printable(topic),
+                        )
                         continue
                     try:
                         requests.send_nowait((host, name, payload, message.retain))
                     except anyio.WouldBlock:
                         self.stats["set_dropped"] += 1
-                        self.ratelog.warning("set-queue", "%s: %d write requests waiting; "
-                                             "dropping the one for %s", self.where, SET_QUEUE,
-                                             printable(name))
+                        self.ratelog.warning(
+                            "set-queue",
+                            "%s: %d write requests waiting; dropping the one for %s",
+                            self.where,
+                            SET_QUEUE,
+                            printable(name),
+                        )
             elif kind is RESULT:
                 self._on_result(host, name, payload)
 
     def _refused(self, key: str, what: str, exc: Exception) -> None:
         self.stats["refused_payloads"] += 1
-        self.ratelog.warning(key, "%s: ignoring %s: %s", self.where, printable(what, 120),
-                             printable(str(exc), 200))
+        self.ratelog.warning(
+            key, "%s: ignoring %s: %s", self.where, printable(what, 120), printable(str(exc), 200)
+        )
 
     def _on_state(self, host: str, name: str, payload: bytes) -> None:
         if not self.mirrors.point(host, name):
@@ -446,7 +497,7 @@ class Bridge:
         except PayloadError as exc:
             self._refused("payload", self.topics.state(host, name), exc)
             return
-        meta = self.loops.meta(host, name, state.src, state.hops)
+        meta = self.loops.meta(f"{host}/{name}", state.src, state.hops, via=host)
         if meta is None:
             return
         id = f"{host}.{name}"
@@ -459,19 +510,39 @@ class Bridge:
                 self._forget(host, id)
             elif len(self.mirrored) >= self.max_points:
                 self.stats["refused_points"] += 1
-                self.ratelog.warning("max-points", "%s: not mirroring %s/%s: %d points are "
-                                     "mirrored already (%s.options.max_points)", self.where,
-                                     printable(host), printable(name), self.max_points,
-                                     self.where)
+                self.ratelog.warning(
+                    "max-points",
+                    "%s: not mirroring %s/%s: %d points are "
+                    "mirrored already (%s.options.max_points)",
+                    self.where,
+                    printable(host),
+                    printable(name),
+                    self.max_points,
+                    self.where,
+                )
                 return
             try:
-                point = self.io.declare(id, None, writable=True, type=state.type, meta=meta,
-                                        quality=Quality.BAD, quiet=True,
-                                        nonfinite=state.nonfinite, sensitive=state.sensitive)
+                point = self.io.declare(
+                    id,
+                    None,
+                    writable=True,
+                    type=state.type,
+                    meta=meta,
+                    quality=Quality.BAD,
+                    quiet=True,
+                    nonfinite=state.nonfinite,
+                    sensitive=state.sensitive,
+                )
             except PointError as exc:
                 self.stats["refused_points"] += 1
-                self.ratelog.warning("declare", "%s: cannot mirror %s/%s: %s", self.where,
-                                     printable(host), printable(name), exc)
+                self.ratelog.warning(
+                    "declare",
+                    "%s: cannot mirror %s/%s: %s",
+                    self.where,
+                    printable(host),
+                    printable(name),
+                    exc,
+                )
                 return
             self.mirrored[id] = point
             self.remote_of[point.name] = (host, name)
@@ -501,8 +572,7 @@ class Bridge:
     async def _on_liveness(self, client: aiomqtt.Client, host: str, payload: bytes) -> None:
         if host == self.local:
             if payload == OFFLINE:  # a stale will of an earlier session: we are here
-                await client.publish(self.topics.liveness(self.local), ONLINE, qos=1,
-                                     retain=True)
+                await client.publish(self.topics.liveness(self.local), ONLINE, qos=1, retain=True)
             return
         if not self.mirrors.host(host):
             return
@@ -513,13 +583,19 @@ class Bridge:
             self.offline_hosts.add(host)
             ids = self.by_host.get(host, ())
             self.host.points.set_quality([self.mirrored[i] for i in ids], Quality.BAD)
-            self.io.log.info("%s: host %s is offline; its %d points are bad", self.where,
-                             printable(host), len(ids))
+            self.io.log.info(
+                "%s: host %s is offline; its %d points are bad",
+                self.where,
+                printable(host),
+                len(ids),
+            )
 
     # -- writes: this host as the owner ---------------------------------------------------------
-    async def _apply_sets(self, client: aiomqtt.Client,
-                          requests: anyio.abc.ObjectReceiveStream[tuple[str, str, bytes, bool]]
-                          ) -> None:
+    async def _apply_sets(
+        self,
+        client: aiomqtt.Client,
+        requests: anyio.abc.ObjectReceiveStream[tuple[str, str, bytes, bool]],
+    ) -> None:
         async with requests:
             async for host, name, payload, _ in requests:
                 try:
@@ -529,21 +605,29 @@ class Bridge:
                     continue
                 error = await self._apply(name, request.value, request.sender, request.ts)
                 self.stats["set_applied" if error is None else "set_refused"] += 1
-                await client.publish(self.topics.result(host, name),
-                                     encode_result(request.id, error), qos=1)
+                await client.publish(
+                    self.topics.result(host, name), encode_result(request.id, error), qos=1
+                )
 
     async def _apply(self, name: str, value: Any, sender: str, ts: float) -> str | None:
         """Apply one write request; the error text for the writer, or None."""
         age = time.time() - ts
         if age > self.max_set_age:
-            return (f"{self.local}: request expired ({age:.0f} s old, more than "
-                    f"{self.where}.options.max_set_age = {self.max_set_age:g})")
+            return (
+                f"{self.local}: request expired ({age:.0f} s old, more than "
+                f"{self.where}.options.max_set_age = {self.max_set_age:g})"
+            )
         if not self.accept.allows_point(self.host, name):
             point = self.host.points.get(name)
-            why = ("a sensitive point is writable only through a pattern naming it"
-                   if point is not None and point.sensitive else "not matched")
-            return f"{self.local}: {name} is not writable from the broker ({why} by " \
-                   f"{self.where}.options.accept_writes)"
+            why = (
+                "a sensitive point is writable only through a pattern naming it"
+                if point is not None and point.sensitive
+                else "not matched"
+            )
+            return (
+                f"{self.local}: {name} is not writable from the broker ({why} by "
+                f"{self.where}.options.accept_writes)"
+            )
         try:
             with anyio.fail_after(self.write_timeout):
                 await self.host.write(name, value)
@@ -552,8 +636,9 @@ class Bridge:
         except IoplexError as exc:
             return f"{self.local}: {exc}"
         except Exception as exc:  # a driver's bug must not stop the request loop
-            self.io.log.exception("%s: write of %s from %s failed", self.where, name,
-                                  printable(sender))
+            self.io.log.exception(
+                "%s: write of %s from %s failed", self.where, name, printable(sender)
+            )
             return f"{self.local}: {name}: {type(exc).__name__}"
         return None
 
@@ -580,26 +665,34 @@ class Bridge:
         if client is None:
             raise WriteError(f"{point.name}: {self.where} is not connected to a broker")
         if len(self.pending) >= MAX_PENDING_WRITES:
-            raise WriteError(f"{point.name}: {MAX_PENDING_WRITES} writes of {self.where} are "
-                             "already waiting for their answer")
+            raise WriteError(
+                f"{point.name}: {MAX_PENDING_WRITES} writes of {self.where} are "
+                "already waiting for their answer"
+            )
         host, name = remote
         id = secrets.token_hex(8)
         waiter = self.pending[id] = _PendingWrite(host, name)
         self.stats["writes"] += 1
         try:
             with anyio.move_on_after(self.write_timeout):
-                await client.publish(self.topics.set(host, name),
-                                     encode_set(value, id, self.local, time.time()), qos=1)
+                await client.publish(
+                    self.topics.set(host, name),
+                    encode_set(value, id, self.local, time.time()),
+                    qos=1,
+                )
                 await waiter.done.wait()
         except aiomqtt.MqttError as exc:
-            raise WriteError(f"{point.name}: could not send the write to {self.broker}: "
-                             f"{exc}") from None
+            raise WriteError(
+                f"{point.name}: could not send the write to {self.broker}: {exc}"
+            ) from None
         finally:
             del self.pending[id]
         if not waiter.done.is_set():
             self.stats["write_timeouts"] += 1
-            raise WriteError(f"{point.name}: host {host} did not answer within "
-                             f"{self.write_timeout:g} s ({self.where}.options.write_timeout); "
-                             f"value {describe_value(value)}")
+            raise WriteError(
+                f"{point.name}: host {host} did not answer within "
+                f"{self.write_timeout:g} s ({self.where}.options.write_timeout); "
+                f"value {describe_value(value)}"
+            )
         if waiter.error is not None:
             raise WriteError(f"{point.name}: refused by {waiter.error}")

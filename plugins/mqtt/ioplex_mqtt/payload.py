@@ -74,11 +74,23 @@ class SetResult:
     """None when the write was accepted."""
 
 
-def encode_state(value: Any, quality: Quality, ts: float, src: str, hops: int,
-                 type: type | None = None, nonfinite: bool = False,
-                 sensitive: bool = False) -> bytes:
-    body: dict[str, Any] = {"v": value, "q": quality.value, "ts": round(ts * 1000), "src": src,
-                            "hops": hops}
+def encode_state(
+    value: Any,
+    quality: Quality,
+    ts: float,
+    src: str,
+    hops: int,
+    type: type | None = None,
+    nonfinite: bool = False,
+    sensitive: bool = False,
+) -> bytes:
+    body: dict[str, Any] = {
+        "v": value,
+        "q": quality.value,
+        "ts": round(ts * 1000),
+        "src": src,
+        "hops": hops,
+    }
     if type in TYPE_NAMES:
         body["t"] = TYPE_NAMES[type]
     if nonfinite:
@@ -89,8 +101,9 @@ def encode_state(value: Any, quality: Quality, ts: float, src: str, hops: int,
 
 
 def encode_set(value: Any, id: str, sender: str, ts: float) -> bytes:
-    return jsontext.dumps({"v": value, "id": id, "from": sender, "ts": round(ts * 1000)},
-                          separators=(",", ":")).encode()
+    return jsontext.dumps(
+        {"v": value, "id": id, "from": sender, "ts": round(ts * 1000)}, separators=(",", ":")
+    ).encode()
 
 
 def encode_result(id: str, error: str | None) -> bytes:
@@ -117,7 +130,7 @@ def _object(data: bytes, limit: int) -> dict[str, Any]:
 
 def _scalar(body: dict[str, Any], nonfinite: bool) -> Any:
     if "v" not in body:
-        raise PayloadError("no value (\"v\")")
+        raise PayloadError('no value ("v")')
     value = body["v"]
     if value.__class__ is str and not _unicode(value):
         raise PayloadError("string value with a lone surrogate (not valid Unicode)")
@@ -198,5 +211,5 @@ def decode_result(data: bytes, limit: int) -> SetResult:
         return SetResult(id, None)
     error = body.get("error")
     if not isinstance(error, str):
-        raise PayloadError("a result has \"ok\": true or an \"error\" string")
+        raise PayloadError('a result has "ok": true or an "error" string')
     return SetResult(id, error[:MAX_ERROR] or "refused")

@@ -41,27 +41,43 @@ def ensure_package(binary: Path, package: str) -> Path:
     if binary.exists():
         return binary
     if os.geteuid() != 0:
-        raise RuntimeError(f"{binary} is missing and this process is not root: run "
-                           f"`apt-get install -y {package}` as root first")
+        raise RuntimeError(
+            f"{binary} is missing and this process is not root: run "
+            f"`apt-get install -y {package}` as root first"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     guard = None if POLICY_RC.exists() else POLICY_RC
     if guard is not None:  # keep the package's scripts from starting a system-wide broker
-        guard.write_text("#!/bin/sh\n# written by ioplex_mqtt.testing during an install\n"
-                         "exit 101\n")
+        guard.write_text(
+            "#!/bin/sh\n# written by ioplex_mqtt.testing during an install\nexit 101\n"
+        )
         guard.chmod(0o755)
     try:
-        for command in (["apt-get", "update", "-q"],
-                        ["apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=300",
-                         "--no-install-recommends", package]):
+        for command in (
+            ["apt-get", "update", "-q"],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "-q",
+                "-o",
+                "DPkg::Lock::Timeout=300",
+                "--no-install-recommends",
+                package,
+            ],
+        ):
             try:
-                done = subprocess.run(command, check=False, env=env, capture_output=True,
-                                      text=True, timeout=900)
+                done = subprocess.run(
+                    command, check=False, env=env, capture_output=True, text=True, timeout=900
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise RuntimeError(f"cannot install {package}: {exc}") from None
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-                raise RuntimeError(f"cannot install {package}: `{' '.join(command)}` exited "
-                                   f"with {done.returncode}: " + " / ".join(tail))
+                raise RuntimeError(
+                    f"cannot install {package}: `{' '.join(command)}` exited "
+                    f"with {done.returncode}: " + " / ".join(tail)
+                )
     finally:
         if guard is not None:
             guard.unlink(missing_ok=True)
@@ -103,21 +119,32 @@ def make_certificates(workdir: Path) -> dict[str, Path]:
 
     now = datetime.datetime.now(datetime.UTC)
 
-    def issue(name: str, key: Any, issuer: Any, issuer_key: Any, ca: bool,
-              usage: Any = None, ip: str | None = None) -> Any:
-        builder = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                   .issuer_name(issuer).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    def issue(
+        name: str,
+        key: Any,
+        issuer: Any,
+        issuer_key: Any,
+        ca: bool,
+        usage: Any = None,
+        ip: str | None = None,
+    ) -> Any:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if usage is not None:
             builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         if ip is not None:
             builder = builder.add_extension(
                 x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
-                critical=False)
+                critical=False,
+            )
         return builder.sign(issuer_key, hashes.SHA256())
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -131,18 +158,36 @@ def make_certificates(workdir: Path) -> dict[str, Path]:
         files[f"{label}cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         if key is not None:
             files[f"{label}key"] = workdir / f"{label}.key"
-            files[f"{label}key"].write_bytes(key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption()))
+            files[f"{label}key"].write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
             files[f"{label}key"].chmod(0o600)
 
     write("ca", ca, None)
     server_key = ec.generate_private_key(ec.SECP256R1())
-    write("server", issue("127.0.0.1", server_key, ca_name, ca_key, False,
-                          ExtendedKeyUsageOID.SERVER_AUTH, "127.0.0.1"), server_key)
+    write(
+        "server",
+        issue(
+            "127.0.0.1",
+            server_key,
+            ca_name,
+            ca_key,
+            False,
+            ExtendedKeyUsageOID.SERVER_AUTH,
+            "127.0.0.1",
+        ),
+        server_key,
+    )
     client_key = ec.generate_private_key(ec.SECP256R1())
-    write("client", issue("site-a", client_key, ca_name, ca_key, False,
-                          ExtendedKeyUsageOID.CLIENT_AUTH), client_key)
+    write(
+        "client",
+        issue("site-a", client_key, ca_name, ca_key, False, ExtendedKeyUsageOID.CLIENT_AUTH),
+        client_key,
+    )
     return files
 
 
@@ -183,14 +228,20 @@ class _Process:
             return
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=log, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while not (_listening(port) and (ready is None or ready in self.log(offset))):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"{self.command[0]} did not start; its log:\n"
-                                   f"{self.log(offset)[-3000:]}")
+                raise RuntimeError(
+                    f"{self.command[0]} did not start; its log:\n{self.log(offset)[-3000:]}"
+                )
             time.sleep(0.05)
 
     def signal(self, signum: int) -> None:
@@ -221,8 +272,9 @@ class Mosquitto:
     password authentication; `set_users` changes them (applied by SIGHUP, as an operator
     reloads). No persistence: a restart loses retained messages, which hosts republish."""
 
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None,
-                 tls: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self, workdir: Path, users: dict[str, str] | None = None, tls: dict[str, Path] | None = None
+    ) -> None:
         """`tls` ({"cafile", "certfile", "keyfile"}) makes the listener TLS-only, requiring
         a client certificate signed by the CA."""
         self.workdir = workdir
@@ -233,19 +285,31 @@ class Mosquitto:
         self.passwords = workdir / "passwords"
         self.users = users
         self._write()
-        self.server = _Process([str(MOSQUITTO), "-c", str(self.config_path)],
-                               workdir / "mosquitto.log")
+        self.server = _Process(
+            [str(MOSQUITTO), "-c", str(self.config_path)], workdir / "mosquitto.log"
+        )
 
     def _write(self) -> None:
         if self.users is not None:
             ensure_package(MOSQUITTO, "mosquitto")  # for mosquitto_passwd
-        lines = [f"listener {self.port} 127.0.0.1", "persistence false",
-                 "log_dest stdout", "log_type error", "log_type warning", "log_type notice",
-                 "max_queued_messages 100000", "set_tcp_nodelay true",
-                 "max_inflight_messages 1000"]
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "persistence false",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "max_queued_messages 100000",
+            "set_tcp_nodelay true",
+            "max_inflight_messages 1000",
+        ]
         if self.tls is not None:
-            lines += [f"cafile {self.tls['cafile']}", f"certfile {self.tls['certfile']}",
-                      f"keyfile {self.tls['keyfile']}", "require_certificate true"]
+            lines += [
+                f"cafile {self.tls['cafile']}",
+                f"certfile {self.tls['certfile']}",
+                f"keyfile {self.tls['keyfile']}",
+                "require_certificate true",
+            ]
         if os.geteuid() == 0:  # run as root it would switch to user mosquitto, which cannot
             lines.append("user root")  # enter the test's private (0700) directories
         if self.users is None:
@@ -254,8 +318,12 @@ class Mosquitto:
             lines += ["allow_anonymous false", f"password_file {self.passwords}"]
             self.passwords.write_text("".join(f"{u}:{p}\n" for u, p in self.users.items()))
             self.passwords.chmod(0o600)
-            subprocess.run(["mosquitto_passwd", "-U", str(self.passwords)], check=True,
-                           capture_output=True, timeout=30)
+            subprocess.run(
+                ["mosquitto_passwd", "-U", str(self.passwords)],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
         self.config_path.write_text("\n".join(lines) + "\n")
 
     def set_users(self, users: dict[str, str]) -> None:
@@ -294,13 +362,14 @@ class NatsCluster:
         workdir.mkdir(parents=True, exist_ok=True)
         ports = free_ports(3 * nodes)
         self.client_ports = ports[:nodes]
-        self.cluster_ports = ports[nodes:2 * nodes]
-        self.mqtt_ports = ports[2 * nodes:]
+        self.cluster_ports = ports[nodes : 2 * nodes]
+        self.mqtt_ports = ports[2 * nodes :]
         self.servers: list[_Process] = []
         for i in range(nodes):
             config = workdir / f"n{i}.conf"
-            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for j, p in
-                               enumerate(self.cluster_ports) if j != i)
+            routes = ", ".join(
+                f"nats-route://127.0.0.1:{p}" for j, p in enumerate(self.cluster_ports) if j != i
+            )
             store = workdir / f"n{i}-store"
             config.write_text(
                 f'server_name: "n{i}"\n'
@@ -311,8 +380,9 @@ class NatsCluster:
                 f"routes: [{routes}] }}\n"
                 f"mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]}, stream_replicas: {nodes} }}\n"
             )
-            self.servers.append(_Process([str(NATS_SERVER), "-c", str(config)],
-                                         workdir / f"n{i}.log"))
+            self.servers.append(
+                _Process([str(NATS_SERVER), "-c", str(config)], workdir / f"n{i}.log")
+            )
 
     def start(self, node: int | None = None) -> None:
         """Start one node (or all), returning once its MQTT listener accepts connections."""
@@ -324,8 +394,12 @@ class NatsCluster:
                 offset = server.log_path.stat().st_size if server.log_path.exists() else 0
                 with open(server.log_path, "ab") as log:
                     server.process = subprocess.Popen(
-                        server.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                        start_new_session=True)
+                        server.command,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=log,
+                        start_new_session=True,
+                    )
                 server._offset = offset  # type: ignore[attr-defined]
         deadline = time.monotonic() + 2 * START_TIMEOUT
         for i in nodes:
@@ -333,8 +407,9 @@ class NatsCluster:
             while not mqtt_accepts(self.mqtt_ports[i]):
                 server = self.servers[i]
                 if not server.running or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server n{i} did not accept MQTT; its log:\n"
-                                       f"{server.log()[-3000:]}")
+                    raise RuntimeError(
+                        f"nats-server n{i} did not accept MQTT; its log:\n{server.log()[-3000:]}"
+                    )
                 time.sleep(0.2)
 
     def kill(self, node: int) -> None:
@@ -364,20 +439,29 @@ class NatsCluster:
 
 
 # -- hosts that use the brokers ----------------------------------------------------------------
-def host_config(tmp_path: Path, name: str, port: int, points: dict[str, Any] | None = None,
-                **options: Any) -> dict[str, Any]:
+def host_config(
+    tmp_path: Path, name: str, port: int, points: dict[str, Any] | None = None, **options: Any
+) -> dict[str, Any]:
     """A host `name` with dummy points and one mqtt instance named ``mqtt``."""
     data = tmp_path / name
     data.mkdir(parents=True, exist_ok=True)
     servers: dict[str, Any] = {
-        "mqtt": {"plugin": "mqtt", "address": "127.0.0.1", "port": port,
-                 "options": {"keepalive": 5, "timeout": 3, **options}},
+        "mqtt": {
+            "plugin": "mqtt",
+            "address": "127.0.0.1",
+            "port": port,
+            "options": {"keepalive": 5, "timeout": 3, **options},
+        },
     }
     if points is not None:
         servers["dummy"] = {"plugin": "dummy", "options": {"points": points}}
     return {
-        "host": {"name": name, "data_dir": str(data), "restart_delay": 0.1,
-                 "restart_max_delay": 0.5},
+        "host": {
+            "name": name,
+            "data_dir": str(data),
+            "restart_delay": 0.1,
+            "restart_max_delay": 0.5,
+        },
         "ioservers": servers,
     }
 
@@ -428,8 +512,13 @@ def host_process(config: dict[str, Any], log_path: Path) -> subprocess.Popen[byt
 
     log = open(log_path, "ab")  # noqa: SIM115 - the child keeps it
     try:
-        return subprocess.Popen([sys.executable, "-c", HOST_PROCESS, json.dumps(config)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                env=ONLY_THIS_PLUGIN, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", HOST_PROCESS, json.dumps(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=ONLY_THIS_PLUGIN,
+            start_new_session=True,
+        )
     finally:
         log.close()

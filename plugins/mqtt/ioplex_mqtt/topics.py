@@ -49,8 +49,12 @@ def check_prefix(prefix: str) -> str | None:
 
 def is_level(text: str) -> bool:
     """Whether `text` can be one topic level of ours (a host name, a point name's segment)."""
-    return (bool(text) and not text.startswith("$") and "." not in text
-            and _NOT_A_LEVEL.search(text) is None)
+    return (
+        bool(text)
+        and not text.startswith("$")
+        and "." not in text
+        and _NOT_A_LEVEL.search(text) is None
+    )
 
 
 def publishable(name: str) -> bool:
@@ -90,7 +94,7 @@ class Topics:
         """``(kind, host, point name)`` of one of our topics, or None for anything else."""
         if not topic.startswith(self._start):
             return None
-        levels = topic[self._skip:].split("/")
+        levels = topic[self._skip :].split("/")
         if len(levels) < 2 or not is_level(levels[0]):
             return None
         host, first = levels[0], levels[1]
@@ -124,11 +128,14 @@ def parse_rules(entries: Sequence[str], where: str) -> list[MirrorRule]:
     for i, entry in enumerate(entries):
         host, slash, points = entry.partition("/")
         if not slash or not host or not points or "/" in points:
-            raise ValueError(f"{where}[{i}]: {entry!r} is not '<host>/<point pattern>' "
-                             "(e.g. 'site-b/*' for every point of host site-b)")
+            raise ValueError(
+                f"{where}[{i}]: {entry!r} is not '<host>/<point pattern>' "
+                "(e.g. 'site-b/*' for every point of host site-b)"
+            )
         if not is_level(host.replace("*", "x").replace("?", "x")):
-            raise ValueError(f"{where}[{i}]: host part {host!r} cannot hold '+', '#' or "
-                             "start with '$'")
+            raise ValueError(
+                f"{where}[{i}]: host part {host!r} cannot hold '+', '#' or start with '$'"
+            )
         try:
             check_pattern(host)
             check_pattern(points)
@@ -144,12 +151,15 @@ class Mirrors:
     def __init__(self, rules: list[MirrorRule], topics: Topics) -> None:
         self.rules = rules
         self._match = [
-            (re.compile(fnmatch.translate(r.host)).match,
-             re.compile(fnmatch.translate(r.points)).match)
+            (
+                re.compile(fnmatch.translate(r.host)).match,
+                re.compile(fnmatch.translate(r.points)).match,
+            )
             for r in rules
         ]
-        self._hosts = (re.compile("|".join(fnmatch.translate(r.host) for r in rules)).match
-                       if rules else None)
+        self._hosts = (
+            re.compile("|".join(fnmatch.translate(r.host) for r in rules)).match if rules else None
+        )
         filters = {topics.host_filter("+" if r.host_is_glob else r.host) for r in rules}
         if topics.host_filter("+") in filters:
             filters = {topics.host_filter("+")}

@@ -18,8 +18,10 @@ README = Path(__file__).parent.parent / "README.md"
 
 
 def load(tmp_path: Path, **table: object) -> ioplex.Host:
-    config = {"host": {"name": "site-a", "data_dir": str(tmp_path)},
-              "ioservers": {"bus": {"plugin": "mqtt", "address": "127.0.0.1", **table}}}
+    config = {
+        "host": {"name": "site-a", "data_dir": str(tmp_path)},
+        "ioservers": {"bus": {"plugin": "mqtt", "address": "127.0.0.1", **table}},
+    }
     return ioplex.Host.from_config(config, environ=ONLY_THIS_PLUGIN)
 
 
@@ -32,21 +34,37 @@ def problems(tmp_path: Path, **options: object) -> str:
 
 
 def test_refusals_name_the_path(tmp_path: Path) -> None:
-    text = problems(tmp_path, servers=["10.0.0.1:1883", "nonsense", "[::1]:0"],
-                    subscribe=["site-b", "site-b/*"], publish=["bad name"],
-                    accept_writes=["ok.*", "a\u200bb"], prefix="a/+/b",
-                    cafile="missing.pem")
-    for expected in ("ioservers.bus.options.servers[1]", "ioservers.bus.options.servers[2]",
-                     "ioservers.bus.options.subscribe[0]", "ioservers.bus.options.publish[0]",
-                     "ioservers.bus.options.accept_writes[1]", "ioservers.bus.options.prefix",
-                     "ioservers.bus.options.cafile"):
+    text = problems(
+        tmp_path,
+        servers=["10.0.0.1:1883", "nonsense", "[::1]:0"],
+        subscribe=["site-b", "site-b/*"],
+        publish=["bad name"],
+        accept_writes=["ok.*", "a\u200bb"],
+        prefix="a/+/b",
+        cafile="missing.pem",
+    )
+    for expected in (
+        "ioservers.bus.options.servers[1]",
+        "ioservers.bus.options.servers[2]",
+        "ioservers.bus.options.subscribe[0]",
+        "ioservers.bus.options.publish[0]",
+        "ioservers.bus.options.accept_writes[1]",
+        "ioservers.bus.options.prefix",
+        "ioservers.bus.options.cafile",
+    ):
         assert expected in text, (expected, text)
     assert "servers[0]" not in text and "subscribe[1]" not in text
 
 
 def test_good_config(tmp_path: Path) -> None:
-    host = load(tmp_path, options={"servers": ["10.0.0.2:1883", "[::1]:1884"],
-                                   "subscribe": ["*/*"], "publish": ["dummy.*"]})
+    host = load(
+        tmp_path,
+        options={
+            "servers": ["10.0.0.2:1883", "[::1]:1884"],
+            "subscribe": ["*/*"],
+            "publish": ["dummy.*"],
+        },
+    )
     driver = host.config.ioservers["bus"]
     assert driver.options["qos"] == 1 and driver.options["max_hops"] == 8
 
@@ -62,12 +80,17 @@ def test_client_ids() -> None:
 def test_readme_schema_block_is_current() -> None:
     generated = subprocess.run(
         [sys.executable, "-m", "ioplex", "schema", "mqtt", "--markdown"],
-        capture_output=True, text=True, check=True, timeout=60, env=ONLY_THIS_PLUGIN,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=ONLY_THIS_PLUGIN,
     ).stdout
     text = README.read_text(encoding="utf-8")
     begin, end = "<!-- BEGIN ioplex schema -->\n", "<!-- END ioplex schema -->"
-    assert text[text.index(begin) + len(begin):text.index(end)] == generated, \
+    assert text[text.index(begin) + len(begin) : text.index(end)] == generated, (
         "regenerate: ioplex schema mqtt --update plugins/mqtt/README.md"
+    )
 
 
 def test_readme_configs_are_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -99,10 +122,16 @@ def test_scaling_doc_nats_config_is_the_tested_one(tmp_path: Path) -> None:
 
     doc = (Path(__file__).parents[3] / "docs" / "scaling.md").read_text()
     shown = re.search(r"```\n(server_name.*?)```", doc, re.DOTALL).group(1)
-    tested = (tmp_path / "n0.conf")
+    tested = tmp_path / "n0.conf"
     NatsCluster(tmp_path, nodes=3)
-    for key in ("server_name:", "jetstream {", "cluster {", "routes: [", "mqtt {",
-                "stream_replicas: 3"):
+    for key in (
+        "server_name:",
+        "jetstream {",
+        "cluster {",
+        "routes: [",
+        "mqtt {",
+        "stream_replicas: 3",
+    ):
         assert key in shown and key in tested.read_text(), key
 
 
@@ -112,6 +141,9 @@ def test_scaling_doc_mosquitto_settings_are_the_tested_ones(tmp_path: Path) -> N
     doc = (Path(__file__).parents[3] / "docs" / "scaling.md").read_text()
     shown = re.search(r"```\n(listener 8883.*?)```", doc, re.DOTALL).group(1)
     tested = Mosquitto(tmp_path).config_path.read_text()
-    for line in ("set_tcp_nodelay true", "max_inflight_messages 1000",
-                 "max_queued_messages 100000"):
+    for line in (
+        "set_tcp_nodelay true",
+        "max_inflight_messages 1000",
+        "max_queued_messages 100000",
+    ):
         assert line in shown and line in tested, line

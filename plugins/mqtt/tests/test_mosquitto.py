@@ -13,11 +13,15 @@ pytestmark = pytest.mark.anyio
 
 
 def pair(tmp_path: Path, port: int) -> tuple[dict, dict]:
-    a = host_config(tmp_path, "site-a", port, {"light.1": 0, "temp": 21.5, "name": "hall",
-                                               "secret": 1},
-                    publish=["dummy.*"], accept_writes=["dummy.light.*", "dummy.temp"])
-    b = host_config(tmp_path, "site-b", port, {"x": 1}, subscribe=["site-a/*"],
-                    write_timeout=2)
+    a = host_config(
+        tmp_path,
+        "site-a",
+        port,
+        {"light.1": 0, "temp": 21.5, "name": "hall", "secret": 1},
+        publish=["dummy.*"],
+        accept_writes=["dummy.light.*", "dummy.temp"],
+    )
+    b = host_config(tmp_path, "site-b", port, {"x": 1}, subscribe=["site-a/*"], write_timeout=2)
     return a, b
 
 
@@ -56,8 +60,10 @@ async def test_write_without_answer_times_out(tmp_path: Path, mosquitto: Mosquit
     # A is gone (its will says offline); B alone: nobody answers
     async with running(b_cfg) as b:
         await until(lambda: b.points.get("mqtt.site-a.dummy.temp"))
-        await until(lambda: value(b, "mqtt.site-a.dummy.temp") == (21.5, "bad"),
-                    what="site-a's points bad while it is offline")
+        await until(
+            lambda: value(b, "mqtt.site-a.dummy.temp") == (21.5, "bad"),
+            what="site-a's points bad while it is offline",
+        )
         with pytest.raises(ioplex.WriteError, match="did not answer within 0.5 s"):
             await b.write("mqtt.site-a.dummy.temp", 1.0)
     del a
@@ -76,8 +82,11 @@ async def test_host_killed_and_restarted(tmp_path: Path, mosquitto: Mosquitto) -
             a.kill()
             a.wait()
         # keepalive 5 s: the broker gives up on it after 7.5 s and publishes its will
-        await until(lambda: value(b, "mqtt.site-a.dummy.temp") == (30.0, "bad"), timeout=15,
-                    what="site-a's points bad through its last will")
+        await until(
+            lambda: value(b, "mqtt.site-a.dummy.temp") == (30.0, "bad"),
+            timeout=15,
+            what="site-a's points bad through its last will",
+        )
     # B restarted while A is down: aligned from retained states, A still offline
     async with running(b_cfg) as b:
         await until(lambda: value(b, "mqtt.site-a.dummy.temp") == (30.0, "bad"))
@@ -110,20 +119,29 @@ async def test_loop_through_the_broker_ends(tmp_path: Path, mosquitto: Mosquitto
     refused there at once; nothing grows."""
     configs = []
     for name in ("site-a", "site-b"):
-        cfg = host_config(tmp_path, name, mosquitto.port, {"v": 1}, publish=["dummy.v"],
-                          subscribe=["*/*"])
+        cfg = host_config(
+            tmp_path, name, mosquitto.port, {"v": 1}, publish=["dummy.v"], subscribe=["*/*"]
+        )
         cfg["ioservers"]["relay"] = {
-            "plugin": "mqtt", "address": "127.0.0.1", "port": mosquitto.port,
-            "options": {"publish": ["mqtt.site-*"], "prefix": "ioplex", "keepalive": 5,
-                        "timeout": 3},
+            "plugin": "mqtt",
+            "address": "127.0.0.1",
+            "port": mosquitto.port,
+            "options": {
+                "publish": ["mqtt.site-*"],
+                "prefix": "ioplex",
+                "keepalive": 5,
+                "timeout": 3,
+            },
         }
         configs.append(cfg)
     async with running(configs[0]) as a, running(configs[1]) as b:
         await a.wait_online("relay")
         await b.wait_online("relay")
         await until(lambda: value(b, "mqtt.site-a.dummy.v") == (1, "good"))
-        await until(lambda: a.ioservers["mqtt"].driver.loops.refused > 0,
-                    what="site-a refuses its own point coming back")
+        await until(
+            lambda: a.ioservers["mqtt"].driver.loops.refused > 0,
+            what="site-a refuses its own point coming back",
+        )
         await until(lambda: b.ioservers["mqtt"].driver.loops.refused > 0)
         received = a.ioservers["mqtt"].driver.stats["received"]
         await anyio.sleep(0.5)

@@ -12,20 +12,27 @@ from ioplex_mqtt.testing import NatsCluster, host_config, running, until, value
 pytestmark = pytest.mark.anyio
 
 
-def node_config(tmp_path: Path, cluster: NatsCluster, name: str, node: int,
-                points: dict, **options: object) -> dict:
+def node_config(
+    tmp_path: Path, cluster: NatsCluster, name: str, node: int, points: dict, **options: object
+) -> dict:
     ports = cluster.mqtt_ports
     others = [f"127.0.0.1:{p}" for i, p in enumerate(ports) if i != node]
-    return host_config(tmp_path, name, ports[node], points, servers=others, timeout=10,
-                       **options)
+    return host_config(tmp_path, name, ports[node], points, servers=others, timeout=10, **options)
 
 
 async def test_three_hosts_fail_over(tmp_path: Path, nats: NatsCluster) -> None:
     names = ["site-a", "site-b", "site-c"]
     configs = [
-        node_config(tmp_path, nats, name, i, {"n": 0}, publish=["dummy.*"],
-                    subscribe=[f"{other}/*" for other in names if other != name],
-                    accept_writes=["dummy.n"])
+        node_config(
+            tmp_path,
+            nats,
+            name,
+            i,
+            {"n": 0},
+            publish=["dummy.*"],
+            subscribe=[f"{other}/*" for other in names if other != name],
+            accept_writes=["dummy.n"],
+        )
         for i, name in enumerate(names)
     ]
     async with running(configs[0]) as a, running(configs[1]) as b, running(configs[2]) as c:
@@ -33,16 +40,22 @@ async def test_three_hosts_fail_over(tmp_path: Path, nats: NatsCluster) -> None:
         for host in hosts:
             for other in names:
                 if other != host.name:
-                    await until(lambda h=host, o=other: value(h, f"mqtt.{o}.dummy.n") == (0, "good"),
-                                timeout=20, what=f"{host.name} mirrors {other}")
+                    await until(
+                        lambda h=host, o=other: value(h, f"mqtt.{o}.dummy.n") == (0, "good"),
+                        timeout=20,
+                        what=f"{host.name} mirrors {other}",
+                    )
         driver = a.ioservers["mqtt"].driver
         assert driver.broker == f"127.0.0.1:{nats.mqtt_ports[0]}"
         sessions = driver.stats["sessions"]
         # node 0 dies: site-a was on it and moves to another node
         nats.kill(0)
         try:
-            await until(lambda: driver.stats["sessions"] > sessions
-                        and a.ioservers["mqtt"].online, timeout=30, what="site-a fails over")
+            await until(
+                lambda: driver.stats["sessions"] > sessions and a.ioservers["mqtt"].online,
+                timeout=30,
+                what="site-a fails over",
+            )
             assert driver.broker != f"127.0.0.1:{nats.mqtt_ports[0]}"
             await burst_and_check(hosts, names)
         finally:
@@ -60,8 +73,11 @@ async def burst_and_check(hosts: list, names: list[str]) -> None:
     for host in hosts:
         for other in names:
             if other != host.name:
-                await until(lambda h=host, o=other: value(h, f"mqtt.{o}.dummy.n") == (50, "good"),
-                            timeout=20, what=f"{host.name} sees {other}'s final value")
+                await until(
+                    lambda h=host, o=other: value(h, f"mqtt.{o}.dummy.n") == (50, "good"),
+                    timeout=20,
+                    what=f"{host.name} sees {other}'s final value",
+                )
     # writes still reach their owner through the cluster
     await c.write("mqtt.site-a.dummy.n", 99)
     assert a.points["dummy.n"].value == 99

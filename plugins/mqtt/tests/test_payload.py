@@ -21,8 +21,13 @@ from ioplex_mqtt.payload import (
 from ioplex_mqtt.topics import LIVE, RESULT, SET, STATE, Topics, parse_rules, publishable
 
 LIMIT = 4096
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=50))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=50),
+)
 
 
 @given(scalars, st.sampled_from(list(Quality)), st.integers(0, 2**40), st.integers(0, 1000))
@@ -41,26 +46,38 @@ def test_nonfinite_floats_travel_as_strings(value: float) -> None:
     decoded = decode_state(data, LIMIT).value
     assert decoded == value or (math.isnan(value) and math.isnan(decoded))
     # the same text on a point that is not nonfinite is just a string
-    assert decode_state(data.replace(b',"nf":1', b""), LIMIT).value in ("NaN", "Infinity",
-                                                                         "-Infinity")
+    assert decode_state(data.replace(b',"nf":1', b""), LIMIT).value in (
+        "NaN",
+        "Infinity",
+        "-Infinity",
+    )
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"null", b"[]", b"{}", b'{"v":1}', b'{"v":1,"q":"fine","ts":0,"src":"a","hops":0}',
-    b'{"v":[1],"q":"good","ts":0,"src":"a","hops":0}',
-    b'{"v":{"a":1},"q":"good","ts":0,"src":"a","hops":0}',
-    b'{"v":1,"q":"good","ts":-1,"src":"a","hops":0}',
-    b'{"v":1,"q":"good","ts":0,"src":"","hops":0}',
-    b'{"v":1,"q":"good","ts":0,"src":"a","hops":1001}',
-    b'{"v":1,"q":"good","ts":0,"src":"a","hops":true}',
-    b'{"v":NaN,"q":"good","ts":0,"src":"a","hops":0}',
-    b'{"v":99999999999999999999,"q":"good","ts":0,"src":"a","hops":0}',
-    b'{"v":"\\ud800","q":"good","ts":0,"src":"a","hops":0}',
-    b'{"v":1,"q":"good","ts":0,"src":"\\udfff","hops":0}',
-    b'{"v":1,"q":"good","ts":0,"src":"a","hops":0,"t":"complex"}',
-    b'\xff\xfe', b'{"v":' + b"[" * 100 + b"]" * 100 + b"}",
-    b'{"v":"' + b"x" * LIMIT + b'"}',
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"null",
+        b"[]",
+        b"{}",
+        b'{"v":1}',
+        b'{"v":1,"q":"fine","ts":0,"src":"a","hops":0}',
+        b'{"v":[1],"q":"good","ts":0,"src":"a","hops":0}',
+        b'{"v":{"a":1},"q":"good","ts":0,"src":"a","hops":0}',
+        b'{"v":1,"q":"good","ts":-1,"src":"a","hops":0}',
+        b'{"v":1,"q":"good","ts":0,"src":"","hops":0}',
+        b'{"v":1,"q":"good","ts":0,"src":"a","hops":1001}',
+        b'{"v":1,"q":"good","ts":0,"src":"a","hops":true}',
+        b'{"v":NaN,"q":"good","ts":0,"src":"a","hops":0}',
+        b'{"v":99999999999999999999,"q":"good","ts":0,"src":"a","hops":0}',
+        b'{"v":"\\ud800","q":"good","ts":0,"src":"a","hops":0}',
+        b'{"v":1,"q":"good","ts":0,"src":"\\udfff","hops":0}',
+        b'{"v":1,"q":"good","ts":0,"src":"a","hops":0,"t":"complex"}',
+        b"\xff\xfe",
+        b'{"v":' + b"[" * 100 + b"]" * 100 + b"}",
+        b'{"v":"' + b"x" * LIMIT + b'"}',
+    ],
+)
 def test_malformed_states_are_refused(data: bytes) -> None:
     with pytest.raises(PayloadError):
         decode_state(data, LIMIT)
@@ -78,14 +95,22 @@ def test_any_bytes(data: bytes) -> None:
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)),
-    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                            st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 
 
-@given(st.dictionaries(st.sampled_from(["v", "q", "ts", "src", "hops", "t", "nf", "s", "id",
-                                        "from", "ok", "error"]), json_values, max_size=8))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            ["v", "q", "ts", "src", "hops", "t", "nf", "s", "id", "from", "ok", "error"]
+        ),
+        json_values,
+        max_size=8,
+    )
+)
 @settings(max_examples=500)
 def test_any_json_object(body: dict) -> None:
     import json
@@ -118,9 +143,17 @@ def test_topics() -> None:
     assert topics.parse("ioplex/site-a/$result/dummy/x") == (RESULT, "site-a", "dummy.x")
     # a point whose last segment is "set" is a point, not a request
     assert topics.parse("ioplex/site-a/hvac/set") == (STATE, "site-a", "hvac.set")
-    for other in ("other/site-a/x", "ioplex/site-a", "ioplex//x", "ioplex/a/$set",
-                  "ioplex/a/b//c", "ioplex/a/$state/x", "ioplex/a/$other/x", "ioplex/a.b/x",
-                  "ioplex/a/b.c"):
+    for other in (
+        "other/site-a/x",
+        "ioplex/site-a",
+        "ioplex//x",
+        "ioplex/a/$set",
+        "ioplex/a/b//c",
+        "ioplex/a/$state/x",
+        "ioplex/a/$other/x",
+        "ioplex/a.b/x",
+        "ioplex/a/b.c",
+    ):
         assert topics.parse(other) is None, other
     assert publishable("dummy.light.1")
     assert not publishable("dummy.a/b") and not publishable("dummy.$x")
@@ -138,7 +171,9 @@ def test_any_topic(topic: str) -> None:
 def test_subscribe_rules() -> None:
     rules = parse_rules(["site-b/*", "site-*/dummy.*"], "x")
     assert [(r.host, r.points, r.host_is_glob) for r in rules] == [
-        ("site-b", "*", False), ("site-*", "dummy.*", True)]
+        ("site-b", "*", False),
+        ("site-*", "dummy.*", True),
+    ]
     for bad in ("site-b", "/x", "a/", "a/b/c", "+/x", "#/x", "$SYS/x", "a/b c"):
         with pytest.raises(ValueError, match=r"x\[0\]"):
             parse_rules([bad], "x")
