@@ -27,10 +27,10 @@ from typing import Any, Self
 
 import anyio
 import ioplex
+from ioplex.testing import ensure_debian_package, free_ports
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 NATS_SERVER = Path("/usr/sbin/nats-server")
-POLICY_RC = Path("/usr/sbin/policy-rc.d")
 START_TIMEOUT = 30.0
 ONLY_THIS_PLUGIN = {**os.environ, "IOPLEX_LOAD_PLUGINS": "mqtt"}
 """Hosts in tests load no other installed plugin."""
@@ -38,65 +38,7 @@ ONLY_THIS_PLUGIN = {**os.environ, "IOPLEX_LOAD_PLUGINS": "mqtt"}
 
 def ensure_package(binary: Path, package: str) -> Path:
     """`binary`, installing Debian's `package` first when it is missing."""
-    if binary.exists():
-        return binary
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            f"{binary} is missing and this process is not root: run "
-            f"`apt-get install -y {package}` as root first"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    guard = None if POLICY_RC.exists() else POLICY_RC
-    if guard is not None:  # keep the package's scripts from starting a system-wide broker
-        guard.write_text(
-            "#!/bin/sh\n# written by ioplex_mqtt.testing during an install\nexit 101\n"
-        )
-        guard.chmod(0o755)
-    try:
-        for command in (
-            ["apt-get", "update", "-q"],
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "-o",
-                "DPkg::Lock::Timeout=300",
-                "--no-install-recommends",
-                package,
-            ],
-        ):
-            try:
-                done = subprocess.run(
-                    command, check=False, env=env, capture_output=True, text=True, timeout=900
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise RuntimeError(f"cannot install {package}: {exc}") from None
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-                raise RuntimeError(
-                    f"cannot install {package}: `{' '.join(command)}` exited "
-                    f"with {done.returncode}: " + " / ".join(tail)
-                )
-    finally:
-        if guard is not None:
-            guard.unlink(missing_ok=True)
-    if not binary.exists():
-        raise RuntimeError(f"{package} is installed but {binary} does not exist")
-    return binary
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    return ensure_debian_package(package, binary)
 
 
 def _listening(port: int) -> bool:

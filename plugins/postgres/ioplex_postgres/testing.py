@@ -19,7 +19,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from ioplex.testing import ensure_debian_package, free_port
 
 PG_VERSION = "15"
 BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
@@ -38,56 +38,7 @@ DATABASE = "ioplex"
 def ensure_postgres() -> Path:
     """The directory of the PostgreSQL server binaries, installing Debian's ``postgresql``
     first when they are missing (root only)."""
-    if (BIN / "initdb").exists():
-        return BIN
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            f"{BIN}/initdb is missing and this process is not root: run "
-            "`apt-get install -y postgresql` as root first"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # The package's scripts would start the machine's own cluster (on every address); the
-    # usual container guard (policy-rc.d exit 101: "not allowed") stops that.
-    guard = Path("/usr/sbin/policy-rc.d")
-    wrote_guard = not guard.exists()
-    if wrote_guard:
-        guard.write_text("#!/bin/sh\n# written by ioplex_postgres.testing\nexit 101\n")
-        guard.chmod(0o755)
-    try:
-        for command in (
-            ["apt-get", "update", "-q"],
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "-o",
-                "DPkg::Lock::Timeout=300",
-                "--no-install-recommends",
-                f"postgresql-{PG_VERSION}",
-            ],
-        ):
-            done = subprocess.run(
-                command, check=False, env=env, capture_output=True, text=True, timeout=900
-            )
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-                raise RuntimeError(
-                    f"cannot install PostgreSQL: `{' '.join(command)}` exited "
-                    f"with {done.returncode}: " + " / ".join(tail)
-                )
-    finally:
-        if wrote_guard:
-            guard.unlink(missing_ok=True)
-    if not (BIN / "initdb").exists():
-        raise RuntimeError(f"PostgreSQL is installed but {BIN}/initdb does not exist")
-    return BIN
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return ensure_debian_package(f"postgresql-{PG_VERSION}", BIN / "initdb").parent
 
 
 class PrivatePostgres:

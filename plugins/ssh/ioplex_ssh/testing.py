@@ -20,7 +20,6 @@ import os
 import pwd
 import secrets
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,10 +29,10 @@ from pathlib import Path
 from typing import Self
 
 import asyncssh
+from ioplex.testing import ensure_debian_package, free_ports
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")
-POLICY_RC = Path("/usr/sbin/policy-rc.d")
 PAM_DIR = Path("/etc/pam.d")
 PAM_STACK = """\
 # PAM service of a private sshd run by ioplex_ssh.testing; removed when that sshd stops.
@@ -49,57 +48,7 @@ START_TIMEOUT = 10.0
 
 def ensure_sshd() -> Path:
     """The sshd binary, installing Debian's openssh-server first when it is missing."""
-    if SSHD.exists():
-        return SSHD
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            f"{SSHD} is missing and this process is not root, so openssh-server cannot be "
-            "installed: run `apt-get install -y openssh-server` as root first"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    # Without a policy, the package's install script would start the machine's own sshd on
-    # every address; the usual container guard (exit 101: "not allowed") stops that.
-    guard = None if POLICY_RC.exists() else POLICY_RC
-    if guard is not None:
-        guard.write_text(
-            "#!/bin/sh\n# written by ioplex_ssh.testing while it installs openssh-server\n"
-            "exit 101\n"
-        )
-        guard.chmod(0o755)
-    try:
-        for command in (
-            ["apt-get", "update", "-q"],
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "-q",
-                "-o",
-                "DPkg::Lock::Timeout=300",
-                "--no-install-recommends",
-                "openssh-server",
-            ],
-        ):
-            try:
-                done = subprocess.run(
-                    command, check=False, env=env, capture_output=True, text=True, timeout=900
-                )
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise RuntimeError(
-                    f"cannot install openssh-server: `{' '.join(command)}`: {exc}"
-                ) from None
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-5:]
-                raise RuntimeError(
-                    f"cannot install openssh-server: `{' '.join(command)}` exited with "
-                    f"{done.returncode}: " + " / ".join(tail)
-                )
-    finally:
-        if guard is not None:
-            guard.unlink(missing_ok=True)
-    if not SSHD.exists():
-        raise RuntimeError(f"openssh-server is installed but {SSHD} does not exist")
-    return SSHD
+    return ensure_debian_package("openssh-server", SSHD)
 
 
 def _run(*command: str, input: str | None = None) -> None:
@@ -233,7 +182,7 @@ class PrivateSSHD:
         self.host_key_path = workdir / "ssh_host_ed25519_key"
         self.host_key.write_private_key(str(self.host_key_path))
         self.host_key_path.chmod(0o600)
-        self.port, self.password_port, self.kbdint_port, self.noscp_port = _free_ports(4)
+        self.port, self.password_port, self.kbdint_port, self.noscp_port = free_ports(4)
         self.config_path = workdir / "sshd_config"
         self.log_path = workdir / "sshd.log"
         self.config_path.write_text(self._config())
@@ -372,19 +321,6 @@ class PrivateSSHD:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @contextmanager

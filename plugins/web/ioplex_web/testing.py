@@ -5,9 +5,6 @@ a host running in a thread of its own, and headless Chromium from Debian's packa
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import ioplex
+from ioplex.testing import ensure_debian_package
 
 PASSWORDS = {"alice": "alice-secret-1", "bob": "bob-secret-22"}
 """alice writes, bob reads."""
@@ -126,35 +124,10 @@ PACKAGES = ["chromium", "chromium-driver"]
 
 
 def ensure_chromium() -> tuple[str, str]:
-    """(chromium, chromedriver) paths; skips the test when they cannot be installed."""
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if browser and driver:
-        return browser, driver
-    if os.geteuid() != 0:
-        _skip("chromium is not installed and installing it needs root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-q"],
-        [
-            "apt-get",
-            "install",
-            "-y",
-            "-q",
-            "-o",
-            "DPkg::Lock::Timeout=300",
-            "--no-install-recommends",
-            *PACKAGES,
-        ],
-    ):
-        done = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=900, check=False
-        )
-        if done.returncode != 0 and command[1] == "install":
-            _skip(f"cannot install {' '.join(PACKAGES)}: {done.stderr[-500:]}")
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (browser and driver):
-        _skip("chromium installed but not found on PATH")
-    return browser, driver
+    """(chromium, chromedriver) paths, installing Debian's packages first when missing."""
+    browser = ensure_debian_package(PACKAGES, "chromium")
+    driver = ensure_debian_package(PACKAGES, "chromedriver")
+    return str(browser), str(driver)
 
 
 def start_browser(profile: Path):  # -> selenium WebDriver
@@ -177,9 +150,3 @@ def start_browser(profile: Path):  # -> selenium WebDriver
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
-
-
-def _skip(reason: str) -> None:
-    import pytest
-
-    pytest.skip(reason)
