@@ -317,3 +317,15 @@ async def test_accept_sockets_hands_over_raw_sockets() -> None:
                     await got.wait()
             tg.cancel_scope.cancel()
     assert seen == [b"hello"]
+
+
+def test_write_statuses() -> None:
+    from ioplex import PointTypeError, ReadOnlyPointError, UnknownPointError, WriteError
+    from ioplex.serving import write_status
+
+    assert write_status(UnknownPointError("x")) == (404, "unknown_point")
+    assert write_status(ReadOnlyPointError("x")) == (409, "read_only")
+    assert write_status(PointTypeError("x")) == (422, "wrong_type")
+    assert write_status(TimeoutError()) == (504, "timeout")
+    assert write_status(WriteError("device said no")) == (502, "write_failed")
+    assert write_status(ConnectionResetError()) == (502, "write_failed")

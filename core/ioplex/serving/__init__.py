@@ -14,7 +14,8 @@ plugin, a third-party one) builds on these instead of writing its own:
 - `RateLimitedLog`, `RateLimitFilter`: one log line per kind of event per interval, for our
   messages and for other libraries' loggers;
 - `RemoteWrites`: the ``control`` policy for remote writes, with sensitive points;
-- `jsontext`: JSON out (non-finite floats as strings) and in (nesting limit).
+- `jsontext`: JSON out (non-finite floats as strings) and in (nesting limit);
+- `write_status`: the HTTP status and error code of a failed write.
 
 docs/serving.md describes the guarantees they give and how to use them.
 """
@@ -26,6 +27,7 @@ from .allow import AllowList, client_prefix, parse_address
 from .limits import raise_open_file_limit
 from .listen import bind_tcp, format_listen, parse_listen
 from .ratelog import RateLimitedLog, RateLimitFilter, quiet_loggers
+from .statuses import write_status
 from .throttle import AuthThrottle
 from .writes import RemoteWrites
 
@@ -49,4 +51,5 @@ __all__ = [
     "quiet_loggers",
     "raise_open_file_limit",
     "serve_tcp",
+    "write_status",
 ]

@@ -14,13 +14,8 @@ from importlib.resources import files
 from typing import Any
 
 import anyio
-from ioplex import (
-    PointTypeError,
-    ReadOnlyPointError,
-    UnknownPointError,
-)
 from ioplex.points import printable
-from ioplex.serving import RateLimitedLog, RemoteWrites, jsontext
+from ioplex.serving import RateLimitedLog, RemoteWrites, jsontext, write_status
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -445,16 +440,11 @@ class Api:
         try:
             with anyio.fail_after(WRITE_TIMEOUT):
                 await registry.write(name, value)
-        except ReadOnlyPointError as exc:
-            return error(409, "read_only", str(exc))
-        except PointTypeError as exc:
-            return error(422, "wrong_type", str(exc))
-        except UnknownPointError as exc:
-            return error(404, "unknown_point", str(exc))
-        except TimeoutError:
-            return error(504, "timeout", f"{name}: the write took longer than {WRITE_TIMEOUT:g} s")
-        except Exception as exc:  # noqa: BLE001 - the driver's refusal: WriteError or anything
-            return error(502, "write_failed", str(exc) or type(exc).__name__)
+        except TimeoutError as exc:
+            status, code = write_status(exc)
+            return error(status, code, f"{name}: the write took longer than {WRITE_TIMEOUT:g} s")
+        except Exception as exc:  # noqa: BLE001 - the kernel's refusal, or the driver's
+            return error(*write_status(exc), str(exc) or type(exc).__name__)
         return ok(
             {
                 "ok": True,

@@ -21,16 +21,12 @@ from typing import Any
 import anyio
 from ioplex import (
     PointError,
-    PointNameError,
-    PointTypeError,
-    ReadOnlyPointError,
     Registry,
     UnknownLoggerError,
     UnknownPointError,
-    WriteError,
 )
 from ioplex.points import check_pattern, printable
-from ioplex.serving import RateLimitedLog, jsontext
+from ioplex.serving import RateLimitedLog, jsontext, write_status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -477,23 +473,16 @@ class Api:
         try:
             with anyio.fail_after(WRITE_TIMEOUT):
                 await registry.write(name, value)
-        except UnknownPointError as exc:
-            return error(404, "unknown_point", str(exc))
-        except ReadOnlyPointError as exc:
-            return error(409, "read_only", str(exc))
-        except PointTypeError as exc:
-            return error(422, "wrong_type", str(exc))
-        except PointNameError as exc:
-            return error(400, "bad_name", str(exc))
-        except TimeoutError:
+        except TimeoutError as exc:
+            status, code = write_status(exc)
             return error(
-                504, "timeout", f"the write of {printable(name)} took over {WRITE_TIMEOUT:g} s"
+                status, code, f"the write of {printable(name)} took over {WRITE_TIMEOUT:g} s"
             )
-        except (WriteError, PointError) as exc:
-            return error(502, "write_failed", str(exc))
+        except PointError as exc:  # the kernel's refusals and the driver's WriteError
+            return error(*write_status(exc), str(exc))
         except Exception as exc:  # noqa: BLE001 - a driver's failure is the writer's answer
             self._faults.warning("write", "web: the write of %s failed: %r", printable(name), exc)
-            return error(502, "write_failed", f"{type(exc).__name__}: {exc}")
+            return error(*write_status(exc), f"{type(exc).__name__}: {exc}")
         point = registry.get(name)
         if point is not None and point.sensitive:  # a command line may carry a secret
             log.info("web: %s wrote %s", identity.name, printable(name))
