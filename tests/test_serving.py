@@ -329,3 +329,18 @@ def test_write_statuses() -> None:
     assert write_status(TimeoutError()) == (504, "timeout")
     assert write_status(WriteError("device said no")) == (502, "write_failed")
     assert write_status(ConnectionResetError()) == (502, "write_failed")
+
+
+def test_head_meter_bounds_heads_however_they_arrive() -> None:
+    from ioplex.serving import HeadMeter
+
+    meter = HeadMeter(100)
+    assert not meter.too_long(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # a whole small head
+    assert meter.too_long(b"GET /" + b"a" * 200)  # one big read
+    meter.reset()
+    for _ in range(9):
+        assert not meter.too_long(b"X-A: " + b"b" * 5)  # in pieces, 90 bytes so far
+    assert meter.too_long(b"c" * 20)
+    meter.reset()
+    assert not meter.too_long(b"GET / HTTP/1.1\r\n\r")  # the blank line split across reads
+    assert not meter.too_long(b"\n" + b"next request body")

@@ -14,6 +14,7 @@ plugin, a third-party one) builds on these instead of writing its own:
 - `RateLimitedLog`, `RateLimitFilter`: one log line per kind of event per interval, for our
   messages and for other libraries' loggers;
 - `RemoteWrites`: the ``control`` policy for remote writes, with sensitive points;
+- `HeadMeter`: HTTP request heads bounded however they arrive;
 - `jsontext`: JSON out (non-finite floats as strings) and in (nesting limit);
 - `write_status`: the HTTP status and error code of a failed write.
 
@@ -24,6 +25,7 @@ from . import jsontext
 from .accept import accept_sockets, serve_tcp
 from .admission import Admission, OutputBudget, OutputBudgetExceeded, Ticket
 from .allow import AllowList, client_prefix, parse_address
+from .heads import HeadMeter
 from .limits import raise_open_file_limit
 from .listen import bind_tcp, format_listen, parse_listen
 from .ratelog import RateLimitedLog, RateLimitFilter, quiet_loggers
@@ -35,6 +37,7 @@ __all__ = [
     "Admission",
     "AllowList",
     "AuthThrottle",
+    "HeadMeter",
     "OutputBudget",
     "OutputBudgetExceeded",
     "RateLimitFilter",

@@ -29,6 +29,7 @@ from ioplex import FatalError, Problem, load_schema
 from ioplex.serving import (
     Admission,
     AllowList,
+    HeadMeter,
     RateLimitedLog,
     RemoteWrites,
     Ticket,
@@ -264,8 +265,7 @@ class _Protocol(H11Protocol):
     slot: Ticket | None = None
     """Set by the factory before the connection is made."""
     _head_timer: asyncio.TimerHandle | None = None
-    _head_bytes = 0
-    _head_tail = b""
+    _head: HeadMeter | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -280,7 +280,9 @@ class _Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE and self._head_too_long(data):
+        if self._head is None:
+            self._head = HeadMeter(MAX_HEAD)
+        if self.conn.their_state is h11.IDLE and self._head.too_long(data):
             log.debug(
                 "hsyco_remote server: request head from %s over %d bytes",
                 self.client and self.client[0],
@@ -303,23 +305,7 @@ class _Protocol(H11Protocol):
             self._arm_head_deadline()  # a request head has begun (or is awaited): time it
         else:
             self._disarm_head_deadline()
-            self._head_bytes = 0
-            self._head_tail = b""
-
-    def _head_too_long(self, data: bytes) -> bool:
-        """Whether the request head being received passes `MAX_HEAD` bytes. (h11's own limit
-        holds only for a head that arrives in pieces: TLS hands over up to 256 KiB at once.)"""
-        end = (self._head_tail + data).find(b"\r\n\r\n")
-        if end >= 0:
-            size = self._head_bytes + end + 4 - len(self._head_tail)
-        else:
-            size = self._head_bytes + len(data)
-            self._head_tail = (self._head_tail + data)[-3:]
-        if end >= 0:
-            self._head_bytes, self._head_tail = 0, b""
-        else:
-            self._head_bytes = size
-        return size > MAX_HEAD
+            self._head.reset()
 
     def _arm_head_deadline(self) -> None:
         if self._head_timer is None:

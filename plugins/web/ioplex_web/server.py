@@ -27,6 +27,7 @@ import uvicorn
 from ioplex import FatalError
 from ioplex.serving import (
     Admission,
+    HeadMeter,
     RateLimitedLog,
     Ticket,
     accept_sockets,
@@ -86,11 +87,12 @@ class _Protocol(H11Protocol):
         if self.ticket is not None and self.client is not None:
             self.tickets[tuple(self.client)] = self.ticket
 
-    _head_bytes = 0
-    _head_tail = b""
+    _head: HeadMeter | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.their_state is h11.IDLE and self._head_too_long(data):
+        if self._head is None:
+            self._head = HeadMeter(MAX_HEAD)
+        if self.conn.their_state is h11.IDLE and self._head.too_long(data):
             self._refuse(
                 431, "request_header_fields_too_large", f"the request head is over {MAX_HEAD} bytes"
             )
@@ -105,19 +107,6 @@ class _Protocol(H11Protocol):
                 type(exc).__name__,
             )
             self._refuse(400, "bad_request", "the request could not be parsed as HTTP/1.1")
-
-    def _head_too_long(self, data: bytes) -> bool:
-        """Whether the request head being received passes MAX_HEAD bytes (h11's own limit
-        holds only for a head that arrives in pieces)."""
-        end = (self._head_tail + data).find(b"\r\n\r\n")
-        if end >= 0:
-            size = self._head_bytes + end + 4 - len(self._head_tail)
-            self._head_bytes, self._head_tail = 0, b""
-        else:
-            size = self._head_bytes + len(data)
-            self._head_bytes = size
-            self._head_tail = (self._head_tail + data)[-3:]
-        return size > MAX_HEAD
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
