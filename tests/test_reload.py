@@ -69,6 +69,20 @@ async def test_reload_adds_removes_and_restarts_only_what_changed(tmp_path, buil
         assert host.points["keep.connection"].value == "online"
 
 
+async def test_an_added_instance_shows_in_the_system_points(tmp_path, builtins_only) -> None:
+    config = write(tmp_path / "site.toml", extra='[ioservers.system]\nplugin = "system"\n')
+    host = ioplex.Host.from_config(config, plugins=builtins_only)
+    async with host:
+        await host.wait_online()
+        write(
+            config,
+            extra='[ioservers.system]\nplugin = "system"\n[ioservers.later]\nplugin = "dummy"\n',
+        )
+        await host.reload(config)
+        await host.wait_online("later")
+        assert host.points["system.ioservers.later"].value == "online"
+
+
 async def test_a_bad_file_is_rejected_whole(tmp_path, builtins_only) -> None:
     config = write(tmp_path / "site.toml")
     host = ioplex.Host.from_config(config, plugins=builtins_only)

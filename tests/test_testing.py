@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from ioplex.testing import PackageUnavailable, ensure_debian_package, free_ports
 
 

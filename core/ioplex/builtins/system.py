@@ -57,6 +57,8 @@ class System:
         id = f"{'ioservers' if kind == 'ioserver' else 'plugins'}.{name}"
         if id in self.ioserver._points:
             self.ioserver.set(id, state.value, quality=self.ioserver.point(id).quality)
+        elif kind == "ioserver":  # an instance added by a reload
+            self.ioserver.declare(id, state.value)
 
     @hookimpl
     async def connect(self, ioserver: IOServer) -> None:
