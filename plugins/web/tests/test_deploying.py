@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import ioplex
 import pytest
+from ioplex.testing import ensure_debian_package
 from ioplex_web.testing import RunningHost
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "deploying.md"
@@ -46,13 +46,12 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
         "ExecReload=/bin/kill -HUP $MAINPID",
     ):
         assert needed in unit
-    if shutil.which("systemd-analyze") is None:
-        pytest.skip("systemd-analyze is not installed")
+    analyze = ensure_debian_package("systemd", "systemd-analyze")
     ioplex_bin = Path(sys.executable).parent / "ioplex"
     path = tmp_path / "ioplex.service"
     path.write_text(unit.replace("/opt/ioplex/bin/ioplex", str(ioplex_bin)))
     done = subprocess.run(
-        ["systemd-analyze", "verify", str(path)],
+        [str(analyze), "verify", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
