@@ -17,18 +17,16 @@ import json
 import logging
 import ssl
 from collections.abc import AsyncIterator
-from typing import Any, Self
+from typing import Any
 from urllib.parse import quote
 
-import anyio
 import httpx
 from ioplex import Value, WriteError
 
+from .peer import CONNECT_TIMEOUT, HttpsPeer
 from .refusals import NotIoplex, Refused, RemoteError, Throttled, retry_after
-from .trust import certificate_error
 from .wire import API_PREFIX, bearer
 
-CONNECT_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
 POLL_MARGIN = 10.0
 """How much longer than the server's promised wait a long poll may take before it is
@@ -57,7 +55,7 @@ if not any(isinstance(f, _QuietPolls) for f in _httpx_log.filters):
     _httpx_log.addFilter(_QuietPolls())
 
 
-class RemoteClient:
+class RemoteClient(HttpsPeer):
     """One session with a remote host's API v1; use as an async context manager.
 
     `where` is the configuration path of the instance (``ioservers.<name>``), used in every
@@ -73,31 +71,20 @@ class RemoteClient:
         where: str,
         trust_hint: str,
     ) -> None:
-        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-        self.url = f"https://{host}:{port}"
-        self.where = where
-        self._trust_hint = trust_hint
-        self._http = httpx.AsyncClient(
-            base_url=self.url + API_PREFIX,
-            verify=ssl_context,
+        super().__init__(
+            address,
+            port,
+            ssl_context,
+            where,
+            trust_hint,
             headers=bearer(password),
             timeout=httpx.Timeout(REQUEST_TIMEOUT, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=4),
-            trust_env=False,
-            follow_redirects=False,
             event_hooks={"response": [self._keep_session]},
         )
+        self._http.base_url = httpx.URL(self.url + API_PREFIX)
         self.session: str | None = None
         """The server's session token, once it handed one out."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        # Shielded: when the host stops, this runs cancelled, and the connections must
-        # still be closed.
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_TIMEOUT):
-            await self._http.aclose()
 
     async def _keep_session(self, response: httpx.Response) -> None:
         token = response.headers.get(SESSION_HEADER)
@@ -116,18 +103,7 @@ class RemoteClient:
         try:
             return await self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise self._transport_error(exc) from None
-
-    def _transport_error(self, exc: httpx.TransportError) -> Exception:
-        cert = certificate_error(exc)
-        if cert is not None:
-            return Refused(
-                f"{self.where}: the TLS certificate of {self.url} was refused: "
-                f"{cert.args[-1] if cert.args else cert}; {self._trust_hint}"
-            )
-        if isinstance(exc, httpx.TimeoutException):
-            return TimeoutError(f"{self.url}: no answer in time ({type(exc).__name__})")
-        return ConnectionError(f"{self.url}: {type(exc).__name__}: {exc or 'connection lost'}")
+            raise self._transport_error(exc, self.url) from None
 
     def _check(self, response: httpx.Response) -> None:
         status = response.status_code
@@ -210,7 +186,7 @@ class RemoteClient:
                         raise RemoteError(f"{self.url}: unexpected line in the state: {line[:200]}")
                     yield item
         except httpx.TransportError as exc:
-            raise self._transport_error(exc) from None
+            raise self._transport_error(exc, self.url) from None
         except (StopAsyncIteration, ValueError) as exc:
             raise RemoteError(f"{self.url}/state: malformed state stream: {exc!r}") from None
         raise RemoteError(f"{self.url}/state: the state stream ended early")
@@ -224,7 +200,7 @@ class RemoteClient:
                 headers={"content-type": "application/json"},
             )
         except httpx.TransportError as exc:
-            raise WriteError(f"{local_name}: {self._transport_error(exc)}") from None
+            raise WriteError(f"{local_name}: {self._transport_error(exc, self.url)}") from None
         if response.status_code >= 300:
             raise WriteError(
                 f"{local_name}: {self.url} refused the write (HTTP {response.status_code}): "

@@ -18,13 +18,12 @@ from __future__ import annotations
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Self
 from urllib.parse import quote
 
-import anyio
 import httpx
 from ioplex.serving import jsontext
 
+from .peer import CONNECT_TIMEOUT, HttpsPeer
 from .refusals import Refused, RemoteError, Throttled, retry_after
 from .trust import certificate_error
 
@@ -33,7 +32,6 @@ LONG_POLL = 10.0
 """HSYCO holds a delta request this long when nothing changes."""
 POLL_MARGIN = 10.0
 """How much longer than the long poll an answer may take before the link counts as lost."""
-CONNECT_TIMEOUT = 10.0
 MAX_ANSWER = 256 * 1024 * 1024
 """The largest answer read (a full state of a very large site is tens of MB)."""
 _URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '#"<>\\^`{|}')
@@ -94,7 +92,7 @@ def query(timestamp: int, password: str) -> bytes:
     return f"1*{timestamp}*{quote(password, safe=_URL_SAFE)}".encode("ascii")
 
 
-class RiogetClient:
+class RiogetClient(HttpsPeer):
     """Polls one HSYCO server's rioget; use as an async context manager."""
 
     def __init__(
@@ -106,29 +104,20 @@ class RiogetClient:
         where: str,
         trust_hint: str,
     ) -> None:
-        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-        self.url = f"https://{host}:{port}"
-        self.where = where
-        self._password = password
-        self._trust_hint = trust_hint
-        self._base = httpx.URL(self.url + PATH)
-        self._http = httpx.AsyncClient(
-            verify=ssl_context,
+        super().__init__(
+            address,
+            port,
+            ssl_context,
+            where,
+            trust_hint,
             timeout=httpx.Timeout(LONG_POLL + POLL_MARGIN, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
-            trust_env=False,
-            follow_redirects=False,
         )
+        self._password = password
+        self._base = httpx.URL(self.url + PATH)
         self.answered = False
         """Whether the server has answered on this client: a later drop is a lost link,
         not a refusal."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_TIMEOUT):
-            await self._http.aclose()
 
     async def poll(self, timestamp: int) -> RiogetAnswer:
         """The full state (timestamp 1) or the changes since `timestamp`."""
@@ -147,7 +136,7 @@ class RiogetClient:
                             f"{self.url}{PATH}: the answer exceeds {MAX_ANSWER // 2**20} MiB"
                         )
         except httpx.TransportError as exc:
-            raise self._transport_error(exc, time.monotonic() - started) from None
+            raise self._dropped(exc, time.monotonic() - started) from None
         try:
             answer = parse_answer(bytes(body))
         except RemoteError as exc:
@@ -168,14 +157,12 @@ class RiogetClient:
             )
         raise RemoteError(f"{self.url}{PATH}: HTTP {status}")
 
-    def _transport_error(self, exc: httpx.TransportError, elapsed: float) -> Exception:
-        cert = certificate_error(exc)
-        if cert is not None:
-            return Refused(
-                f"{self.where}: the TLS certificate of {self.url} was refused: "
-                f"{cert.args[-1] if cert.args else cert}; {self._trust_hint}"
-            )
-        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError) and not self.answered:
+    def _dropped(self, exc: httpx.TransportError, elapsed: float) -> Exception:
+        if (
+            isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError)
+            and not self.answered
+            and certificate_error(exc) is None
+        ):
             # HSYCO's documented answer to a wrong password or address: none.
             return Refused(
                 f"{self.where}: {self.url} closed the connection without a reply after "
@@ -183,8 +170,4 @@ class RiogetClient:
                 f"{self.where}.password differs from its RemoteServerPassword, or this host's "
                 "address is not in its RemoteServerAddress list (or the network cut it)"
             )
-        if isinstance(exc, httpx.TimeoutException):
-            return TimeoutError(f"{self.url}{PATH}: no answer in time ({type(exc).__name__})")
-        return ConnectionError(
-            f"{self.url}{PATH}: {type(exc).__name__}: {exc or 'connection lost'}"
-        )
+        return self._transport_error(exc, f"{self.url}{PATH}")
