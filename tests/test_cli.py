@@ -26,28 +26,22 @@ def ioplex(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedPro
     )
 
 
-@pytest.fixture(scope="module")
-def tiny_site(tmp_path_factory) -> Path:
-    """tests/tiny_plugin installed with pip into a directory of its own (not the test env)."""
-    target = tmp_path_factory.mktemp("site")
+def install_into(target: Path, project: Path) -> Path:
+    """Install a plugin project with pip into a directory of its own (not the test env)."""
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(HERE / "tiny_plugin"),
-        ],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(project)],
         check=True,
         capture_output=True,
         timeout=300,
-    )
+    )  # fmt: skip
     return target
+
+
+@pytest.fixture(scope="module")
+def tiny_site(tmp_path_factory) -> Path:
+    """tests/tiny_plugin installed with pip into a directory of its own (not the test env)."""
+    return install_into(tmp_path_factory.mktemp("site"), HERE / "tiny_plugin")
 
 
 def test_installed_plugin_is_found_and_a_broken_one_reported(tiny_site: Path) -> None:
@@ -172,23 +166,7 @@ def test_host_schema_as_markdown() -> None:
 
 
 def test_a_plugin_for_another_kernel_api_is_reported(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(tmp_path),
-            str(HERE / "old_plugin"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    install_into(tmp_path, HERE / "old_plugin")
     result = ioplex("plugins", "--json", env={"PYTHONPATH": str(tmp_path)})
     [old] = [e for e in json.loads(result.stdout)["errors"] if e["name"] == "old"]
     assert old["error"].startswith("requires ioplex<0.1 but ioplex 0.1.0 is installed")
