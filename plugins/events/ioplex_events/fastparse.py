@@ -69,7 +69,6 @@ class _Decline(Exception):
 
 
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
-_WEEKDAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 _NO_ESCAPES = re.compile(r'"[^"\\]*"')
 
 
@@ -84,21 +83,6 @@ def _number(text: str) -> int | float:
     if not _INT_MIN <= value <= _INT_MAX:
         raise _Decline
     return value
-
-
-def _weekdays(text: str) -> frozenset[int]:
-    days: set[int] = set()
-    for part in text.upper().split(","):
-        first, _, last = part.partition("-")
-        a = _WEEKDAY_NAMES.index(first)
-        b = _WEEKDAY_NAMES.index(last) if last else a
-        i = a
-        while True:  # ranges wrap: FRI-MON is Friday to Monday
-            days.add(i)
-            if i == b:
-                break
-            i = (i + 1) % 7
-    return frozenset(days)
 
 
 def _month_day(text: str) -> tuple[int, int]:
@@ -301,7 +285,7 @@ class _Parser:
             self.peek()
             if _WEEKDAYS.match(self.text, self.pos):
                 a, end = self.take(_WEEKDAYS)
-                days = _weekdays(self.text[a:end])
+                days = s.weekdays(self.text[a:end])
             if self.keyword()[0] == "DATE":
                 self.take_keyword("DATE")
                 a, end = self.take(_DATES)

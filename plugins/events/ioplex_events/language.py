@@ -57,7 +57,6 @@ KEYWORDS = (
 )
 """Every keyword of the language (case-insensitive), for did-you-mean hints."""
 
-WEEKDAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
 MAX_TIMER_SECONDS = 10 * 365 * 86400
 """The longest program timer: ten years, so deadlines stay well inside float precision."""
 MAX_LINE = 10_000
@@ -141,21 +140,6 @@ def _number(token: Token) -> int | float:
     if isinstance(value, int) and not -(1 << 63) <= value < (1 << 63):
         raise _LineError(token.start_pos + 1, f"{text} is outside the signed 64-bit range")
     return value
-
-
-def _weekdays(token: Token) -> frozenset[int]:
-    days: set[int] = set()
-    for part in str(token).upper().split(","):
-        first, _, last = part.partition("-")
-        a = WEEKDAY_NAMES.index(first)
-        b = WEEKDAY_NAMES.index(last) if last else a
-        i = a
-        while True:  # ranges wrap: FRI-MON is Friday to Monday
-            days.add(i)
-            if i == b:
-                break
-            i = (i + 1) % 7
-    return frozenset(days)
 
 
 def _month_day(text: str, column: int) -> tuple[int, int]:
@@ -256,7 +240,7 @@ class _Build(lark.Transformer):
         second = int(text[4:6]) if len(text) == 6 else 0
         if hour > 23 or minute > 59 or second > 59:
             raise _LineError(hhmm.start_pos + 1, f"{text} is not a time of day (hhmm or hhmmss)")
-        days = _weekdays(weekdays) if weekdays is not None else None
+        days = s.weekdays(str(weekdays)) if weekdays is not None else None
         span = None
         if dates is not None:
             first, _, last = str(dates).partition("-")

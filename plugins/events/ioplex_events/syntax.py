@@ -193,3 +193,22 @@ def atoms(expr: Expr) -> list[Atom]:
 
 def values(action: Action) -> list[Value]:
     return [action.value] if hasattr(action, "value") else []
+
+
+WEEKDAY_NAMES = ("MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN")
+
+
+def weekdays(text: str) -> frozenset[int]:
+    """``MON-FRI``, ``SAT,SUN``, ``FRI-MON`` (ranges wrap) → weekday numbers, Monday 0."""
+    days: set[int] = set()
+    for part in text.upper().split(","):
+        first, _, last = part.partition("-")
+        a = WEEKDAY_NAMES.index(first)
+        b = WEEKDAY_NAMES.index(last) if last else a
+        i = a
+        while True:
+            days.add(i)
+            if i == b:
+                break
+            i = (i + 1) % 7
+    return frozenset(days)
