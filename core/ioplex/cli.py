@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from .loggers.calendar import Calendar
 from .loggers.export import FORMATS, TimeError, parse_time, write_rows
 from .loggers.offline import loggers_from_config
 from .loggers.settings import format_duration
-from .plugins import call_impl, load_plugins
+from .plugins import ENV_LOAD, Plugins, call_impl, load_plugins
 from .points import Point, Value, check_pattern, printable
 
 EXIT_CONFIG = 2
@@ -36,7 +37,7 @@ config_argument = click.argument(
 
 def _load(config: Path) -> Host:
     try:
-        return Host.from_config(config)
+        return Host.from_config(config, plugins=installed_plugins())
     except ConfigError as exc:
         for line in str(exc).splitlines():
             click.echo(f"error: {line}", err=True)
@@ -205,7 +206,7 @@ def check(config: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def plugins(as_json: bool) -> None:
     """List installed plugins, their versions and I/O server types, and load errors."""
-    loaded = load_plugins()
+    loaded = installed_plugins()
     rows = [info.as_dict() for info in loaded.info.values()]
     failed = [info.as_dict() for info in loaded.failed]
     if as_json:
@@ -242,7 +243,7 @@ def schema(plugin: str, markdown: bool, readme: Path | None) -> None:
         else:
             click.echo(json.dumps(HOST_SCHEMA, indent=2))
         return
-    loaded = load_plugins()
+    loaded = installed_plugins()
     if plugin not in loaded.info:
         known = ", ".join(sorted(loaded.info))
         raise click.BadParameter(
@@ -428,10 +429,22 @@ def logger_export(
         loggers.reader.close()
 
 
+def installed_plugins() -> Plugins:
+    """The plugins of this process, loaded once per ``IOPLEX_LOAD_PLUGINS`` value: the command
+    line adds their subcommands before it runs, and `ioplex run` builds its host with the
+    same ones instead of loading every plugin again."""
+    return _load_plugins(os.environ.get(ENV_LOAD))
+
+
+@functools.cache
+def _load_plugins(allowed: str | None) -> Plugins:
+    return load_plugins()
+
+
 def _add_plugin_commands() -> None:
     """Let installed plugins add their subcommands (the register_commands hook)."""
     try:
-        plugins = load_plugins()
+        plugins = installed_plugins()
     except Exception as exc:  # noqa: BLE001 - the built-in commands must work whatever a plugin does
         click.echo(f"warning: plugins not loaded: {exc}", err=True)
         return
