@@ -906,12 +906,15 @@ class Engine:
             try:
                 self.restore_timers()
                 await self.reload()
+                # The schedules were just planned on this wall time: the clock watch starts
+                # from it, so a jump before its first look is still seen as one.
+                planned_on = (self.host.time(), time.monotonic())
                 self.dispatch(("start",), ("start",))
                 for n in range(WORKERS):
                     tg.start_soon(self._work, name=f"events worker {n}")
                 tg.start_soon(self._read, "io")
                 tg.start_soon(self._read, "ui")
-                tg.start_soon(self._clock)
+                tg.start_soon(self._clock, planned_on)
                 tg.start_soon(self._flush_traces)
                 if watch:
                     tg.start_soon(self._watch)
@@ -958,8 +961,8 @@ class Engine:
             self.flush_fired()
             await anyio.lowlevel.checkpoint()
 
-    async def _clock(self) -> None:
-        last_wall, last_mono = self.host.time(), time.monotonic()
+    async def _clock(self, planned_on: tuple[float, float]) -> None:
+        last_wall, last_mono = planned_on
         while True:
             now, mono = self.host.time(), time.monotonic()
             expected = last_wall + (mono - last_mono)

@@ -107,6 +107,25 @@ async def test_engine_clock_jumps(tmp_path):
 
 
 @pytest.mark.anyio
+async def test_a_jump_before_the_clock_watch_starts_is_seen(tmp_path, monkeypatch):
+    # The clock moved between planning (at load) and the clock watch's first look: the
+    # watch starts from the planning time, so it still re-plans.
+    from ioplex_events.engine import Engine
+
+    watch = Engine._clock
+
+    async def late_watch(self, *args):
+        await anyio.sleep(0.5)
+        await watch(self, *args)
+
+    monkeypatch.setattr(Engine, "_clock", late_watch)
+    async with running(_config(tmp_path, "TIME 0300 : IO d.a = 1\n")) as (host, engine):
+        host.clock.set(at(2026, 5, 4, 2, 50, 0))
+        sched = next(iter(engine.schedules.values()))
+        await until(lambda: sched.next_at == at(2026, 5, 4, 3, 0, 0))
+
+
+@pytest.mark.anyio
 async def test_time_missed_while_down_fires_once_at_start(tmp_path):
     config = _config(tmp_path, "TIME 0300 : IO d.a = 1\n", catch_up=3600)
     async with running(config) as (host, engine):
