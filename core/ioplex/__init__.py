@@ -38,6 +38,7 @@ from .points import Point, PointEvent, Quality, Value
 from .polling import DeviceError, Poller
 from .registry import Listener, Registry, Subscription
 from .supervisor import Backoff, State
+from .views import UnknownViewError, View, ViewError, ViewParamError, Views
 
 __all__ = [
     "Backoff",
@@ -72,7 +73,12 @@ __all__ = [
     "Subscription",
     "UnknownLoggerError",
     "UnknownPointError",
+    "UnknownViewError",
     "Value",
+    "View",
+    "ViewError",
+    "ViewParamError",
+    "Views",
     "WriteError",
     "hookimpl",
     "hookspec",

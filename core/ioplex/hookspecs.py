@@ -135,6 +135,27 @@ def on_event(host: Any, source: str, event: Any) -> None:
     """
 
 
+@hookspec
+def register_views(register: Any) -> None:
+    """Offer read-only views of this plugin's runtime state to interfaces. Called once per
+    host, the first time `Host.views` is used.
+
+    A view lets an interface (the web plugin's ``/api/v1/views``, a command) show what the
+    plugin knows without importing it: a plugin never depends on another.
+
+    :param register: call it once per view as ``register(name, function, description)``:
+
+        - ``name``: the view's own name (lower case, digits, underscores); it is offered as
+          ``<plugin>.<name>``.
+        - ``function``: called as ``function(host, **params)``, plain or ``async def``; it
+          returns something JSON-able and must not change anything. ``params`` are strings
+          from the caller, only those the function names (or any, with ``**params``); it
+          checks them and raises `ValueError` with a message for the caller when one is bad.
+          A plain function runs on the event loop and must be quick.
+        - ``description``: one line for listings.
+    """
+
+
 # --- I/O server hooks (implemented by drivers) --------------------------------------------
 
 

@@ -25,6 +25,7 @@ from .points import Value
 from .registry import DEFAULT_QUEUE_SIZE, Registry, Subscription
 from .serving import raise_open_file_limit
 from .supervisor import Backoff, State, describe, supervise
+from .views import Views
 
 log = logging.getLogger("ioplex.host")
 
@@ -107,6 +108,7 @@ class Host:
             reset_after=config.host.restart_reset_after,
         )
         self.started_at: float | None = None
+        self._views: Views | None = None
         self._state_listeners: list[StateListener] = []
         self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
@@ -432,6 +434,13 @@ class Host:
             self._state_listeners.remove(listener)
 
     # -- the public API -------------------------------------------------------------------------
+    @property
+    def views(self) -> Views:
+        """The read-only views plugins offer (`register_views`), collected on first use."""
+        if self._views is None:
+            self._views = Views.collect(self.plugins)
+        return self._views
+
     def time(self) -> float:
         """The host clock, in seconds since the epoch."""
         return self.clock.time()
