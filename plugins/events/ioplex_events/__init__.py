@@ -85,3 +85,12 @@ __all__ = [
     "parse_line",
     "parse_text",
 ]
+
+
+@ioplex.hookimpl
+def register_views(register: Any) -> None:
+    """``events.traces`` and ``events.rules`` for interfaces (the web API), see views.py."""
+    from . import views
+
+    register("traces", views.traces, "The last firings of the rules (trigger, actions, results)")
+    register("rules", views.rules, "Each loaded rule: firings and skips counted, last firing")
