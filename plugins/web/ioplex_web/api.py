@@ -24,6 +24,9 @@ from ioplex import (
     Registry,
     UnknownLoggerError,
     UnknownPointError,
+    UnknownViewError,
+    ViewError,
+    ViewParamError,
 )
 from ioplex.points import check_pattern, printable
 from ioplex.serving import RateLimitedLog, jsontext, write_status
@@ -54,6 +57,10 @@ WRITE_TIMEOUT = 30.0
 MAX_ROWS = 200_000
 """Rows one data-logger query returns (``truncated`` says when there were more)."""
 MAX_PATTERNS = 32
+TRACES_VIEW = "events.traces"
+"""The events plugin's view behind ``/api/v1/rules/{rule}/traces``."""
+MAX_TRACES = 1000
+"""The most firings ``/api/v1/rules/{rule}/traces`` asks for (the view's own bound)."""
 STATIC = files(__package__) / "static"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -257,6 +264,9 @@ class Api:
             Route("/api/v1/loggers", r(self.loggers), methods=["GET"]),
             Route("/api/v1/loggers/{id}/data", r(self.logger_data), methods=["GET"]),
             Route("/api/v1/rules", r(self.rules), methods=["GET"]),
+            Route("/api/v1/rules/{rule:path}/traces", r(self.rule_traces), methods=["GET"]),
+            Route("/api/v1/views", r(self.views), methods=["GET"]),
+            Route("/api/v1/views/{name}", r(self.view), methods=["GET"]),
         ]
 
     def identify(self, request: Request) -> Identity:
@@ -702,3 +712,61 @@ class Api:
             )
         items.sort(key=lambda r: r["rule"])
         return ok({"items": items, "installed": "events" in self.host.plugins.info})
+
+    async def rule_traces(self, request: Request, identity: Identity) -> Response:
+        """The last firings of one rule, from the events plugin's ``events.traces`` view."""
+        rule = request.path_params["rule"]
+        limit = _int(request, "limit", 20, 1, MAX_TRACES)
+        if TRACES_VIEW not in self.host.views:
+            return error(
+                404,
+                "not_installed",
+                "rule traces come from the events plugin, which is not installed or not loaded "
+                "(pip install ioplex-events)",
+            )
+        try:
+            data = await self.host.views.call_json(
+                self.host, TRACES_VIEW, {"rule": rule, "limit": str(limit)}
+            )
+        except ViewParamError as exc:  # the limit was checked above: the rule is unknown
+            return error(404, "unknown_rule", str(exc))
+        except ViewError as exc:
+            return self._view_failed(TRACES_VIEW, exc)
+        return self._json_text(data)
+
+    # -- plugins' views ------------------------------------------------------------------------
+    async def views(self, request: Request, identity: Identity) -> Response:
+        """Every read-only view the host's plugins offer (``register_views``)."""
+        views = self.host.views
+        return ok({"items": [views[name].as_dict() for name in views]})
+
+    async def view(self, request: Request, identity: Identity) -> Response:
+        """One view's answer; its parameters are the query's (each at most once)."""
+        name = request.path_params["name"]
+        params: dict[str, str] = {}
+        for key, value in request.query_params.multi_items():
+            if key in params:
+                raise BadRequest(f"give {printable(key)} once")
+            params[key] = value
+        try:
+            data = await self.host.views.call_json(self.host, name, params)
+        except UnknownViewError as exc:
+            return error(404, "unknown_view", str(exc))
+        except ViewParamError as exc:
+            return error(400, "bad_request", str(exc))
+        except ViewError as exc:
+            return self._view_failed(name, exc)
+        return self._json_text(data)
+
+    def _view_failed(self, name: str, exc: ViewError) -> Response:
+        """A view's own failure: logged (rate-limited per view), answered 503, never 500."""
+        self._faults.warning(f"view {name}", "web: %s", exc)
+        return error(503, "view_failed", str(exc), {"retry-after": "5"})
+
+    @staticmethod
+    def _json_text(data: str) -> Response:
+        return Response(
+            data,
+            media_type="application/json",
+            headers={**SECURITY_HEADERS, "cache-control": "no-store"},
+        )

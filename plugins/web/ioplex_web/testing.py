@@ -55,8 +55,10 @@ USERS = [
 class RunningHost:
     """A host running in a background thread's event loop until `stop`."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], environ: dict[str, str] | None = None) -> None:
         self.config = config
+        self.environ = environ
+        """Passed to `Host.from_config` (``IOPLEX_LOAD_PLUGINS`` to leave plugins out)."""
         self.host: ioplex.Host | None = None
         self.url = ""
         self.error: BaseException | None = None
@@ -67,7 +69,7 @@ class RunningHost:
     def _run(self) -> None:
         async def main() -> None:
             self._stop = anyio.Event()
-            self.host = ioplex.Host.from_config(self.config, freeze_gc=False)
+            self.host = ioplex.Host.from_config(self.config, environ=self.environ, freeze_gc=False)
             async with self.host:
                 await self._stop.wait()
 
