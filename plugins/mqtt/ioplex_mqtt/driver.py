@@ -51,7 +51,7 @@ from ioplex.points import describe_value, printable
 from ioplex.provenance import LoopGuard, provenance
 from ioplex.serving import RateLimitedLog, RemoteWrites, parse_listen
 
-from .clientio import abandon, guard_loop, messages, publish_many, read_in_bursts
+from .clientio import abandon, guard_loop, install_lane, messages, publish_many
 from .outbox import Outbox
 from .payload import (
     PayloadError,
@@ -192,7 +192,7 @@ class Bridge:
         self.user: str = settings["user"]
         self._password: str = settings["password"]
         self.client_id = client_id(self.local, ioserver.name, options["client_id"])
-        self.topics = Topics(options["prefix"])
+        self.topics = Topics(options["prefix"], cache=options["max_points"] + 1024)
         self.mirrors = Mirrors(rules, self.topics)
         self.publish_patterns: list[str] = list(options["publish"])
         self.qos: int = options["qos"]
@@ -216,6 +216,10 @@ class Bridge:
         self.by_host: dict[str, set[str]] = {}
         self.offline_hosts: set[str] = set()
         self.pending: dict[str, _PendingWrite] = {}
+        self._batch: list[tuple[Point, Any, float]] = []
+        """Received states not stored yet: (point, value, origin timestamp); see `_store`."""
+        self._batch_ids: set[str] = set()
+        self._batch_quality = Quality.GOOD
         self.client: aiomqtt.Client | None = None
         self.broker: str | None = None
         """``host:port`` of the broker of the current (or last) session."""
@@ -301,7 +305,7 @@ class Bridge:
 
     async def _session(self, address: str, port: int) -> None:
         client = self._client(address, port)
-        read_in_bursts(client)
+        install_lane(client)
         guard_loop(client)
         client._client.connect_timeout = self.timeout  # the TCP connect, in a thread
         try:
@@ -437,48 +441,64 @@ class Bridge:
         client: aiomqtt.Client,
         requests: anyio.abc.ObjectSendStream[tuple[str, str, bytes, bool]],
     ) -> None:
-        parse = self.topics.parse
-        async for message in messages(client):
-            self.stats["received"] += 1
-            topic = message.topic.value
-            parsed = parse(topic)
-            if parsed is None:
-                continue
-            kind, host, name = parsed
-            payload = message.payload
-            if not isinstance(payload, bytes):
-                payload = bytes(payload) if payload is not None else b""
-            if kind is STATE:
-                if host != self.local:
-                    self._on_state(host, name, payload)
-            elif kind is LIVE:
-                await self._on_liveness(client, host, payload)
-            elif kind is SET:
-                if host == self.local and self.accept.enabled:
-                    if message.retain:
-                        self.stats["set_refused"] += 1
-                        self.ratelog.warning(
-                            "retained-set",
-                            "%s: ignoring a retained write "
-                            "request on %s: it would be applied again at "
-                            "every reconnect",
-                            self.where,
-                            printable(topic),
-                        )
+        parse = self.topics.parse_cached
+        stats = self.stats
+        local = self.local
+        async for batch in messages(client):
+            stats["received"] += len(batch)
+            try:
+                for topic, payload, retain in batch:
+                    parsed = parse(topic)
+                    if parsed is None:
                         continue
-                    try:
-                        requests.send_nowait((host, name, payload, message.retain))
-                    except anyio.WouldBlock:
-                        self.stats["set_dropped"] += 1
-                        self.ratelog.warning(
-                            "set-queue",
-                            "%s: %d write requests waiting; dropping the one for %s",
-                            self.where,
-                            SET_QUEUE,
-                            printable(name),
-                        )
-            elif kind is RESULT:
-                self._on_result(host, name, payload)
+                    kind, host, name = parsed
+                    if kind is STATE:
+                        if host != local:
+                            self._on_state(host, name, payload)
+                        continue
+                    self._store()  # what came before this message, before it
+                    if kind is LIVE:
+                        await self._on_liveness(client, host, payload)
+                    elif kind is SET:
+                        self._on_set(requests, host, name, payload, retain, topic)
+                    elif kind is RESULT:
+                        self._on_result(host, name, payload)
+            finally:
+                self._store()
+
+    def _on_set(
+        self,
+        requests: anyio.abc.ObjectSendStream[tuple[str, str, bytes, bool]],
+        host: str,
+        name: str,
+        payload: bytes,
+        retain: bool,
+        topic: str,
+    ) -> None:
+        if host != self.local or not self.accept.enabled:
+            return
+        if retain:
+            self.stats["set_refused"] += 1
+            self.ratelog.warning(
+                "retained-set",
+                "%s: ignoring a retained write "
+                "request on %s: it would be applied again at "
+                "every reconnect",
+                self.where,
+                printable(topic),
+            )
+            return
+        try:
+            requests.send_nowait((host, name, payload, retain))
+        except anyio.WouldBlock:
+            self.stats["set_dropped"] += 1
+            self.ratelog.warning(
+                "set-queue",
+                "%s: %d write requests waiting; dropping the one for %s",
+                self.where,
+                SET_QUEUE,
+                printable(name),
+            )
 
     def _refused(self, key: str, what: str, exc: Exception) -> None:
         self.stats["refused_payloads"] += 1
@@ -487,10 +507,13 @@ class Bridge:
         )
 
     def _on_state(self, host: str, name: str, payload: bytes) -> None:
-        if not self.mirrors.point(host, name):
+        id = f"{host}.{name}"
+        point = self.mirrored.get(id)
+        if point is None and not self.mirrors.point(host, name):
             return
         if not payload:  # the retained state was cleared: the point is gone
-            self._forget(host, f"{host}.{name}")
+            self._store()
+            self._forget(host, id)
             return
         try:
             state = decode_state(payload, self.max_payload)
@@ -500,13 +523,12 @@ class Bridge:
         meta = self.loops.meta(f"{host}/{name}", state.src, state.hops, via=host)
         if meta is None:
             return
-        id = f"{host}.{name}"
-        point = self.mirrored.get(id)
         if point is None or (
             (state.type is not None and point.type is not state.type)
             or point.nonfinite is not state.nonfinite
         ):
             if point is not None:
+                self._store()
                 self._forget(host, id)
             elif len(self.mirrored) >= self.max_points:
                 self.stats["refused_points"] += 1
@@ -554,13 +576,34 @@ class Bridge:
             if point.sensitive is not state.sensitive:
                 point.sensitive = state.sensitive
         quality = Quality.BAD if host in self.offline_hosts else state.quality
-        try:
-            changed = self.io.update_many(((point, state.value),), quality)
-        except PointTypeError as exc:
-            self._refused("value", self.topics.state(host, name), exc)
+        if quality is not self._batch_quality or id in self._batch_ids:
+            self._store()
+            self._batch_quality = quality
+        self._batch.append((point, state.value, state.ts))
+        self._batch_ids.add(id)
+
+    def _store(self) -> None:
+        """Store the received states held in the batch: one registry update for a burst
+        (they all have the batch's quality, and a point appears once at most)."""
+        batch = self._batch
+        if not batch:
             return
-        if changed:
-            point.last_changed = state.ts
+        self._batch = []
+        self._batch_ids.clear()
+        quality = self._batch_quality
+        registry = self.host.points
+        refused = registry.refused
+        try:
+            self.io.update_many([(p, v) for p, v, _ in batch], quality)
+        except PointTypeError as exc:
+            self.stats["refused_payloads"] += registry.refused - refused
+            self.ratelog.warning(
+                "value", "%s: ignoring a received value: %s", self.where, printable(str(exc), 300)
+            )
+        # the time of a change is the origin's: set where the registry stored a change
+        for point, value, ts in batch:
+            if point.last_updated == point.last_changed and point.value is value:
+                point.last_changed = ts
 
     def _forget(self, host: str, id: str) -> None:
         point = self.mirrored.pop(id, None)

@@ -65,10 +65,14 @@ def publishable(name: str) -> bool:
 class Topics:
     """The topic names of one prefix."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, cache: int = 0) -> None:
+        """`cache`: parsed topics remembered (a topic is parsed again at each change of its
+        point otherwise); the memory is cleared when full, so invented topics cannot grow it."""
         self.prefix = prefix
         self._start = prefix + "/"
         self._skip = len(self._start)
+        self._cache_size = cache
+        self._parsed: dict[str, tuple[str, str, str] | None] = {}
 
     def state(self, host: str, name: str) -> str:
         return f"{self._start}{host}/{name.replace('.', '/')}"
@@ -89,6 +93,18 @@ class Topics:
     def requests_filter(self, host: str) -> str:
         """Write requests to `host`'s points."""
         return f"{self._start}{host}/{REQUESTS}/#"
+
+    def parse_cached(self, topic: str) -> tuple[str, str, str] | None:
+        """`parse`, remembering up to `cache` topics."""
+        try:
+            return self._parsed[topic]
+        except KeyError:
+            pass
+        parsed = self.parse(topic)
+        if len(self._parsed) >= self._cache_size:
+            self._parsed.clear()
+        self._parsed[topic] = parsed
+        return parsed
 
     def parse(self, topic: str) -> tuple[str, str, str] | None:
         """``(kind, host, point name)`` of one of our topics, or None for anything else."""
