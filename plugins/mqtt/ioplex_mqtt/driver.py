@@ -220,6 +220,7 @@ class Bridge:
         """Received states not stored yet: (point, value, origin timestamp); see `_store`."""
         self._batch_ids: set[str] = set()
         self._batch_quality = Quality.GOOD
+        self._local_topics: dict[str, str | None] = {}
         self.client: aiomqtt.Client | None = None
         self.broker: str | None = None
         """``host:port`` of the broker of the current (or last) session."""
@@ -415,18 +416,10 @@ class Bridge:
                 point = points.get(name)
                 if point is None:
                     continue
-                if not publishable(name):
-                    self.stats["unpublishable"] += 1
-                    self.ratelog.warning(
-                        "unpublishable",
-                        "%s: not publishing %s: a name "
-                        "segment holding '/', '+', '#' or starting with '$' "
-                        "cannot be an MQTT topic level",
-                        self.where,
-                        printable(name),
-                    )
+                topic = self._topic_of(name)
+                if topic is None:
                     continue
-                batch.append((self.topics.state(self.local, name), self.state_payload(point)))
+                batch.append((topic, self.state_payload(point)))
             try:
                 await publish_many(client, batch, self.qos, True, self.timeout)
             except BaseException:
@@ -434,6 +427,31 @@ class Bridge:
                     self.outbox.add(name)
                 raise
             self.stats["published"] += len(batch)
+
+    def _topic_of(self, name: str) -> str | None:
+        """The state topic of a local point, or None (counted, logged) when its name cannot
+        be one; remembered per point (a bound: the registry's points, cleared when full)."""
+        topics = self._local_topics
+        topic = topics.get(name, "")
+        if topic != "":
+            return topic
+        if publishable(name):
+            topic = self.topics.state(self.local, name)
+        else:
+            topic = None
+            self.stats["unpublishable"] += 1
+            self.ratelog.warning(
+                "unpublishable",
+                "%s: not publishing %s: a name "
+                "segment holding '/', '+', '#' or starting with '$' "
+                "cannot be an MQTT topic level",
+                self.where,
+                printable(name),
+            )
+        if len(topics) >= max(1024, 2 * len(self.host.points)):
+            topics.clear()
+        topics[name] = topic
+        return topic
 
     # -- receiving ------------------------------------------------------------------------------
     async def _receive(
