@@ -73,31 +73,18 @@ takes seconds, holds one worker)."""
 MAX_READY = 100_000
 """Most firings waiting for a worker; more are skipped (logged, traced)."""
 POINT_PREFIX = "events"
-EXACT_NAMES = 16
-"""Up to this many named points of one I/O server are subscribed to by name; more, and the
-engine subscribes to the whole server (``name.*``) and drops the changes no rule names with
-one dict lookup. The registry matches every point against a subscription's patterns one by
-one (on the point's first change after any subscription changes), so 10,000 exact names
-would cost each of the host's points ~0.2 ms there, and the rules' reload would make every
-point pay it again."""
-
 Trigger = tuple[Any, ...] | None
+SYNC_ACTIONS = (s.WriteAction, s.TimerAction, s.LogAction)
+"""Actions that may complete at once (a write only to a point no I/O server owns)."""
 
 
 def subscription_patterns(names: set[str] | list[str]) -> list[str]:
-    """The registry patterns that deliver the changes of `names`: each name exactly, or
-    ``server.*`` for a server with more than `EXACT_NAMES` of them (see there)."""
-    by_server: dict[str, list[str]] = {}
-    for name in names:
-        server, dot, _ = name.partition(".")
-        by_server.setdefault(server + dot, []).append(name)
-    patterns: list[str] = []
-    for prefix, members in sorted(by_server.items()):
-        if prefix.endswith(".") and len(members) > EXACT_NAMES:
-            patterns.append(glob.escape(prefix) + "*")
-        else:
-            patterns.extend(glob.escape(name) for name in sorted(members))
-    return patterns
+    """The registry patterns that deliver the changes of `names` and of no other point:
+    each name exactly (escaped). The registry matches exact names with one set lookup, so
+    10,000 of them cost a point no more than one; a whole-server pattern (``name.*``) would
+    queue every change of that server for the engine to throw away (most of the changes,
+    on a host where rules name one point in ten)."""
+    return [glob.escape(name) for name in sorted(names)]
 
 
 def _sanitize(text: str) -> str:
@@ -126,6 +113,17 @@ class Compiled:
     """``file:line`` (set by `Engine.compile`)."""
     texts: tuple[str, ...] = ()
     """Each action's source text, for traces and logs."""
+    simple: bool = False
+    """The rule's event is one ``IO name`` / ``UI name`` (no value): it fires on every
+    change of that point with a good quality, and its state is always false."""
+    sync: bool = False
+    """Every action is a write, a timer or a log: it may run at once (`Engine._runs_now`)."""
+    plan: tuple | None = None
+    """The actions with the points they read and write resolved (`Engine._resolve`), valid
+    while `stamp` is the registries' (no point declared or removed since)."""
+    stamp: int = -1
+    unstored: int = 0
+    """Traces not stored yet (see `Engine.unstored`)."""
 
 
 class Trace:
@@ -173,6 +171,12 @@ class Firing:
     depth: int
     time: float
     chain: tuple[str, ...] = ()
+    """The rules whose writes caused this firing, this one last; empty for a firing no
+    rule caused (the common case: no tuple made per firing), see `ids`."""
+
+    def ids(self) -> tuple[str, ...]:
+        """The chain of rule ids that led to this firing, this one included."""
+        return self.chain or (self.rule.id,)
 
 
 class Schedule:
@@ -210,6 +214,10 @@ class Engine:
         self.index: dict[tuple[Any, ...], list[Compiled]] = {}
         self.named: dict[str, set[str]] = {"io": set(), "ui": set()}
         """The point names rules name, by namespace (the keys of `index`, for a quick test)."""
+        self.by_name: dict[str, dict[str, tuple[tuple[Compiled, ...], tuple[str, str], bool]]]
+        self.by_name = {"io": {}, "ui": {}}
+        """What a change of a point needs, by namespace and name, in one lookup: the rules
+        naming it, its `index` key, whether a condition or value reads it from `view`."""
         self.schedules: dict[str, Schedule] = {}
         self.sun_offsets: set[tuple[int, int]] = set()
         self.sun_state: dict[tuple[str, int], bool] = {}
@@ -220,8 +228,9 @@ class Engine:
         self.view: dict[tuple[str, str], tuple[Any, Any]] = {}
         """The values of the points rules name, as of the change being handled: a burst
         of changes is evaluated in order, not against the registry's latest values."""
-        self.unstored: dict[Compiled, int] = {}
-        """Rules with traces not stored yet, and how many (oldest marked first)."""
+        self.unstored: deque[Compiled] = deque()
+        """Rules with traces not stored yet (oldest marked first; how many: `unstored` of
+        each rule, so a firing touches no dict)."""
         self.dropped_traces = 0
         """Traces never stored: their rule fired more than `trace_size` times between two
         stores of its traces."""
@@ -319,17 +328,18 @@ class Engine:
         for ns in ("io", "ui"):
             sub = self.subs[ns]
             if sub is not None:
-                for event in sub.drain():
-                    self.on_change(ns, event)
+                self.on_changes(ns, sub.drain())
         self.files = files
         self.index = index
         self.named = {ns: {k[1] for k in index if k[0] == ns} for ns in ("io", "ui")}
+        self.by_name = self._by_name(files, index)
         self.view.clear()
         self.sun_offsets = offsets
         self.sun_next = 0.0
         self._update_sun(quiet=True)
         for rules in files.values():
             for c in rules:
+                c.stamp = -1  # which points a rule's writes remember as causes may change
                 if c.state is None:
                     c.state = c.eval(None)
         stored = self.store.schedules()
@@ -344,6 +354,29 @@ class Engine:
         self._declare_points(old_points)
         self.flush_fired()
         self.wake.set()
+
+    def _by_name(
+        self, files: dict[Path, list[Compiled]], index: dict[tuple[Any, ...], list[Compiled]]
+    ) -> dict[str, dict[str, tuple[tuple[Compiled, ...], tuple[str, str], bool]]]:
+        viewed: set[tuple[str, str]] = set()
+        for rules in files.values():
+            for c in rules:
+                for atom in s.atoms(c.rule.event):
+                    if isinstance(atom, s.PointEvent):
+                        if atom.op is not None:
+                            viewed.add((atom.namespace, atom.name))
+                        if isinstance(atom.value, s.PointRef):
+                            viewed.add((atom.value.namespace, atom.value.name))
+        by_name: dict[str, dict] = {"io": {}, "ui": {}}
+        for ns, registry in (("io", self.host.points), ("ui", self.host.ui)):
+            for key, rules in index.items():
+                if key[0] == ns:
+                    # Keyed by the registry's own name object where the point exists: the
+                    # lookup of a change's name then matches by identity.
+                    point = registry.get(key[1])
+                    name = point.name if point is not None and point.name == key[1] else key[1]
+                    by_name[ns][name] = (tuple(rules), key, key in viewed)
+        return by_name
 
     def _resubscribe(self) -> None:
         for ns, registry in (("io", self.host.points), ("ui", self.host.ui)):
@@ -382,6 +415,7 @@ class Engine:
         keys: set[tuple[Any, ...]] = set()
         transient = [False]
         fn = self._compile(rule.event, keys, transient)
+        event = rule.event
         return Compiled(
             rule,
             fn,
@@ -389,6 +423,8 @@ class Engine:
             transient[0],
             id=rule.id or f"{rule.file}:{rule.line}",
             texts=tuple(rule.text[a.start : a.end] for a in rule.actions),
+            simple=isinstance(event, s.PointEvent) and event.op is None and event.value is None,
+            sync=all(a.__class__ in SYNC_ACTIONS for a in rule.actions),
         )
 
     def _value_fn(self, node: s.Value, keys: set) -> Callable[[], Any]:
@@ -528,26 +564,41 @@ class Engine:
     # -- triggers ----------------------------------------------------------------------------
     def on_change(self, ns: str, event: tuple) -> None:
         """One change from a registry subscription."""
-        name, value, old, _t, quality = event
-        key = (ns, name)
-        cause = self.causes.pop(key, None) if self.causes else None
-        rules = self.index.get(key)
-        if rules is None:  # a point of a server subscribed to whole (`EXACT_NAMES`)
-            return
-        self.view[key] = (value, quality)  # conditions see the values as of this change
-        depth, chain = 0, ()
-        if cause is not None and time.monotonic() - cause[1] < CAUSE_WINDOW:
-            depth, chain = cause[0], cause[2]
-        trigger: Trigger = (ns, name, value)
-        if quality is not GOOD:
-            self.bad.add(key)
-            trigger = None
-        elif key in self.bad:
-            self.bad.discard(key)
-            if value == old:  # back to good with the same value: not an event
+        self.on_changes(ns, (event,))
+
+    def on_changes(self, ns: str, events: Any) -> None:
+        """Changes drained from a registry subscription, in order. The hottest loop of the
+        engine: one lookup per change finds all it needs (`by_name`), rules made of one
+        ``IO name`` skip evaluation, the firings share one clock reading."""
+        entries = self.by_name[ns]
+        view, bad, causes = self.view, self.bad, self.causes
+        now = self.host.time()
+        for name, value, old, _t, quality in events:
+            entry = entries.get(name)
+            if entry is None:  # (a change queued before a reload removed its rules)
+                continue
+            rules, key, viewed = entry
+            if viewed:  # conditions see the values as of this change
+                view[key] = (value, quality)
+            depth, chain = 0, ()
+            if causes:
+                cause = causes.pop(key, None)
+                if cause is not None and time.monotonic() - cause[1] < CAUSE_WINDOW:
+                    depth, chain = cause[0], cause[2]
+            trigger: Trigger = (ns, name, value)
+            if quality is not GOOD:
+                bad.add(key)
                 trigger = None
-        for c in rules:
-            self.consider(c, trigger, depth, chain)
+            elif bad and key in bad:
+                bad.discard(key)
+                if value == old:  # back to good with the same value: not an event
+                    trigger = None
+            for c in rules:
+                if not c.simple:
+                    self.consider(c, trigger, depth, chain, now)
+                elif trigger is not None and c.disabled is None:
+                    # (`consider` for a rule whose expression is only this change)
+                    self.fire(c, trigger, depth, chain, now)
 
     def dispatch(self, key: tuple[Any, ...], trigger: Trigger) -> None:
         for c in self.index.get(key, ()):
@@ -562,24 +613,31 @@ class Engine:
                 self.consider(c, trigger, 0, ())
             self.flush_fired()
 
-    def consider(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple) -> None:
+    def consider(
+        self, c: Compiled, trigger: Trigger, depth: int, chain: tuple, now: float | None = None
+    ) -> None:
         if c.disabled is not None:
             return
         new = c.eval(trigger)
         if new is True and c.state is False:
-            self.fire(c, trigger, depth, chain)
+            self.fire(c, trigger, depth, chain, now)
         state = c.eval(None) if c.has_transient and trigger is not None else new
         if state is not None:
             c.state = state
 
     # -- firing ------------------------------------------------------------------------------
-    def fire(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple) -> None:
+    def fire(
+        self, c: Compiled, trigger: Trigger, depth: int, chain: tuple, now: float | None = None
+    ) -> None:
+        """Fire `c` for `trigger`, caused by the rules of `chain` (`depth` of them in a row),
+        at `now` (the host's time when None)."""
         depth += 1
-        chain = (*chain[-(self.runaway_depth + 1) :], c.id) if chain else (c.id,)
+        if chain:
+            chain = (*chain[-(self.runaway_depth + 1) :], c.id)
         if depth > self.runaway_depth:
-            self._runaway(c, chain)
+            self._runaway(c, chain or (c.id,))
             return
-        firing = Firing(c, trigger, depth, self.host.time(), chain)
+        firing = Firing(c, trigger, depth, self.host.time() if now is None else now, chain)
         if c.running:
             mode = self.mode
             if mode == "single":
@@ -643,34 +701,95 @@ class Engine:
     def _runs_now(self, c: Compiled) -> bool:
         """Whether every action of `c` completes without waiting (writes to writable points
         no I/O server owns, UI variables that exist, timers, logs): then it runs at once."""
-        for action in c.rule.actions:
-            cls = action.__class__
-            if cls is s.WriteAction:
-                registry = self.host.points if action.namespace == "io" else self.host.ui
-                for name in action.names:  # type: ignore[attr-defined]
-                    point = registry.get(name)
-                    if point is None or point.owner is not None or not point.writable:
+        if not c.sync:
+            return False
+        points, ui = self.host.points, self.host.ui
+        stamp = (points.declared + ui.declared) << 32 | (len(points) + len(ui))
+        if c.stamp != stamp:
+            c.plan = self._resolve(c)
+            c.stamp = stamp
+        plan = c.plan
+        if plan is None:
+            return False
+        for step in plan:
+            if step is not None:
+                for _name, point, _named in step[1]:
+                    if point.owner is not None or not point.writable:
                         return False
-            elif cls is s.VscpAction:
-                return False
         return True
+
+    def _resolve(self, c: Compiled) -> tuple | None:
+        """`c`'s actions with their points looked up, for `_run_now` (which then looks up no
+        name per firing): per action, None (run by `perform_now`: timers, logs) or
+        ``(registry, ((name, point, named), ...), source point, literal, %event node)``
+        (the value is the source point's, else the %event part's, else the literal). None if
+        a point written or read does not exist (the firing then goes through a worker,
+        whose error names the point). Valid until a point is declared or removed in either
+        registry (`Registry.declared` and the registries' lengths: a `stamp`), or a reload."""
+        plan: list[tuple | None] = []
+        for action in c.rule.actions:
+            if action.__class__ is not s.WriteAction:
+                plan.append(None)
+                continue
+            ns = action.namespace  # type: ignore[attr-defined]
+            registry = self.host.points if ns == "io" else self.host.ui
+            targets = []
+            for name in action.names:  # type: ignore[attr-defined]
+                point = registry.get(name)
+                if point is None:
+                    return None
+                targets.append((name, point, name in self.named[ns]))
+            node = action.value  # type: ignore[attr-defined]
+            source, literal, event = None, None, None
+            if isinstance(node, s.Literal):
+                literal = node.value
+            elif isinstance(node, s.PointRef):
+                source = (self.host.points if node.namespace == "io" else self.host.ui).get(
+                    node.name
+                )
+                if source is None and node.namespace == "io":
+                    return None
+            else:
+                event = node
+            plan.append((registry, tuple(targets), source, literal, event))
+        return tuple(plan)
 
     def _run_now(self, firing: Firing) -> None:
         """`_run` for a firing `_runs_now` accepted: no await, so nothing can cancel it."""
         c = firing.rule
         outcomes: list[str] | None = None  # (every action ok)
-        for n, action in enumerate(c.rule.actions):
+        actions = c.rule.actions
+        for n, step in enumerate(c.plan):  # type: ignore[arg-type]
             try:
-                self.perform_now(c, action, firing)
+                if step is None:
+                    self.perform_now(c, actions[n], firing)
+                    continue
+                registry, targets, source, value, event = step
+                if source is not None:
+                    value = source.value
+                elif event is not None:
+                    value = self.value(event, firing)
+                for name, point, named in targets:
+                    type_ = point.type
+                    converted = value
+                    if value is not None and type_ is not None and value.__class__ is not type_:
+                        converted = convert(name, value, type_)
+                    if named:
+                        self.causes[(registry.kind, name)] = (
+                            firing.depth,
+                            time.monotonic(),
+                            firing.ids(),
+                        )
+                    registry.update_many(((point, converted),))
             except Exception as exc:  # noqa: BLE001 - one failed action never stops the others
                 message = str(exc) or type(exc).__name__
                 if outcomes is None:
                     outcomes = ["ok"] * len(c.texts)
                 outcomes[n] = f"error: {message}"
                 self.rlog.error(
-                    f"action {c.id}:{action.start}",
+                    f"action {c.id}:{actions[n].start}",
                     "events: %s: %s failed: %s",
-                    c.rule.where(action),
+                    c.rule.where(actions[n]),
                     c.texts[n],
                     message,
                 )
@@ -728,7 +847,9 @@ class Engine:
         if not c.traces:
             c.traces = deque(maxlen=self.trace_size)
         c.traces.append((firing.time, Trace(firing.trigger, c.texts, outcomes, status)))
-        self.unstored[c] = self.unstored.get(c, 0) + 1
+        if not c.unstored:
+            self.unstored.append(c)
+        c.unstored += 1
 
     async def perform(self, c: Compiled, action: s.Action, firing: Firing) -> None:
         if isinstance(action, s.WriteAction):
@@ -753,7 +874,7 @@ class Engine:
                 point = registry[name]
                 converted = convert(name, value, point.type)
                 if name in self.named[ns]:
-                    self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.chain)
+                    self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.ids())
                 registry.update(point, converted)
         elif isinstance(action, s.TimerAction):
             self.set_timer(action.name, action.op, action.seconds)
@@ -775,7 +896,7 @@ class Engine:
             point = registry.declare(name, None, writable=True, quiet=True)
         value = convert(name, value, point.type if point is not None else None)
         if (ns, name) in self.index:
-            self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.chain)
+            self.causes[(ns, name)] = (firing.depth, time.monotonic(), firing.ids())
         return registry, value
 
     def value(self, node: s.Value, firing: Firing) -> Any:
@@ -954,10 +1075,7 @@ class Engine:
                     "events: %d changes dropped so far: the engine fell behind",
                     sub.dropped,
                 )
-            named = self.named[ns]  # (a server subscribed to whole brings other points too)
-            for event in sub.drain():
-                if event[0] in named:
-                    self.on_change(ns, event)
+            self.on_changes(ns, sub.drain())
             self.flush_fired()
             await anyio.lowlevel.checkpoint()
 
@@ -998,8 +1116,8 @@ class Engine:
         rows: list[tuple[str, str, float, Trace]] = []
         unstored = self.unstored
         while unstored and (limit is None or len(rows) < limit):
-            c = next(iter(unstored))
-            count = unstored.pop(c)
+            c = unstored.popleft()
+            count, c.unstored = c.unstored, 0
             kept = len(c.traces)
             if count > kept:
                 self.dropped_traces += count - kept

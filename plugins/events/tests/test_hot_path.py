@@ -1,12 +1,13 @@
-"""The engine's fast paths keep its behaviour: whole-server subscriptions past `EXACT_NAMES`
-names, firings run at once when every action completes at once, traces stored in bounded
-batches and read back as the last `trace_size` of each rule."""
+"""The engine's fast paths keep its behaviour: a subscription to exactly the named points,
+firings run at once when every action completes at once (with the points they name looked
+up once, until a point is declared or removed), traces stored in bounded batches and read
+back as the last `trace_size` of each rule."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
-from ioplex_events.engine import EXACT_NAMES, Trace, subscription_patterns
+from ioplex_events.engine import Trace, subscription_patterns
 from ioplex_events.store import Store, read_traces
 
 from .conftest import make_config, running, until
@@ -14,26 +15,68 @@ from .conftest import make_config, running, until
 pytestmark = pytest.mark.anyio
 
 
-def test_subscription_patterns_exact_then_whole_server():
-    few = [f"d.p{i}" for i in range(EXACT_NAMES)]
-    assert subscription_patterns(few) == sorted(few)
-    many = [f"d.p{i}" for i in range(EXACT_NAMES + 1)]
-    assert subscription_patterns([*many, "e.x", "$exec"]) == ["$exec", "d.*", "e.x"]
+def test_subscription_patterns_are_the_names_exactly():
+    names = [f"d.p{i}" for i in range(100)] + ["$exec", "d.[x]"]
+    patterns = subscription_patterns(names)
+    assert len(patterns) == len(names)
+    assert set(patterns) == {n for n in names if n != "d.[x]"} | {"d.[[]x]"}
 
 
-async def test_whole_server_subscription_fires_only_named_points(tmp_path):
-    n = EXACT_NAMES + 4
+async def test_changes_of_points_no_rule_names_are_never_queued(tmp_path):
+    n = 40
     points = {f"p{i}": 0 for i in range(n + 3)} | {"out": 0}
     rules = "".join(f"IO d.p{i} : IO d.out = {i}\n" for i in range(n))
     async with running(make_config(tmp_path, rules, points=points)) as (host, engine):
-        assert engine.subs["io"].patterns == ("d.*",)
+        sub = engine.subs["io"]
+        assert sorted(sub.patterns) == sorted(f"d.p{i}" for i in range(n))
         c = engine.index[("io", "d.p3")][0]
-        await host.write(f"d.p{n + 1}", 5)  # a point of d no rule names
+        host.points.update(host.points[f"d.p{n + 1}"], 5)  # a point of d no rule names
+        assert sub.pending() == 0
         await host.write("d.p3", 5)
         await until(lambda: host.points["d.out"].value == 3)
         await anyio.sleep(0.1)
         assert c.fired == 1 and engine.firings == 1
         assert ("io", f"d.p{n + 1}") not in engine.view  # nothing kept for unnamed points
+
+
+async def test_points_looked_up_once_follow_declare_and_remove(tmp_path):
+    rules = "IO d.a : UISET panel.v panel.w = IO d.a\n"
+    async with running(make_config(tmp_path, rules)) as (host, engine):
+        ui = host.ui
+        v = ui.declare("panel.v", None, writable=True, quiet=True)
+        ui.declare("panel.w", "", writable=True, quiet=True)  # a str variable
+        c = engine.index[("io", "d.a")][0]
+        engine.consider(c, ("io", "d.a", 4), 0, ())
+        # each target gets the value converted to its own type, at once
+        assert v.value == 0 and ui["panel.w"].value == "0" and c.running == 0
+        host.points.update(host.points["d.a"], 7)
+        await until(lambda: c.fired == 2)  # (now also fired by the change itself)
+        assert v.value == 7 and ui["panel.w"].value == "7"
+        # A variable removed and declared again: the write reaches the new one.
+        ui.remove("panel.v")
+        v2 = ui.declare("panel.v", 0.5, writable=True, quiet=True)
+        engine.consider(c, ("io", "d.a", 8), 0, ())
+        assert v2.value == 7.0 and v.value == 7 and c.running == 0
+        # Removed and not declared again: the firing goes through a worker, whose UISET
+        # creates the variable (as before the rule was ever looked up).
+        ui.remove("panel.v")
+        engine.consider(c, ("io", "d.a", 9), 0, ())
+        assert c.running == 1
+        await until(lambda: "panel.v" in ui and ui["panel.v"].value == 7 and c.running == 0)
+        assert v2.value == 7.0  # the removed variable was not written
+        assert all(t[1]["status"] == "done" for t in c.traces)
+
+
+async def test_a_write_that_fails_at_once_is_traced_and_the_rest_runs(tmp_path):
+    rules = 'IO d.a : UISET panel.n = "many", UISET panel.s = "ok"\n'
+    async with running(make_config(tmp_path, rules)) as (host, engine):
+        host.ui.declare("panel.n", 0, writable=True, quiet=True)
+        host.ui.declare("panel.s", "", writable=True, quiet=True)
+        c = engine.index[("io", "d.a")][0]
+        engine.consider(c, ("io", "d.a", 1), 0, ())
+        assert host.ui["panel.s"].value == "ok" and host.ui["panel.n"].value == 0
+        (outcome_n, outcome_s) = c.traces[-1][1]["actions"]
+        assert outcome_n[1].startswith("error: panel.n: expected int") and outcome_s[1] == "ok"
 
 
 async def test_rules_writing_unowned_points_run_at_once(tmp_path):
@@ -92,9 +135,9 @@ async def test_traces_of_a_burst_are_stored_later_not_lost(tmp_path):
         for k in range(10):
             engine.consider(c, ("io", "d.a", k), 0, ())
             c.state = False
-        assert engine.unstored[c] == 10 and len(c.traces) == 3
+        assert c.unstored == 10 and list(engine.unstored) == [c] and len(c.traces) == 3
         engine.flush_traces()
-        assert engine.dropped_traces == 7 and not engine.unstored
+        assert engine.dropped_traces == 7 and not engine.unstored and c.unstored == 0
         assert isinstance(c.traces[-1][1], Trace)
     stored = read_traces(tmp_path / "data" / "events" / "events.sqlite", "main.txt:1", 3)
     assert [t["trigger"] for t in stored] == ["IO d.a = 7", "IO d.a = 8", "IO d.a = 9"]
