@@ -195,22 +195,33 @@ def _unicode(text: str) -> bool:
 def decode_state(data: bytes, limit: int) -> State:
     """A published state; PayloadError for anything but the documented shape."""
     body = _object(data, limit)
-    type_name = body.get("t")
-    if type_name is not None and (not isinstance(type_name, str) or type_name not in TYPES):
+    get = body.get
+    type_name = get("t")
+    if type_name is not None and (type_name.__class__ is not str or type_name not in TYPES):
         raise PayloadError(f"unknown type {str(type_name)[:20]!r}")
-    nonfinite = body.get("nf") == 1
-    q = body.get("q")
-    if not isinstance(q, str) or q not in QUALITIES:
+    nonfinite = get("nf") == 1
+    q = get("q")
+    if q.__class__ is not str or q not in QUALITIES:
         raise PayloadError("'q' must be one of good, stale, bad")
+    value = _scalar(body, nonfinite)
+    ts = get("ts")
+    if ts.__class__ is not int or not 0 <= ts <= 2**53:
+        raise PayloadError("'ts' must be an integer from 0 to 9007199254740992")
+    src = get("src")
+    if src.__class__ is not str or not 0 < len(src) <= 255 or not _unicode(src):
+        src = _text(body, "src", 255)  # raises, saying what is wrong
+    hops = get("hops")
+    if hops.__class__ is not int or not 0 <= hops <= MAX_HOPS:
+        hops = _int(body, "hops", 0, MAX_HOPS)  # raises
     return State(
-        value=_scalar(body, nonfinite),
-        quality=QUALITIES[q],
-        ts=_int(body, "ts", 0, 2**53) / 1000,
-        src=_text(body, "src", 255),
-        hops=_int(body, "hops", 0, MAX_HOPS),
-        type=TYPES[type_name] if type_name is not None else None,
-        nonfinite=nonfinite,
-        sensitive=body.get("s") == 1,
+        value,
+        QUALITIES[q],
+        ts / 1000,
+        src,
+        hops,
+        TYPES[type_name] if type_name is not None else None,
+        nonfinite,
+        get("s") == 1,
     )
 
 

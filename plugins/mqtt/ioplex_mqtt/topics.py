@@ -32,6 +32,9 @@ ONLINE = b"online"
 OFFLINE = b"offline"
 _GLOB = re.compile(r"[*?\[]")
 _NOT_A_LEVEL = re.compile(r"[+#/\x00]")
+_LEVEL = re.compile(r"[^/+#.\x00$][^/+#.\x00]*")
+"""One topic level of ours (`is_level`), as one regular expression."""
+_LEVELS = re.compile(r"[^/+#.\x00$][^/+#.\x00]*(?:/[^/+#.\x00$][^/+#.\x00]*)*")
 
 STATE, LIVE, SET, RESULT = "state", "live", "set", "result"
 
@@ -110,20 +113,23 @@ class Topics:
         """``(kind, host, point name)`` of one of our topics, or None for anything else."""
         if not topic.startswith(self._start):
             return None
-        levels = topic[self._skip :].split("/")
-        if len(levels) < 2 or not is_level(levels[0]):
+        host, slash, rest = topic[self._skip :].partition("/")
+        if not slash or _LEVEL.fullmatch(host) is None:
             return None
-        host, first = levels[0], levels[1]
-        if first == LIVENESS:
-            return (LIVE, host, "") if len(levels) == 2 else None
-        kind, rest = STATE, levels[1:]
-        if first == REQUESTS:
-            kind, rest = SET, levels[2:]
-        elif first == RESULTS:
-            kind, rest = RESULT, levels[2:]
-        if not rest or not all(is_level(level) for level in rest):
+        if rest == LIVENESS:
+            return LIVE, host, ""
+        kind = STATE
+        if rest.startswith("$"):
+            first, slash, rest = rest.partition("/")
+            if first == REQUESTS:
+                kind = SET
+            elif first == RESULTS:
+                kind = RESULT
+            else:
+                return None
+        if _LEVELS.fullmatch(rest) is None:
             return None
-        return kind, host, ".".join(rest)
+        return kind, host, rest.replace("/", ".")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,9 +186,14 @@ class Mirrors:
         if topics.host_filter("+") in filters:
             filters = {topics.host_filter("+")}
         self.filters = sorted(filters)
+        self._everything = any(r.host == "*" and r.points == "*" for r in rules)
 
     def host(self, host: str) -> bool:
+        if self._everything:
+            return True
         return self._hosts is not None and self._hosts(host) is not None
 
     def point(self, host: str, name: str) -> bool:
+        if self._everything:
+            return True
         return any(h(host) and p(name) for h, p in self._match)
