@@ -80,6 +80,94 @@ anyio.run(main)
 """
 
 
+BARE_PUBLISHER = r"""
+import json, sys, time
+import aiomqtt, anyio
+
+async def main():
+    port, rate, seconds, points = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+    async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=1000, timeout=30) as client:
+        print("online", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)
+        tick = 0.01
+        per_tick = max(1, int(rate * tick))
+        i = 0
+        start = time.monotonic()
+        next_tick = start
+        async with anyio.create_task_group() as tg:
+            while time.monotonic() - start < seconds:
+                now = time.monotonic()
+                for _ in range(per_tick):
+                    tg.start_soon(client.publish, f"bench2b/p{i % points}", json.dumps({"v": now}), 1, True)
+                    i += 1
+                next_tick += tick
+                await anyio.sleep(max(0.0, next_tick - time.monotonic()))
+        print(json.dumps({"changes": i}), flush=True)
+
+anyio.run(main)
+"""
+
+
+def load() -> str:
+    """The load average, as ``uptime`` shows it (the machine may be shared)."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def bare_publisher(port: int, rate: float, seconds: float, points: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", BARE_PUBLISHER, str(port), str(rate), str(seconds), str(points)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+async def bare_latency(port: int, rate: float, seconds: float, points: int) -> float:
+    """The baseline of phase 2: a bare aiomqtt publisher (a child) and subscriber (here),
+    QoS 1, the same rate and point count; p99 latency in ms."""
+    proc = bare_publisher(port, rate, seconds, points)
+    values: list[float] = []
+    try:
+        await readline(proc)
+        async with aiomqtt.Client(
+            "127.0.0.1", port, timeout=30, max_queued_incoming_messages=1_000_000
+        ) as client:
+            await client.subscribe("bench2b/#", qos=1)
+            proc.stdin.write("go\n")  # type: ignore[union-attr]
+            proc.stdin.flush()  # type: ignore[union-attr]
+            with anyio.move_on_after(seconds + 30):
+                async for message in client.messages:
+                    if message.retain:
+                        continue
+                    values.append(time.monotonic() - json.loads(message.payload)["v"])
+                    if len(values) >= rate * seconds * 0.99:
+                        break
+    finally:
+        proc.kill()
+        proc.wait()
+    return pct(values, 0.99) * 1000
+
+
+async def bare_align(port: int, prefix: str, expected: int) -> float:
+    """The baseline of phase 3: seconds for a bare aiomqtt client to receive the retained
+    states of every point (nothing stored, nothing decoded)."""
+    start = time.perf_counter()
+    seen = 0
+    async with aiomqtt.Client(
+        "127.0.0.1", port, timeout=30, max_queued_incoming_messages=1_000_000
+    ) as client:
+        await client.subscribe(f"{prefix}/+/#", qos=1)
+        with anyio.fail_after(PHASE_DEADLINE):
+            async for message in client.messages:
+                if "/dummy/p" in message.topic.value:
+                    seen += 1
+                    if seen >= expected:
+                        break
+    return time.perf_counter() - start
+
+
 def rss() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -241,6 +329,8 @@ async def mirror_run(
                 results["aligned"] = good
                 return results
             results[f"align{run}"] = time.perf_counter() - start
+            if run == aligned_runs - 1 and restart:
+                results["bare_align"] = await bare_align(port, prefix, expected)
             if run == 0:  # a second run reuses memory the first one freed
                 results["rss_per_point"] = (rss() - before) / expected
             if run < aligned_runs - 1:
@@ -296,10 +386,7 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
         workdir = Path(tmp)
         with Mosquitto(workdir / "broker") as broker:
-            print(
-                f"mosquitto on 127.0.0.1:{broker.port}; {os.cpu_count()} CPUs; "
-                f"load average {os.getloadavg()[0]:.1f}"
-            )
+            print(f"mosquitto on 127.0.0.1:{broker.port}; {os.cpu_count()} CPUs; {load()}")
             if not args.skip_throughput:
                 await throughput(workdir, broker.port, args.points)
             if not args.skip_latency:
@@ -315,11 +402,16 @@ async def main(args: argparse.Namespace) -> None:
                 )
                 if "aligned" in r:
                     raise SystemExit(f"2. the mirror did not align within {PHASE_DEADLINE:g} s")
+                bare = await bare_latency(broker.port, args.rate, args.seconds, 10_000)
                 print(
                     f"2. latency A -> broker -> B at {args.rate:,.0f} changes/s for "
                     f"{args.seconds:g} s: {r['changes']:,.0f} changes, {r['events']:,.0f} "
                     f"events on B; p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms "
                     "(goal <= 50 ms)"
+                )
+                print(
+                    f"   baseline: bare aiomqtt publisher -> broker -> subscriber, same rate, "
+                    f"QoS 1: p99 {bare:.1f} ms; ratio {r['p99'] / bare:.2f}; {load()}"
                 )
             if not args.skip_scale:
                 total = args.hosts * args.host_points
@@ -346,6 +438,11 @@ async def main(args: argparse.Namespace) -> None:
                 print(
                     f"   align at first start {r['align0']:.2f} s, after a restart "
                     f"{r['align1']:.2f} s (goal <= 5 s for 100,000)"
+                )
+                print(
+                    f"   baseline: a bare aiomqtt client receives the same retained states in "
+                    f"{r['bare_align']:.2f} s; ratio {r['align1'] / r['bare_align']:.2f}; "
+                    f"{load()}"
                 )
                 print(
                     f"   all hosts changing {args.host_rate:g} points/s each: "
