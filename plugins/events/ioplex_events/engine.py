@@ -29,7 +29,7 @@ import re
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +164,27 @@ class Trace:
         }
 
 
+class Traces(deque):
+    """A rule's last firings, oldest first, read as ``(time, Trace)`` pairs. Kept as plain
+    ``(time, trigger, outcomes, status)`` tuples: a firing makes one tuple, the `Trace` is
+    made when read."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, size: int, texts: tuple[str, ...]) -> None:
+        super().__init__(maxlen=size)
+        self.texts = texts
+
+    def _pair(self, raw: tuple) -> tuple[float, Trace]:
+        return raw[0], Trace(raw[1], self.texts, raw[2], raw[3])
+
+    def __getitem__(self, index: int) -> tuple[float, Trace]:  # type: ignore[override]
+        return self._pair(super().__getitem__(index))
+
+    def __iter__(self) -> Iterator[tuple[float, Trace]]:  # type: ignore[override]
+        return map(self._pair, super().__iter__())
+
+
 @dataclass(slots=True)
 class Firing:
     rule: Compiled
@@ -245,8 +266,8 @@ class Engine:
         """Firings started since the engine started."""
         self.active = 0
         self.ready: deque[Firing] = deque()
-        self.fired_points: dict[Any, float] = {}
-        """Rules' points to set to their last firing time (`flush_fired`)."""
+        self.fired_points: dict[Compiled, float] = {}
+        """Rules whose points to set to their last firing time (`flush_fired`)."""
         self.idle: list[anyio.Event] = []
         """Firings whose actions are running now."""
 
@@ -637,7 +658,14 @@ class Engine:
         if depth > self.runaway_depth:
             self._runaway(c, chain or (c.id,))
             return
-        firing = Firing(c, trigger, depth, self.host.time() if now is None else now, chain)
+        if now is None:
+            now = self.host.time()
+        if not c.running and self._runs_now(c):  # (`_start` without a Firing made)
+            c.fired += 1
+            self.firings += 1
+            self._run_now(c, trigger, depth, chain, now)
+            return
+        firing = Firing(c, trigger, depth, now, chain)
         if c.running:
             mode = self.mode
             if mode == "single":
@@ -661,7 +689,7 @@ class Engine:
         c.fired += 1
         self.firings += 1
         if not c.running and self._runs_now(c):
-            self._run_now(firing)
+            self._run_now(c, firing.trigger, firing.depth, firing.chain, firing.time)
             return
         c.running += 1
         self.active += 1
@@ -711,34 +739,30 @@ class Engine:
         plan = c.plan
         if plan is None:
             return False
-        for step in plan:
-            if step is not None:
-                for _name, point, _named in step[1]:
-                    if point.owner is not None or not point.writable:
-                        return False
+        for op in plan:
+            point = op[4]
+            if point is not None and (point.owner is not None or not point.writable):
+                return False
         return True
 
     def _resolve(self, c: Compiled) -> tuple | None:
-        """`c`'s actions with their points looked up, for `_run_now` (which then looks up no
-        name per firing): per action, None (run by `perform_now`: timers, logs) or
-        ``(registry, ((name, point, named), ...), source point, literal, %event node)``
-        (the value is the source point's, else the %event part's, else the literal). None if
-        a point written or read does not exist (the firing then goes through a worker,
-        whose error names the point). Valid until a point is declared or removed in either
-        registry (`Registry.declared` and the registries' lengths: a `stamp`), or a reload."""
-        plan: list[tuple | None] = []
-        for action in c.rule.actions:
+        """`c`'s actions with their points looked up, for `_run_now`, which then looks up no
+        name per firing. One flat tuple of operations (few objects to reach per firing):
+        ``(action index, first target of its action, registry, name, point, named, source
+        point, literal, %event node)`` per write target (the value is the source point's,
+        else the %event part's, else the literal; `named`: a rule names the point written),
+        ``(action index, True, None, ...)`` for an action `perform_now` runs (timers, logs).
+
+        None if a point written or read does not exist: the firing then goes through a
+        worker, whose error names the point. Valid until a point is declared or removed in
+        either registry (their `declared` counts and lengths make the `stamp`) or a reload."""
+        plan: list[tuple] = []
+        for n, action in enumerate(c.rule.actions):
             if action.__class__ is not s.WriteAction:
-                plan.append(None)
+                plan.append((n, True, None, None, None, False, None, None, None))
                 continue
             ns = action.namespace  # type: ignore[attr-defined]
             registry = self.host.points if ns == "io" else self.host.ui
-            targets = []
-            for name in action.names:  # type: ignore[attr-defined]
-                point = registry.get(name)
-                if point is None:
-                    return None
-                targets.append((name, point, name in self.named[ns]))
             node = action.value  # type: ignore[attr-defined]
             source, literal, event = None, None, None
             if isinstance(node, s.Literal):
@@ -751,58 +775,72 @@ class Engine:
                     return None
             else:
                 event = node
-            plan.append((registry, tuple(targets), source, literal, event))
+            first = True
+            for name in action.names:  # type: ignore[attr-defined]
+                point = registry.get(name)
+                if point is None:
+                    return None
+                named = name in self.named[ns]
+                plan.append((n, first, registry, name, point, named, source, literal, event))
+                first = False
         return tuple(plan)
 
-    def _run_now(self, firing: Firing) -> None:
+    def _run_now(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple, now: float) -> None:
         """`_run` for a firing `_runs_now` accepted: no await, so nothing can cancel it."""
-        c = firing.rule
         outcomes: list[str] | None = None  # (every action ok)
-        actions = c.rule.actions
-        for n, step in enumerate(c.plan):  # type: ignore[arg-type]
+        failed = -1
+        firing: Firing | None = None  # (made only for actions that need one)
+        value: Any = None
+        for n, first, registry, name, point, named, source, literal, event in c.plan:  # type: ignore[union-attr]
+            if n == failed:
+                continue  # (a target of an action that failed already)
             try:
-                if step is None:
-                    self.perform_now(c, actions[n], firing)
-                    continue
-                registry, targets, source, value, event = step
-                if source is not None:
-                    value = source.value
-                elif event is not None:
-                    value = self.value(event, firing)
-                for name, point, named in targets:
-                    type_ = point.type
-                    converted = value
-                    if value is not None and type_ is not None and value.__class__ is not type_:
-                        converted = convert(name, value, type_)
-                    if named:
-                        self.causes[(registry.kind, name)] = (
-                            firing.depth,
-                            time.monotonic(),
-                            firing.ids(),
-                        )
-                    registry.update_many(((point, converted),))
+                if first:
+                    if registry is None or event is not None:
+                        if firing is None:
+                            firing = Firing(c, trigger, depth, now, chain)
+                        if registry is None:
+                            self.perform_now(c, c.rule.actions[n], firing)
+                            continue
+                        value = self.value(event, firing)
+                    else:
+                        value = source.value if source is not None else literal
+                type_ = point.type
+                converted = value
+                if value is not None and type_ is not None and value.__class__ is not type_:
+                    converted = convert(name, value, type_)
+                if named:
+                    self.causes[(registry.kind, name)] = (
+                        depth,
+                        time.monotonic(),
+                        chain or (c.id,),
+                    )
+                registry.update_many(((point, converted),))
             except Exception as exc:  # noqa: BLE001 - one failed action never stops the others
+                failed = n
                 message = str(exc) or type(exc).__name__
                 if outcomes is None:
                     outcomes = ["ok"] * len(c.texts)
                 outcomes[n] = f"error: {message}"
+                action = c.rule.actions[n]
                 self.rlog.error(
-                    f"action {c.id}:{actions[n].start}",
+                    f"action {c.id}:{action.start}",
                     "events: %s: %s failed: %s",
-                    c.rule.where(actions[n]),
+                    c.rule.where(action),
                     c.texts[n],
                     message,
                 )
-        self._trace(c, firing, outcomes, "done")
-        if c.point is not None:
-            self.fired_points[c.point] = firing.time
+        self._trace_now(c, now, trigger, outcomes)
+        self.fired_points[c] = now
 
     def flush_fired(self) -> None:
         """Set the ``events.<file>.<line>`` points of the rules fired since the last call,
         as one batch (one registry call, not one per firing)."""
         if self.fired_points:
             fired, self.fired_points = self.fired_points, {}
-            self.host.points.update_many(fired.items())
+            self.host.points.update_many(
+                (c.point, at) for c, at in fired.items() if c.point is not None
+            )
 
     async def _run(self, firing: Firing) -> None:
         c = firing.rule
@@ -837,16 +875,26 @@ class Engine:
             self.active -= 1
             self._trace(c, firing, outcomes, status)
             if c.point is not None:  # (harmless if a reload removed it meanwhile)
-                self.fired_points[c.point] = firing.time
+                self.fired_points[c] = firing.time
                 self.flush_fired()
             if c.waiting and c.disabled is None:
                 self._start(c.waiting.popleft())
 
     def _trace(self, c: Compiled, firing: Firing, outcomes: list[str] | None, status: str) -> None:
         """Keep a firing's trace: `outcomes` as in `Trace`, [] if no action ran."""
+        self._trace_now(c, firing.time, firing.trigger, outcomes, status)
+
+    def _trace_now(
+        self,
+        c: Compiled,
+        at: float,
+        trigger: Trigger,
+        outcomes: list[str] | None,
+        status: str = "done",
+    ) -> None:
         if not c.traces:
-            c.traces = deque(maxlen=self.trace_size)
-        c.traces.append((firing.time, Trace(firing.trigger, c.texts, outcomes, status)))
+            c.traces = Traces(self.trace_size, c.texts)
+        c.traces.append((at, trigger, outcomes, status))
         if not c.unstored:
             self.unstored.append(c)
         c.unstored += 1
