@@ -104,7 +104,11 @@ async def traces(host: Any, rule: str | None = None, limit: str | None = None) -
         by_id = ids[0] if rule is not None and len(ids) == 1 else None
     else:
         by_id = rule if rule is not None and ":" in rule else None
-    stored = await anyio.to_thread.run_sync(_read_store, path, rule, by_id, oldest, count)
+    # Only stored firings newer than memory's `count`-th newest can make the answer.
+    newer_than = memory[-1][0] if len(memory) >= count else None
+    stored = await anyio.to_thread.run_sync(
+        _read_store, path, rule, by_id, oldest, count, newer_than
+    )
     merged = [_entry(rid, point, text, at, t.as_dict()) for at, rid, point, text, t in memory]
     merged += stored
     merged.sort(key=lambda e: e["time"], reverse=True)
@@ -129,10 +133,17 @@ def _closest(rule: str, rules: list[Any]) -> str:
 
 
 def _read_store(
-    path: Path, rule: str | None, by_id: str | None, oldest: dict[str, float], count: int
+    path: Path,
+    rule: str | None,
+    by_id: str | None,
+    oldest: dict[str, float],
+    count: int,
+    newer_than: float | None,
 ) -> list[dict[str, Any]]:
     """The newest `count` stored firings not also in memory (a rule's firings at or after
-    the oldest one memory holds are there), newest first. Runs in a worker thread."""
+    the oldest one memory holds are there) and not older than `newer_than` (memory has
+    `count` newer ones already), newest first. Runs in a worker thread; rows are read
+    lazily, so a store of 200,000 firings costs only the rows that can make the answer."""
     if not path.exists():
         return []
     out: list[dict[str, Any]] = []
@@ -145,7 +156,9 @@ def _read_store(
             )
         else:
             rows = db.execute("SELECT rule, text, time, trace FROM traces ORDER BY seq DESC")
-        for rule_id, text, at, trace in rows:
+        for rule_id, text, at, trace in rows:  # read lazily, newest first
+            if newer_than is not None and at < newer_than:
+                break  # (seq order is time order, unless the clock was set back)
             if rule_id in oldest and at >= oldest[rule_id]:
                 continue
             key = point_key(rule_id)
@@ -166,7 +179,7 @@ def _read_store(
     return out
 
 
-def rules(host: Any) -> dict[str, Any]:
+async def rules(host: Any) -> dict[str, Any]:
     """Every rule the running engine has loaded: id, point, text, firings and skips counted
     since the start, whether it runs now, why it is disabled (a runaway), and its last
     firing's time. Empty (``engine: false``) when no engine runs."""
@@ -176,8 +189,10 @@ def rules(host: Any) -> dict[str, Any]:
     if engine is None:
         return {"engine": False, "rules": []}
     items = []
-    for c in _loaded(engine):
-        kept = list(c.traces)
+    for n, c in enumerate(_loaded(engine)):
+        if n % CHUNK == CHUNK - 1:
+            await anyio.lowlevel.checkpoint()
+        kept = c.traces
         items.append(
             {
                 "rule": c.id,
