@@ -22,6 +22,7 @@ How a rule fires (HSYCO's semantics, made precise):
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import json
 import logging
@@ -163,6 +164,24 @@ class Trace:
             "status": self.status,
         }
 
+    def json(self) -> str:
+        """``json.dumps(self.as_dict())``, the same text, made faster for the traces stored
+        every second: the actions of a firing whose every action went well are encoded
+        once per rule."""
+        if self._outcomes is None:
+            actions = _all_ok(self._texts)
+        else:
+            actions = json.dumps(self.actions)
+        trigger = json.dumps(describe_trigger(self._trigger))
+        return (
+            f'{{"trigger": {trigger}, "actions": {actions}, "status": {json.dumps(self.status)}}}'
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _all_ok(texts: tuple[str, ...]) -> str:
+    return json.dumps([[text, "ok"] for text in texts])
+
 
 class Traces(deque):
     """A rule's last firings, oldest first, read as ``(time, Trace)`` pairs. Kept as plain
@@ -256,6 +275,7 @@ class Engine:
         """Traces never stored: their rule fired more than `trace_size` times between two
         stores of its traces."""
         self.subs: dict[str, Any] = {"io": None, "ui": None}
+        self.registries = (host.points, host.ui)
         self.tg: TaskGroup | None = None
         self.wake = anyio.Event()
         self.loaded = anyio.Event()
@@ -731,8 +751,10 @@ class Engine:
         no I/O server owns, UI variables that exist, timers, logs): then it runs at once."""
         if not c.sync:
             return False
-        points, ui = self.host.points, self.host.ui
-        stamp = (points.declared + ui.declared) << 32 | (len(points) + len(ui))
+        # A point declared or removed since the plan was made changes the stamp. (The maps'
+        # own lengths: `len(registry)` is a Python call, a third of a µs on every firing.)
+        points, ui = self.registries
+        stamp = (points.declared + ui.declared) << 32 | (len(points._points) + len(ui._points))
         if c.stamp != stamp:
             c.plan = self._resolve(c)
             c.stamp = stamp
@@ -1217,7 +1239,7 @@ class Engine:
 
 
 def _encode(rows: list[tuple[str, str, float, Trace]]) -> list[tuple[str, str, float, str]]:
-    return [(rule, text, at, json.dumps(trace.as_dict())) for rule, text, at, trace in rows]
+    return [(rule, text, at, trace.json()) for rule, text, at, trace in rows]
 
 
 def describe_trigger(trigger: Trigger) -> str:

@@ -5,8 +5,12 @@ back as the last `trace_size` of each rule."""
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ioplex_events.engine import Trace, subscription_patterns
 from ioplex_events.store import Store, read_traces
 
@@ -141,3 +145,25 @@ async def test_traces_of_a_burst_are_stored_later_not_lost(tmp_path):
         assert isinstance(c.traces[-1][1], Trace)
     stored = read_traces(tmp_path / "data" / "events" / "events.sqlite", "main.txt:1", 3)
     assert [t["trigger"] for t in stored] == ["IO d.a = 7", "IO d.a = 8", "IO d.a = 9"]
+
+
+values = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=50)
+triggers = (
+    st.none()
+    | st.tuples(st.sampled_from(["io", "ui"]), st.text(min_size=1, max_size=20), values)
+    | st.tuples(st.sampled_from(["time", "timer"]), st.text(max_size=20))
+    | st.tuples(st.sampled_from(["start", "init", "sun"]))
+)
+
+
+@given(
+    trigger=triggers,
+    texts=st.lists(st.text(max_size=30), max_size=4).map(tuple),
+    failed=st.lists(st.text(max_size=30), max_size=4),
+    all_ok=st.booleans(),
+    status=st.text(max_size=30),
+)
+def test_trace_json_is_json_dumps_of_as_dict(trigger, texts, failed, all_ok, status):
+    outcomes = None if all_ok else [f"error: {m}" for m in failed]
+    trace = Trace(trigger, texts, outcomes, status)
+    assert trace.json() == json.dumps(trace.as_dict())
