@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
@@ -98,6 +99,8 @@ class DataLoggers(Mapping[str, DataLogger]):
         self._wakeup: anyio.Event | None = None
         self._flush_lock: anyio.Lock | None = None
         self._feeds_started = False
+        self._feeds_wanted = False
+        self._opened = False
         self._reported_drops: dict[str, int] = {}
         self.batch_observers: list[Callable[[float, int], None]] = []
         """Called as ``(seconds, rows)`` after each committed batch (for metrics: the web
@@ -242,8 +245,9 @@ class DataLoggers(Mapping[str, DataLogger]):
     def start_feeds(self) -> None:
         """Start every feed; the host calls this once its I/O servers exist, so a feed always
         finds its source. Feeds added later start at once."""
-        if self._tg is None or self._feeds_started:
-            return
+        self._feeds_wanted = True
+        if self._tg is None or self._feeds_started or not self._opened:
+            return  # started once the database is open
         self._feeds_started = True
         for logger in self._loggers.values():
             for feed in logger.feeds:
@@ -260,18 +264,8 @@ class DataLoggers(Mapping[str, DataLogger]):
         self._limiter = anyio.CapacityLimiter(1)
         self._wakeup = anyio.Event()
         self._flush_lock = anyio.Lock()
-        self._feeds_started = False
-        await self._write(self._store.open)
-        try:
-            for logger in self._loggers.values():
-                logger._state = await self._write(
-                    self._store.register, logger.settings, logger.settings.source is None
-                )
-                logger.recorded = 0
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await self._write(self._store.close)
-            raise
+        self._feeds_started = self._feeds_wanted = self._opened = False
+        opened = await self._open()
         stack = AsyncExitStack()
         await stack.__aenter__()
         self._tg = await stack.enter_async_context(anyio.create_task_group())
@@ -285,11 +279,61 @@ class DataLoggers(Mapping[str, DataLogger]):
                         logger,
                         name=f"ioplex logger {logger.id}: periodic samples",
                     )
+        if opened:
+            self._start_work()
+        else:
+            self._tg.start_soon(self._open_loop, name="ioplex loggers: opening the database")
+        self._stack = stack
+        if opened:
+            log.info("data loggers started: %s (%s)", ", ".join(self._loggers), self.path)
+        return self
+
+    async def _open(self) -> bool:
+        """Open the database and register the loggers; False (logged, `health` says why)
+        when the disk refuses: a full or read-only disk must not keep the host from
+        starting, and its samples queue (within `max_pending`) until the database opens."""
+        try:
+            await self._write(self._store.open)
+            try:
+                for logger in self._loggers.values():
+                    logger._state = await self._write(
+                        self._store.register, logger.settings, logger.settings.source is None
+                    )
+                    logger.recorded = 0
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._write(self._store.close)
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            self.health = f"failing: cannot open {self.path}: {exc}"
+            self._set_aside_log.error(
+                "open",
+                "data loggers: cannot open %s, samples are queued and it is retried: %s",
+                self.path,
+                exc,
+            )
+            return False
+        self._opened = True
+        self.health = "ok"
+        return True
+
+    async def _open_loop(self) -> None:
+        pause = 1.0
+        while True:
+            await anyio.sleep(pause)
+            if await self._open():
+                log.warning("data loggers: %s is open now; recording resumes", self.path)
+                self._start_work()
+                return
+            pause = min(MAX_RETRY_PAUSE, pause * 2)
+
+    def _start_work(self) -> None:
+        """The database is open: record, maintain, and run the feeds if the host asked."""
+        assert self._tg is not None
         self._tg.start_soon(self._flush_loop, name="ioplex loggers: recording")
         self._tg.start_soon(self._maintain_loop, name="ioplex loggers: consolidation, retention")
-        self._stack = stack
-        log.info("data loggers started: %s (%s)", ", ".join(self._loggers), self.path)
-        return self
+        if self._feeds_wanted:
+            self.start_feeds()
 
     async def __aexit__(self, *exc_info: object) -> None:
         stack, self._stack = self._stack, None
@@ -307,21 +351,29 @@ class DataLoggers(Mapping[str, DataLogger]):
                     if logger._listener is not None:
                         logger._listener.close()
                         logger._listener = None
-                try:
-                    await self.flush()
-                except Exception:
+                if self._opened or await self._open():
+                    await self._final_flush()
+                else:
                     lost = sum(logger.pending for logger in self._loggers.values())
-                    log.exception("data loggers: the final batch failed: %d samples lost", lost)
-                # Bring the intervals up to date for readers while the host is down; a long
-                # backlog is left for the next start rather than holding up the stop.
-                with anyio.move_on_after(self.stop_consolidate_time):
-                    try:
-                        await self.consolidate()
-                    except Exception as exc:  # noqa: BLE001 - the loggers retry; the host goes on
-                        log.error("data loggers: consolidation at stop failed: %s", exc)
-                await self._write(self._store.close)
+                    log.error("data loggers: %s never opened: %d samples lost", self.path, lost)
+                self._opened = False
                 self.reader.close()
                 log.info("data loggers stopped")
+
+    async def _final_flush(self) -> None:
+        try:
+            await self.flush()
+        except Exception:
+            lost = sum(logger.pending for logger in self._loggers.values())
+            log.exception("data loggers: the final batch failed: %d samples lost", lost)
+        # Bring the intervals up to date for readers while the host is down; a long
+        # backlog is left for the next start rather than holding up the stop.
+        with anyio.move_on_after(self.stop_consolidate_time):
+            try:
+                await self.consolidate()
+            except Exception as exc:  # noqa: BLE001 - the loggers retry; the host goes on
+                log.error("data loggers: consolidation at stop failed: %s", exc)
+        await self._write(self._store.close)
 
     # -- the work ------------------------------------------------------------------------------
     async def _write(self, func: Callable[..., T], *args: Any) -> T:
@@ -343,6 +395,8 @@ class DataLoggers(Mapping[str, DataLogger]):
         """
         if self._flush_lock is None:
             raise IoplexError("the data loggers are not running")
+        if not self._opened:
+            raise IoplexError(f"the data loggers' database is not open ({self.health})")
         async with self._flush_lock:  # batches commit in the order they were taken
             taken_at = self.clock()
             batches = [(lg, lg._take()) for lg in self._loggers.values() if lg._pending]
