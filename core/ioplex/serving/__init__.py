@@ -16,7 +16,8 @@ plugin, a third-party one) builds on these instead of writing its own:
 - `RemoteWrites`: the ``control`` policy for remote writes, with sensitive points;
 - `HeadMeter`: HTTP request heads bounded however they arrive;
 - `jsontext`: JSON out (non-finite floats as strings) and in (nesting limit);
-- `write_status`: the HTTP status and error code of a failed write.
+- `write_status`: the HTTP status and error code of a failed write;
+- `InfoFile`: where a running server says how to reach it, never a reason not to serve.
 
 docs/serving.md describes the guarantees they give and how to use them.
 """
@@ -26,6 +27,7 @@ from .accept import accept_sockets, serve_tcp
 from .admission import Admission, OutputBudget, OutputBudgetExceeded, Ticket
 from .allow import AllowList, client_prefix, parse_address
 from .heads import HeadMeter
+from .infofile import InfoFile
 from .limits import raise_open_file_limit
 from .listen import bind_tcp, format_listen, parse_listen
 from .ratelog import RateLimitedLog, RateLimitFilter, quiet_loggers
@@ -38,6 +40,7 @@ __all__ = [
     "AllowList",
     "AuthThrottle",
     "HeadMeter",
+    "InfoFile",
     "OutputBudget",
     "OutputBudgetExceeded",
     "RateLimitFilter",

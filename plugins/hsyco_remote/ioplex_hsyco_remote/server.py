@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
 import socket
@@ -30,6 +29,7 @@ from ioplex.serving import (
     Admission,
     AllowList,
     HeadMeter,
+    InfoFile,
     RateLimitedLog,
     RemoteWrites,
     Ticket,
@@ -453,8 +453,10 @@ async def run(host: Any, table: dict[str, Any]) -> None:
         raise FatalError(str(exc)) from None
     cert = load_certificate(settings, host)
     gate = Gate(settings.password, settings.allowed)
-    info_file = host.data_dir / STATE_DIR / INFO_FILE
-    info_file.unlink(missing_ok=True)
+    info_file = InfoFile(
+        host.data_dir / STATE_DIR / INFO_FILE, f"hsyco_remote server of host {host.name}"
+    )
+    info_file.clear()
     sock = bind_tcp(settings.bind_host, settings.port, f"{WHERE}.listen")
     port = sock.getsockname()[1]
     changelog = ChangeLog(host.points, host.ui, settings.io_filter, settings.ui_filter)
@@ -496,8 +498,7 @@ async def run(host: Any, table: dict[str, Any]) -> None:
         config.load()
         server = _HostedServer(config)
         url = f"https://{_url_host(settings.bind_host)}:{port}"
-        _write_info(
-            info_file,
+        info_file.publish(
             {
                 "url": url,
                 "host": settings.bind_host,
@@ -552,7 +553,7 @@ async def run(host: Any, table: dict[str, Any]) -> None:
                 server.should_exit = True
                 if not finished and server.started:
                     await server.shutdown(sockets=[])
-            info_file.unlink(missing_ok=True)
+            info_file.clear()
             log.info("hsyco_remote server of host %s stopped", host.name)
 
 
@@ -568,10 +569,3 @@ async def _watch_topology(exposure: Exposure, changelog: ChangeLog) -> None:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _write_info(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)

@@ -18,7 +18,6 @@ import logging
 import socket
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -28,6 +27,7 @@ from ioplex import FatalError
 from ioplex.serving import (
     Admission,
     HeadMeter,
+    InfoFile,
     RateLimitedLog,
     Ticket,
     accept_sockets,
@@ -192,18 +192,11 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return error(500, "internal", "the server failed to answer; see the host's log")
 
 
-def _write_info(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 async def run(host: Any, settings: WebSettings) -> None:
     """Serve until cancelled."""
     what = f"web server of host {host.name}"
-    info_file = host.data_dir / STATE_DIR / INFO_FILE
-    info_file.unlink(missing_ok=True)
+    info_file = InfoFile(host.data_dir / STATE_DIR / INFO_FILE, what)
+    info_file.clear()
     cert = key = None
     generated = False
     if settings.tls:
@@ -276,7 +269,7 @@ async def run(host: Any, settings: WebSettings) -> None:
             info: dict[str, Any] = {"url": url, "host": settings.bind_host, "port": port}
             if cert:
                 info.update(certificate=str(cert), fingerprint=fp)
-            _write_info(info_file, info)
+            info_file.publish(info)
             log.info(
                 "web: %s listening on %s (%s)%s",
                 what,
@@ -308,7 +301,7 @@ async def run(host: Any, settings: WebSettings) -> None:
                     server.should_exit = True
                     if not finished and server.started:
                         await server.shutdown(sockets=[])
-                info_file.unlink(missing_ok=True)
+                info_file.clear()
                 log.info("web: %s stopped", what)
     finally:
         for feed in feeds.values():

@@ -1,5 +1,6 @@
-"""Data loggers on a full disk: the host starts and runs, samples queue (bounded), and
-recording resumes by itself once there is room, with nothing queued lost.
+"""A full disk: the host starts and runs, data loggers queue their samples (bounded) and
+resume by themselves once there is room, with nothing queued lost; a server's info file is
+never a reason not to serve.
 
 The disk is a small tmpfs mounted for the test (root with CAP_SYS_ADMIN, as the suite runs
 in CI); filling it with a file is a real ENOSPC for SQLite, not a simulated error.
@@ -8,6 +9,7 @@ in CI); filling it with a file is a real ENOSPC for SQLite, not a simulated erro
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
@@ -18,6 +20,7 @@ from pathlib import Path
 import anyio
 import ioplex
 import pytest
+from ioplex.serving import InfoFile
 
 pytestmark = pytest.mark.anyio
 
@@ -133,3 +136,17 @@ async def test_a_stop_before_the_disk_frees_says_what_is_lost(small_disk, make_h
             await host.write("dummy.n", 5)
     messages = [r.getMessage() for r in caplog.records]
     assert any(re.search(r"never opened: [2-9] samples lost", m) for m in messages), messages
+
+
+def test_an_info_file_on_a_full_disk_is_skipped_and_logged(small_disk, caplog) -> None:
+    info = InfoFile(small_disk / "web" / "server.json", "web server of host t")
+    assert info.publish({"port": 1})
+    fill(small_disk)
+    with caplog.at_level(logging.WARNING, logger="ioplex.serving"):
+        assert not info.publish({"port": 2})
+    assert "web server of host t: cannot write" in caplog.text and "serving anyway" in caplog.text
+    assert json.loads((small_disk / "web" / "server.json").read_text()) == {"port": 1}
+    assert not (small_disk / "web" / "server.tmp").exists()
+    info.clear()
+    info.clear()
+    assert not (small_disk / "web" / "server.json").exists()
