@@ -24,6 +24,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import glob
+import itertools
 import json
 import logging
 import re
@@ -118,7 +119,7 @@ class Compiled:
     """The rule's event is one ``IO name`` / ``UI name`` (no value): it fires on every
     change of that point with a good quality, and its state is always false."""
     sync: bool = False
-    """Every action is a write, a timer or a log: it may run at once (`Engine._runs_now`)."""
+    """Every action is a write, a timer or a log: it may run at once (`Engine._fire_now`)."""
     plan: tuple | None = None
     """The actions with the points they read and write resolved (`Engine._resolve`), valid
     while `stamp` is the registries' (no point declared or removed since)."""
@@ -202,6 +203,10 @@ class Traces(deque):
 
     def __iter__(self) -> Iterator[tuple[float, Trace]]:  # type: ignore[override]
         return map(self._pair, super().__iter__())
+
+    def last(self, count: int) -> list[tuple]:
+        """The last `count` firings as kept (plain tuples)."""
+        return list(itertools.islice(super().__iter__(), len(self) - count, None))
 
 
 @dataclass(slots=True)
@@ -637,8 +642,13 @@ class Engine:
             for c in rules:
                 if not c.simple:
                     self.consider(c, trigger, depth, chain, now)
-                elif trigger is not None and c.disabled is None:
-                    # (`consider` for a rule whose expression is only this change)
+                # (`consider` for a rule whose expression is only this change, and `fire`
+                # cut short for a firing no rule caused, of a rule not running: no runaway)
+                elif (
+                    trigger is not None
+                    and c.disabled is None
+                    and (depth or c.running or not self._fire_now(c, trigger, 1, (), now))
+                ):
                     self.fire(c, trigger, depth, chain, now)
 
     def dispatch(self, key: tuple[Any, ...], trigger: Trigger) -> None:
@@ -680,11 +690,8 @@ class Engine:
             return
         if now is None:
             now = self.host.time()
-        if not c.running and self._runs_now(c):  # (`_start` without a Firing made)
-            c.fired += 1
-            self.firings += 1
-            self._run_now(c, trigger, depth, chain, now)
-            return
+        if not c.running and self._fire_now(c, trigger, depth, chain, now):
+            return  # (`_start` without a Firing made)
         firing = Firing(c, trigger, depth, now, chain)
         if c.running:
             mode = self.mode
@@ -706,11 +713,12 @@ class Engine:
 
     def _start(self, firing: Firing) -> None:
         c = firing.rule
+        if not c.running and self._fire_now(
+            c, firing.trigger, firing.depth, firing.chain, firing.time
+        ):
+            return
         c.fired += 1
         self.firings += 1
-        if not c.running and self._runs_now(c):
-            self._run_now(c, firing.trigger, firing.depth, firing.chain, firing.time)
-            return
         c.running += 1
         self.active += 1
         if len(self.ready) >= MAX_READY:
@@ -746,29 +754,8 @@ class Engine:
         log.error("events: %s: %s", c.rule.where(), c.disabled)
         self._trace(c, Firing(c, None, 0, self.host.time()), [], c.disabled)
 
-    def _runs_now(self, c: Compiled) -> bool:
-        """Whether every action of `c` completes without waiting (writes to writable points
-        no I/O server owns, UI variables that exist, timers, logs): then it runs at once."""
-        if not c.sync:
-            return False
-        # A point declared or removed since the plan was made changes the stamp. (The maps'
-        # own lengths: `len(registry)` is a Python call, a third of a µs on every firing.)
-        points, ui = self.registries
-        stamp = (points.declared + ui.declared) << 32 | (len(points._points) + len(ui._points))
-        if c.stamp != stamp:
-            c.plan = self._resolve(c)
-            c.stamp = stamp
-        plan = c.plan
-        if plan is None:
-            return False
-        for op in plan:
-            point = op[4]
-            if point is not None and (point.owner is not None or not point.writable):
-                return False
-        return True
-
     def _resolve(self, c: Compiled) -> tuple | None:
-        """`c`'s actions with their points looked up, for `_run_now`, which then looks up no
+        """`c`'s actions with their points looked up, for `_fire_now`, which then looks up no
         name per firing. One flat tuple of operations (few objects to reach per firing):
         ``(action index, first target of its action, registry, name, point, named, source
         point, literal, %event node)`` per write target (the value is the source point's,
@@ -807,13 +794,36 @@ class Engine:
                 first = False
         return tuple(plan)
 
-    def _run_now(self, c: Compiled, trigger: Trigger, depth: int, chain: tuple, now: float) -> None:
-        """`_run` for a firing `_runs_now` accepted: no await, so nothing can cancel it."""
+    def _fire_now(
+        self, c: Compiled, trigger: Trigger, depth: int, chain: tuple, now: float
+    ) -> bool:
+        """Run a firing of `c` at once if every action completes without waiting (writes to
+        writable points no I/O server owns, UI variables that exist, timers, logs), else
+        return False having done nothing. `_run` without a task: no await, so nothing can
+        cancel it. (One function, not a check and a run: the hottest path of the engine.)"""
+        if not c.sync:
+            return False
+        # A point declared or removed since the plan was made changes the stamp. (The maps'
+        # own lengths: `len(registry)` is a Python call, a third of a µs on every firing.)
+        points, ui = self.registries
+        stamp = (points.declared + ui.declared) << 32 | (len(points._points) + len(ui._points))
+        if c.stamp != stamp:
+            c.plan = self._resolve(c)
+            c.stamp = stamp
+        plan = c.plan
+        if plan is None:
+            return False
+        for op in plan:
+            point = op[4]
+            if point is not None and (point.owner is not None or not point.writable):
+                return False
+        c.fired += 1
+        self.firings += 1
         outcomes: list[str] | None = None  # (every action ok)
         failed = -1
         firing: Firing | None = None  # (made only for actions that need one)
         value: Any = None
-        for n, first, registry, name, point, named, source, literal, event in c.plan:  # type: ignore[union-attr]
+        for n, first, registry, name, point, named, source, literal, event in plan:
             if n == failed:
                 continue  # (a target of an action that failed already)
             try:
@@ -854,6 +864,7 @@ class Engine:
                 )
         self._trace_now(c, now, trigger, outcomes)
         self.fired_points[c] = now
+        return True
 
     def flush_fired(self) -> None:
         """Set the ``events.<file>.<line>`` points of the rules fired since the last call,
@@ -933,7 +944,7 @@ class Engine:
             self.perform_now(c, action, firing)
 
     def perform_now(self, c: Compiled, action: s.Action, firing: Firing) -> None:
-        """`perform` for an action `_runs_now` accepted. A write to a writable point no I/O
+        """`perform` for an action `_fire_now` runs. A write to a writable point no I/O
         server owns is what `Registry.write` does for it, an `update` (whose value checks
         raise the same PointTypeError), without a coroutine and the checks made already."""
         if action.__class__ is s.WriteAction:
@@ -1192,8 +1203,11 @@ class Engine:
             if count > kept:
                 self.dropped_traces += count - kept
                 count = kept
-            text = c.rule.text
-            rows.extend((c.id, text, at, trace) for at, trace in list(c.traces)[kept - count :])
+            text, texts = c.rule.text, c.texts
+            rows.extend(
+                (c.id, text, at, Trace(trigger, texts, outcomes, status))
+                for at, trigger, outcomes, status in c.traces.last(count)
+            )
         return rows
 
     def flush_traces(self) -> None:
