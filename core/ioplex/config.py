@@ -390,9 +390,14 @@ def load(
 
     if len(problems) == before_sections:  # the plugins' own tables are valid: check deeper
         loggers = tables.get("loggers", {})
+        host_table = tables.get("host", {})
         problems.extend(
             plugins.check_config(
-                plugin_settings, ioservers, base_dir, loggers if isinstance(loggers, dict) else {}
+                plugin_settings,
+                ioservers,
+                base_dir,
+                loggers if isinstance(loggers, dict) else {},
+                host_table if isinstance(host_table, dict) else {},
             )
         )
     if outline or problems:

@@ -82,6 +82,8 @@ def check_config(
     ioservers: dict[str, Any],
     base_dir: Path,
     loggers: dict[str, Any],
+    instances: dict[str, Any],
+    host_settings: dict[str, Any],
 ) -> Any:
     """Check what a JSON Schema cannot express, before anything starts.
 
@@ -100,6 +102,11 @@ def check_config(
         (the config file's).
     :param loggers: the ``[loggers]`` tables by logger id, as written, for a plugin whose
         instances feed or read data loggers (e.g. to say which local logger is missing).
+    :param instances: every configured I/O server instance, of any plugin, by name
+        (`ioplex.IOServerConfig`), for a plugin whose settings name other instances' points
+        (the events plugin's rules).
+    :param host_settings: the ``[host]`` table, defaults filled in (e.g. whether
+        ``latitude``/``longitude`` are set for what needs the site's position).
     """
 
 

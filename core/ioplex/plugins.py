@@ -248,6 +248,7 @@ class Plugins:
         ioservers: dict[str, Any],
         base_dir: Path,
         loggers: dict[str, Any] | None = None,
+        host_settings: dict[str, Any] | None = None,
     ) -> list[Problem]:
         """Run each plugin's `check_config` hook on its own tables, isolated from the others."""
         problems: list[Problem] = []
@@ -262,6 +263,8 @@ class Plugins:
                         ioservers=mine,
                         base_dir=base_dir,
                         loggers=loggers or {},
+                        instances=dict(ioservers),
+                        host_settings=dict(host_settings or {}),
                     )
                     or ()
                 )

@@ -3,7 +3,7 @@
 ``[plugins.events] files = ["events/*.txt"]`` names the events files; each line is a rule
 ``event : actions`` (see README.md). The engine (`Engine`) runs as the plugin's service;
 ``ioplex events check`` and ``ioplex events trace`` are its commands; ``ioplex check``
-reports the files' syntax problems too.
+reports the files' problems too.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import ioplex
 
 from .engine import Engine
 from .language import Diagnostic, RulesError, parse_line, parse_text
-from .loader import find_files, read_rules
+from .loader import Context, find_files, load_file
 from .vscp import is_vscp_event
 
 PLUGIN = "events"
@@ -34,16 +34,27 @@ def plugin_settings_schema() -> dict[str, Any]:
 
 
 @ioplex.hookimpl
-def check_config(settings: dict[str, Any], base_dir: Path) -> list[ioplex.Problem]:
-    """Syntax problems of every events file (references need the whole configuration:
-    ``ioplex events check`` checks those too)."""
+def check_config(
+    settings: dict[str, Any],
+    base_dir: Path,
+    instances: dict[str, Any],
+    host_settings: dict[str, Any],
+) -> list[ioplex.Problem]:
+    """Every problem of every events file, as ``ioplex events check`` finds them: syntax,
+    rules naming an instance that is not configured, DAY/NIGHT without the site's position.
+    (Points are checked when the host runs: an instance may declare them later.)"""
     problems = []
     for pattern in settings["files"]:
         if not find_files([pattern], base_dir):
             problems.append(ioplex.Problem("plugins.events.files", f"{pattern!r} matches no file"))
+    ctx = Context(
+        instances=set(instances),
+        has_site=host_settings.get("latitude") is not None
+        and host_settings.get("longitude") is not None,
+    )
     for path in find_files(settings["files"], base_dir):
         try:
-            read_rules(path, base_dir)
+            load_file(path, base_dir, ctx)
         except RulesError as exc:
             problems += [ioplex.Problem("plugins.events.files", str(d)) for d in exc.diagnostics]
     return problems

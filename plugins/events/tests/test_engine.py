@@ -175,5 +175,14 @@ async def test_rule_points_and_traces_cli(tmp_path):
     assert "events/bad.txt:1:1: unknown point 'x.a'" in result.stderr
     assert "events/bad.txt:2:1: unknown keyword 'TIMR'; did you mean TIMER?" in result.stderr
     assert "did you mean 'd.b'" not in result.stderr  # d.bb: instance d exists, allowed
-    result = ioplex("check", str(toml))  # ioplex check reports the syntax problem too
+    result = ioplex("check", str(toml))  # ioplex check reports every problem too
     assert result.returncode == 2 and "bad.txt:2:1" in result.stderr
+    assert "events/bad.txt:1:1: unknown point 'x.a'" in result.stderr
+    (tmp_path / "events" / "bad.txt").write_text("NIGHT : IO d.a = 1\n")
+    result = ioplex("check", str(toml))
+    assert result.returncode == 2 and "bad.txt:1:1" in result.stderr and "latitude" in result.stderr
+    toml.write_text(
+        toml.read_text().replace("[host]\n", "[host]\nlatitude = 45.5\nlongitude = 9.2\n")
+    )
+    result = ioplex("check", str(toml))
+    assert result.returncode == 0, result.stderr
