@@ -42,7 +42,7 @@ async def test_three_hosts_fail_over(tmp_path: Path, nats: NatsCluster) -> None:
                 if other != host.name:
                     await until(
                         lambda h=host, o=other: value(h, f"mqtt.{o}.dummy.n") == (0, "good"),
-                        timeout=20,
+                        timeout=60,  # a JetStream cluster settles slowly on a loaded machine
                         what=f"{host.name} mirrors {other}",
                     )
         driver = a.ioservers["mqtt"].driver
@@ -75,7 +75,7 @@ async def burst_and_check(hosts: list, names: list[str]) -> None:
             if other != host.name:
                 await until(
                     lambda h=host, o=other: value(h, f"mqtt.{o}.dummy.n") == (50, "good"),
-                    timeout=20,
+                    timeout=40,
                     what=f"{host.name} sees {other}'s final value",
                 )
     # writes still reach their owner through the cluster
