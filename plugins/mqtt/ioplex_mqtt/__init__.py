@@ -18,16 +18,31 @@ from ioplex.points import check_pattern
 from ioplex.serving import RemoteWrites
 
 from .driver import Bridge, parse_server
-from .topics import check_prefix, parse_rules
+from .topics import check_id, check_prefix, parse_rules
 
 __all__ = ["Bridge"]
+
+
+def make_driver(ioserver: ioplex.IOServer) -> Bridge:
+    """The driver of the instance's ``profile``; the Sparkplug B one is imported only when
+    used (its protobuf runtime is the optional extra ``ioplex-mqtt[sparkplug]``)."""
+    if ioserver.options["profile"] != "sparkplug":
+        return Bridge(ioserver)
+    try:
+        from .sparkplug import SparkplugBridge
+    except ImportError as exc:
+        raise ioplex.FatalError(
+            f"ioservers.{ioserver.name}.options.profile: 'sparkplug' needs the protobuf "
+            f"runtime ({exc}): pip install 'ioplex-mqtt[sparkplug]'"
+        ) from None
+    return SparkplugBridge(ioserver)
 
 
 @ioplex.hookimpl
 def register_ioserver_types(register: Any) -> None:
     register(
         "mqtt",
-        Bridge,
+        make_driver,
         ioplex.load_schema(__package__, "mqtt.schema.json"),
         "shares points with other hosts through an MQTT broker (Mosquitto, a NATS cluster)",
     )
@@ -71,6 +86,8 @@ def check_config(
             problems.append(
                 ioplex.Problem(f"{where}.options.prefix", f"{options['prefix']!r} {why}")
             )
+        if options["profile"] == "sparkplug":
+            problems += _check_sparkplug(where, options)
         for key in ("cafile", "certfile", "keyfile"):
             if options[key] and not (base_dir / Path(options[key]).expanduser()).is_file():
                 problems.append(
@@ -80,4 +97,23 @@ def check_config(
                 problems.append(
                     ioplex.Problem(f"{where}.options.{key}", "is used only with tls = true")
                 )
+    return problems
+
+
+def _check_sparkplug(where: str, options: dict[str, Any]) -> list[ioplex.Problem]:
+    problems = []
+    for key in ("group", "edge_node", "primary_host", "host_id"):
+        text = options[key]
+        if text or key == "group":
+            why = check_id(text)
+            if why:
+                problems.append(ioplex.Problem(f"{where}.options.{key}", f"{text!r} {why}"))
+    if options["host_id"] and options["publish"]:
+        problems.append(
+            ioplex.Problem(
+                f"{where}.options.host_id",
+                "an instance is a Sparkplug edge node (publish) or a host application "
+                "(host_id), not both: their MQTT last wills differ",
+            )
+        )
     return problems

@@ -277,6 +277,10 @@ class Bridge:
                     )
         raise ConnectionError("; ".join(failures))
 
+    def _will(self) -> aiomqtt.Will | None:
+        """The last will of a new connection: this host's liveness ``offline``."""
+        return aiomqtt.Will(self.topics.liveness(self.local), OFFLINE, qos=1, retain=True)
+
     def _client(self, address: str, port: int) -> aiomqtt.Client:
         bridge = self
 
@@ -292,7 +296,7 @@ class Bridge:
             username=self.user or None,
             password=self._password or None,
             identifier=self.client_id,
-            will=aiomqtt.Will(self.topics.liveness(self.local), OFFLINE, qos=1, retain=True),
+            will=self._will(),
             clean_session=not self.persistent,
             keepalive=self.keepalive,
             timeout=self.timeout,

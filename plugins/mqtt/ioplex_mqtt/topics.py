@@ -50,6 +50,16 @@ def check_prefix(prefix: str) -> str | None:
     return None
 
 
+def check_id(text: str) -> str | None:
+    """What is wrong with a Sparkplug group, edge node or host id (one topic level), or
+    None."""
+    if not text:
+        return "must not be empty"
+    if any(c in text for c in "/+#\0"):
+        return "must not contain '/', '+', '#' or NUL (it is one MQTT topic level)"
+    return None
+
+
 def is_level(text: str) -> bool:
     """Whether `text` can be one topic level of ours (a host name, a point name's segment)."""
     return (
