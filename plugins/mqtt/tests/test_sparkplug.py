@@ -162,13 +162,16 @@ async def test_edge_killed_and_restarted(tmp_path: Path, mosquitto: Mosquitto) -
 
 
 async def test_late_concentrator_asks_for_rebirth(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    async with running(edge_config(tmp_path, mosquitto.port)) as edge:
-        async with running(central_config(tmp_path, mosquitto.port)) as central:
-            await edge.write("dummy.temp", 22.0)  # NDATA from a node it never saw born
-            await until(lambda: value(central, "mqtt.edge-1.dummy.temp") == (22.0, "good"))
-            assert value(central, "mqtt.edge-1.dummy.name") == ("hall", "good")
-            assert central.ioservers["mqtt"].driver.stats["rebirths_requested"] >= 1
-            assert edge.ioservers["mqtt"].driver.stats["births"] == 2
+    async with (
+        running(edge_config(tmp_path, mosquitto.port)) as edge,
+        running(central_config(tmp_path, mosquitto.port)) as central,
+    ):
+        assert "mqtt.edge-1.dummy.temp" not in central.points  # born before it came
+        await edge.write("dummy.temp", 22.0)  # NDATA from a node it never saw born
+        await until(lambda: value(central, "mqtt.edge-1.dummy.temp") == (22.0, "good"))
+        assert value(central, "mqtt.edge-1.dummy.name") == ("hall", "good")
+        assert central.ioservers["mqtt"].driver.stats["rebirths_requested"] >= 1
+        assert edge.ioservers["mqtt"].driver.stats["births"] == 2
 
 
 async def test_seq_gap_and_death_of_a_third_party_node(
