@@ -39,8 +39,8 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
-from ioplex import Quality, UnknownPointError
-from ioplex.points import describe_value
+from ioplex import PointTypeError, Quality, UnknownPointError
+from ioplex.points import INT_MAX, INT_MIN, describe_value
 from ioplex.serving import RateLimitedLog
 
 from . import syntax as s
@@ -291,6 +291,13 @@ class Engine:
         """Firings started since the engine started."""
         self.active = 0
         self.ready: deque[Firing] = deque()
+        self.deferred: list[tuple[Any, Any, Any]] | None = None
+        """While a drain is handled (`on_changes`): the writes of the firings run at once,
+        made as one batch at its end (`flush_writes`), or before anything reads a point
+        (a condition, a value taken from a point written meanwhile, a log, a timer), so
+        nothing sees the difference but the registry (one call, not one per firing)."""
+        self.deferred_points: dict[Any, None] = {}
+        """The points written in `deferred` (a small dict, to test a value's source)."""
         self.fired_points: dict[Compiled, float] = {}
         """Rules whose points to set to their last firing time (`flush_fired`)."""
         self.idle: list[anyio.Event] = []
@@ -616,6 +623,20 @@ class Engine:
         """Changes drained from a registry subscription, in order. The hottest loop of the
         engine: one lookup per change finds all it needs (`by_name`), rules made of one
         ``IO name`` skip evaluation, the firings share one clock reading."""
+        if self.deferred is not None:  # (called from within a drain: its writes wait)
+            self._on_changes(ns, events)
+            return
+        self.deferred = []
+        try:
+            self._on_changes(ns, events)
+        finally:
+            try:
+                self.flush_writes()
+            finally:
+                self.deferred = None
+                self.deferred_points.clear()
+
+    def _on_changes(self, ns: str, events: Any) -> None:
         entries = self.by_name[ns]
         view, bad, causes = self.view, self.bad, self.causes
         now = self.host.time()
@@ -641,6 +662,7 @@ class Engine:
                     trigger = None
             for c in rules:
                 if not c.simple:
+                    self.flush_writes()  # (conditions read the registry)
                     self.consider(c, trigger, depth, chain, now)
                 # (`consider` for a rule whose expression is only this change, and `fire`
                 # cut short for a firing no rule caused, of a rule not running: no runaway)
@@ -829,14 +851,19 @@ class Engine:
             try:
                 if first:
                     if registry is None or event is not None:
+                        self.flush_writes()  # (what these read or do sees every write)
                         if firing is None:
                             firing = Firing(c, trigger, depth, now, chain)
                         if registry is None:
                             self.perform_now(c, c.rule.actions[n], firing)
                             continue
                         value = self.value(event, firing)
+                    elif source is not None:
+                        if source in self.deferred_points:
+                            self.flush_writes()
+                        value = source.value
                     else:
-                        value = source.value if source is not None else literal
+                        value = literal
                 type_ = point.type
                 converted = value
                 if value is not None and type_ is not None and value.__class__ is not type_:
@@ -847,7 +874,14 @@ class Engine:
                         time.monotonic(),
                         chain or (c.id,),
                     )
-                registry.update_many(((point, converted),))
+                deferred = self.deferred
+                if deferred is not None and _accepted(converted, point, registry):
+                    deferred.append((registry, point, converted))
+                    self.deferred_points[point] = None
+                else:
+                    if deferred:
+                        self.flush_writes()
+                    registry.update_many(((point, converted),))
             except Exception as exc:  # noqa: BLE001 - one failed action never stops the others
                 failed = n
                 message = str(exc) or type(exc).__name__
@@ -865,6 +899,22 @@ class Engine:
         self._trace_now(c, now, trigger, outcomes)
         self.fired_points[c] = now
         return True
+
+    def flush_writes(self) -> None:
+        """Make the writes `deferred` so far, in order, a batch per registry."""
+        deferred = self.deferred
+        if not deferred:
+            return
+        self.deferred = []
+        self.deferred_points.clear()
+        start = 0
+        for n in range(1, len(deferred) + 1):
+            if n == len(deferred) or deferred[n][0] is not deferred[start][0]:
+                try:
+                    deferred[start][0].update_many([(p, v) for _r, p, v in deferred[start:n]])
+                except PointTypeError as exc:  # (`_accepted` let through only what it stores)
+                    self.rlog.error("deferred", "events: a rule's write was refused: %s", exc)
+                start = n
 
     def flush_fired(self) -> None:
         """Set the ``events.<file>.<line>`` points of the rules fired since the last call,
@@ -1250,6 +1300,21 @@ class Engine:
             rust_timeout=500,
         ):
             await self.reload()
+
+
+def _accepted(value: Any, point: Any, registry: Any) -> bool:
+    """Whether `Registry.update_many` surely stores `value` (already of the point's type):
+    only such a write is deferred, so one it refuses still fails as that firing's action."""
+    cls = value.__class__
+    if value is None or cls is bool:
+        return True
+    if cls is int:
+        return INT_MIN <= value <= INT_MAX
+    if cls is float:
+        return value - value == 0.0 or point.nonfinite
+    if cls is str:
+        return len(value) <= registry.max_string and value.isascii()
+    return False
 
 
 def _encode(rows: list[tuple[str, str, float, Trace]]) -> list[tuple[str, str, float, str]]:

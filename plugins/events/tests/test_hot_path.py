@@ -167,3 +167,31 @@ def test_trace_json_is_json_dumps_of_as_dict(trigger, texts, failed, all_ok, sta
     outcomes = None if all_ok else [f"error: {m}" for m in failed]
     trace = Trace(trigger, texts, outcomes, status)
     assert trace.json() == json.dumps(trace.as_dict())
+
+
+async def test_writes_of_a_drain_are_seen_by_what_reads_them_in_order(tmp_path):
+    rules = (
+        "IO d.a : $x = IO d.a\n"
+        "IO d.b : UISET panel.y = $x\n"  # reads what the first rule wrote in the same drain
+        'IO d.c : UISET panel.s = "toolong", UISET panel.y = "after"\n'
+    )
+    async with running(make_config(tmp_path, rules)) as (host, engine):
+        ui = host.ui
+        for name, value in (("$x", 0), ("panel.y", ""), ("panel.s", "")):
+            ui.declare(name, value, writable=True, quiet=True)
+        seen = []
+        listener = ui.listen(lambda e: seen.append((e.name, e.value)), "*")
+        ui.max_string = 5  # "toolong" is refused by the registry itself
+        points = host.points
+        try:
+            # Changes queued, then handled as one drain (no await: the engine's reader
+            # does not run); a rule's value is the point's value now (6 for both d.a).
+            for name, value in (("d.a", 5), ("d.b", 1), ("d.a", 6), ("d.c", 1)):
+                points.update(points[name], value)
+            engine.on_changes("io", engine.subs["io"].drain())
+        finally:
+            listener.close()
+        assert seen == [("$x", 6), ("panel.y", "6"), ("panel.y", "after")]
+        assert engine.deferred is None and not engine.deferred_points
+        refused = engine.index[("io", "d.c")][0].traces[-1][1]["actions"]
+        assert refused[0][1].startswith("error: ") and refused[1][1] == "ok"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import anyio
 import pytest
+from ioplex.errors import ConfigError
 
 from .conftest import make_config, running, until
 
@@ -82,8 +83,15 @@ async def test_vscp_events_and_send(tmp_path):
 
 
 async def test_day_and_night_need_the_site(tmp_path, caplog):
-    async with running(make_config(tmp_path, "DAY : LOG = 1\n")) as (_host, engine):
-        assert engine.files == {}
+    # The host's config check refuses such a file at start; a reload refuses it too.
+    with pytest.raises(ConfigError, match="main.txt:1:1: DAY needs the site's position"):
+        async with running(make_config(tmp_path, "DAY : LOG = 1\n")):
+            pass
+    async with running(make_config(tmp_path, "IO d.a : LOG = 1\n")) as (_host, engine):
+        (tmp_path / "events" / "main.txt").write_text("DAY : LOG = 1\n")
+        errors = await engine.reload()
+        assert len(errors) == 1 and "DAY needs the site's position" in str(errors[0])
+        assert next(iter(engine.files.values()))[0].rule.text == "IO d.a : LOG = 1"
     assert "DAY needs the site's position" in caplog.text
     config = make_config(
         tmp_path, "DAY +0 OR NIGHT : IO d.a = 1\n", host={"latitude": 45.46, "longitude": 9.19}
