@@ -500,7 +500,10 @@ class SparkplugBridge(Bridge):
             ts = state["timestamp"]
             if not isinstance(online, bool) or type(ts) is not int:
                 raise ValueError("online must be a boolean and timestamp an integer")
-        except (ValueError, KeyError, TypeError) as exc:
+        except KeyError as exc:
+            self._refused("state", self.state_topic(host), ValueError(f"no {exc} field"))
+            return
+        except (ValueError, TypeError) as exc:
             self._refused("state", self.state_topic(host), ValueError(str(exc)))
             return
         if host == self.host_id:

@@ -247,3 +247,42 @@ async def test_primary_host_state(tmp_path: Path, mosquitto: Mosquitto) -> None:
             await edge.wait_online("mqtt", timeout=15)
             await until(lambda: value(central, "mqtt.edge-1.dummy.temp") == (21.5, "good"))
         assert len(spy.of("NBIRTH", "edge-1")) >= 2
+
+
+async def test_hostile_messages_are_counted_and_survived(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """Garbage on every Sparkplug topic, names the kernel refuses, an out-of-range UInt64:
+    refused and counted; both hosts go on working."""
+    async with (
+        running(central_config(tmp_path, mosquitto.port, host_id="central")) as central,
+        running(edge_config(tmp_path, mosquitto.port)) as edge,
+        peer(mosquitto.port, "nothing") as bad,
+    ):
+        await until(lambda: value(central, "mqtt.edge-1.dummy.temp") == (21.5, "good"))
+        c, e = central.ioservers["mqtt"].driver, edge.ioservers["mqtt"].driver
+        for kind in ("NBIRTH", "NDATA", "NDEATH"):
+            await bad.client.publish(f"spBv1.0/{GROUP}/{kind}/x", b"\xff\x01garbage", qos=1)
+        await bad.client.publish(f"spBv1.0/{GROUP}/NCMD/edge-1", b"\x12\x05\x0a", qos=1)
+        await bad.client.publish("spBv1.0/STATE/central", b'{"online": 1}', qos=1)
+        await bad.send(
+            "NBIRTH",
+            "odd",
+            0,
+            [
+                ("bdSeq", None, DataType.Int64, 0, None, None),
+                ("a\u200bb", 1, DataType.Int64, 1, None, None),  # refused name
+                ("", 2, DataType.Int64, 1, None, None),
+                ("big", 3, DataType.UInt64, 2**64 - 1, None, None),  # over int64
+                ("ok", 4, DataType.Int64, 5, None, None),
+            ],
+        )
+        await until(lambda: value(central, "mqtt.odd.ok") == (5, "good"))
+        # NBIRTH, NDATA, STATE and the UInt64 value (an NDEATH of a node never born is
+        # not even read)
+        await until(lambda: c.stats["refused_payloads"] >= 4, what=str(c.stats))
+        await until(lambda: e.stats["refused_payloads"] >= 1, what=str(e.stats))
+        assert c.stats["refused_points"] >= 2
+        assert central.points["mqtt.odd.big"].value is None  # declared, its value refused
+        await edge.write("dummy.temp", 23.0)
+        await until(lambda: value(central, "mqtt.edge-1.dummy.temp") == (23.0, "good"))
