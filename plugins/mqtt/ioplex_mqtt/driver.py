@@ -376,17 +376,17 @@ class Bridge:
         with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT):
             try:
                 if not client._disconnected.done():
-                    await client.publish(
-                        self.topics.liveness(self.local),
-                        OFFLINE,
-                        qos=1,
-                        retain=True,
-                        timeout=STOP_TIMEOUT,
-                    )
+                    await self._farewell(client)
                 await client.__aexit__(None, None, None)
             except aiomqtt.MqttError:
                 pass
         abandon(client)
+
+    async def _farewell(self, client: aiomqtt.Client) -> None:
+        """What the will would have said, published on a clean stop."""
+        await client.publish(
+            self.topics.liveness(self.local), OFFLINE, qos=1, retain=True, timeout=STOP_TIMEOUT
+        )
 
     # -- publishing ---------------------------------------------------------------------------
     def _changed(self, event: Any) -> None:

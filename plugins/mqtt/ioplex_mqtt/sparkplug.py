@@ -34,7 +34,7 @@ from ioplex.points import describe_value, printable
 from ioplex.serving import jsontext
 
 from .clientio import abandon, guard_loop, install_lane, messages, publish_many
-from .driver import SET_QUEUE, SET_WORKERS, STOP_TIMEOUT, Bridge
+from .driver import SET_QUEUE, SET_WORKERS, Bridge
 from .sparkplug_payload import (
     PYTHON_TYPE,
     DataType,
@@ -256,34 +256,17 @@ class SparkplugBridge(Bridge):
             self.client = None
             await self._close(client, stopping)
 
-    async def _close(self, client: aiomqtt.Client, stopping: bool) -> None:
-        """On a clean stop, say what the will would have said (a clean disconnect sends no
-        will): NDEATH of the edge node, STATE offline of the host application."""
-        if not stopping:
-            abandon(client)
-            return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_TIMEOUT):
-            try:
-                if not client._disconnected.done():
-                    if self.is_edge:
-                        await client.publish(
-                            self.topic("NDEATH", self.edge_node), self._death(), qos=1
-                        )
-                    elif self.host_id:
-                        await client.publish(
-                            self.state_topic(self.host_id), self._state(False), qos=1, retain=True
-                        )
-                await client.__aexit__(None, None, None)
-            except aiomqtt.MqttError:
-                pass
-        abandon(client)
+    async def _farewell(self, client: aiomqtt.Client) -> None:
+        """What the will would have said: NDEATH of the edge node, STATE offline of the host
+        application."""
+        if self.is_edge:
+            await client.publish(self.topic("NDEATH", self.edge_node), self._death(), qos=1)
+        elif self.host_id:
+            await client.publish(
+                self.state_topic(self.host_id), self._state(False), qos=1, retain=True
+            )
 
     # -- the edge node: publishing ------------------------------------------------------------
-    def _changed(self, event: Any) -> None:
-        name = event[0]
-        if not name.startswith(self.own_prefix):
-            self.outbox.add(name)
-
     def _rebirth_soon(self) -> None:
         self._birthed = False
         self.outbox.add(_BIRTH_MARK)

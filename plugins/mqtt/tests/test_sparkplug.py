@@ -118,7 +118,9 @@ async def test_birth_data_writes_and_rebirth(tmp_path: Path, mosquitto: Mosquitt
             await central.write("mqtt.edge-1.dummy.temp", "warm")
 
         # Node Control/Rebirth from a third-party host application: a new NBIRTH
-        await spy.send("NCMD", "edge-1", None, [("Node Control/Rebirth", None, 11, True, None, None)])
+        await spy.send(
+            "NCMD", "edge-1", None, [("Node Control/Rebirth", None, 11, True, None, None)]
+        )
         await until(lambda: len(spy.of("NBIRTH", "edge-1")) == 2)
         assert spy.of("NBIRTH", "edge-1")[1].seq == 0
         assert driver.stats["rebirths_answered"] == 1
@@ -154,9 +156,9 @@ async def test_edge_killed_and_restarted(tmp_path: Path, mosquitto: Mosquitto) -
             await until(lambda: value(c, "mqtt.edge-1.dummy.temp") == (19.0, "good"))
             assert value(c, "mqtt.edge-1.dummy.light.1") == (0, "good")
             births = spy.of("NBIRTH", "edge-1")
-            assert next(m.value for m in births[-1].metrics if m.name == "bdSeq") == (
-                bdseq + 1
-            ) % 256
+            assert (
+                next(m.value for m in births[-1].metrics if m.name == "bdSeq") == (bdseq + 1) % 256
+            )
         # a clean stop publishes NDEATH itself
         await until(lambda: value(c, "mqtt.edge-1.dummy.temp") == (19.0, "bad"))
 
