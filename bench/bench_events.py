@@ -17,6 +17,9 @@ the load average is printed before and after, and CPU seconds beside wall second
    reset between passes, outside the timing), so the engine's work of each second (traces
    stored, at most 2,000 a second) is in the figure in proportion: a pass alone lasts
    about a third of a second, and its figure would depend on whether that work fell in it.
+   The registry alone is measured before the engine starts and again after it stopped,
+   and its mean is the baseline: on a shared machine the load moves within seconds, and
+   a baseline taken only before would compare two different machines.
 2. Latency from a change to its action's write: one change at a time, the time until the
    output point changed (a registry listener stamps it); p50 and p99. Goal p99 <= 1 ms.
    Baseline: a registry listener that writes the output itself (the least any rule costs).
@@ -213,16 +216,19 @@ async def main(args: argparse.Namespace) -> None:
     batches = [changes[n : n + 1000] for n in range(0, len(changes), 1000)]
     names = [f"b.p{i * step}" for i in range(args.rules)]
 
-    async with host:
+    async def alone_rounds() -> list[Times]:
         with host.points.subscribe(*names, maxsize=1_000_000) as sub:
             # warm-up: each point's cache of matching subscriptions
             await registry_alone(host, batches, sub)
-            alone_rounds = []
+            rounds = []
             for _ in range(args.rounds):
                 reset(host, changes, args.rules)
-                alone_rounds.append(await registry_alone(host, batches, sub))
-            alone = total(alone_rounds)
+                rounds.append(await registry_alone(host, batches, sub))
         reset(host, changes, args.rules)
+        return rounds
+
+    async with host:
+        alone_before = await alone_rounds()
         rule_listener = listener_rule(host, args.rules, step)
         try:
             await latency(host, args.rules, step, 200, 2_000_000)  # warm-up
@@ -247,6 +253,10 @@ async def main(args: argparse.Namespace) -> None:
             await latency(host, args.rules, step, 200, 4_000_000)  # warm-up
             lat = await latency(host, args.rules, step, args.latency, 3_000_000)
             tg.cancel_scope.cancel()
+        alone_after = await alone_rounds()
+    alone_all = alone_before + alone_after
+    alone = total(alone_all)
+    alone = (alone[0] / len(alone_all) * args.rounds, alone[1] / len(alone_all) * args.rounds)
 
     print(
         f"setup: {args.points:,} points, {args.rules:,} rules, {args.changes:,} changes "
@@ -258,12 +268,17 @@ async def main(args: argparse.Namespace) -> None:
         f"through engine:   {done / through[0]:12,.0f} changes/s "
         f"({fired / through[0]:,.0f} firings/s; CPU {done / through[1]:,.0f}/s)"
     )
-    per_round = " ".join(
-        f"{a[0] / t[0]:.2f}" for a, t in zip(alone_rounds, through_rounds, strict=True)
+
+    def rates(rounds: list[Times]) -> str:
+        return " ".join(f"{args.changes / t[0] / 1000:,.0f}k" for t in rounds)
+
+    print(
+        f"   changes/s of each round: registry alone before {rates(alone_before)}, "
+        f"after {rates(alone_after)}; through engine {rates(through_rounds)}"
     )
     print(
         f"1. ratio engine / registry alone: {alone[0] / through[0]:.2f} wall, "
-        f"{alone[1] / through[1]:.2f} CPU (goal >= 0.5); wall ratio of each round {per_round}"
+        f"{alone[1] / through[1]:.2f} CPU (goal >= 0.5)"
     )
     for what, (wall, cpu) in (("engine", lat), ("a listener writing it (baseline)", lat_base)):
         p50, p99 = percentiles(wall)
