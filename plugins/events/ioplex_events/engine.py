@@ -298,6 +298,10 @@ class Engine:
         (a condition, a value taken from a point written meanwhile, a log, a timer), so
         nothing sees the difference but the registry (one call, not one per firing)."""
         self.deferred_points: dict[Any, None] = {}
+        self.drain_stamp: int | None = None
+        """`registries_stamp` during a drain, taken again after each registry call the
+        engine makes (only those run code that may declare or remove points: listeners),
+        so a firing does not compute it."""
         """The points written in `deferred` (a small dict, to test a value's source)."""
         self.fired_points: dict[Compiled, float] = {}
         """Rules whose points to set to their last firing time (`flush_fired`)."""
@@ -628,6 +632,7 @@ class Engine:
             self._on_changes(ns, events)
             return
         self.deferred = ([], [])
+        self.drain_stamp = self.registries_stamp()
         try:
             self._on_changes(ns, events)
         finally:
@@ -636,6 +641,7 @@ class Engine:
             finally:
                 self.deferred = None
                 self.deferred_points.clear()
+                self.drain_stamp = None
 
     def _on_changes(self, ns: str, events: Any) -> None:
         entries = self.by_name[ns]
@@ -826,10 +832,10 @@ class Engine:
         cancel it. (One function, not a check and a run: the hottest path of the engine.)"""
         if not c.sync:
             return False
-        # A point declared or removed since the plan was made changes the stamp. (The maps'
-        # own lengths: `len(registry)` is a Python call, a third of a µs on every firing.)
-        points, ui = self.registries
-        stamp = (points.declared + ui.declared) << 32 | (len(points._points) + len(ui._points))
+        points = self.registries[0]
+        stamp = self.drain_stamp
+        if stamp is None:
+            stamp = self.registries_stamp()
         if c.stamp != stamp:
             c.plan = self._resolve(c)
             c.stamp = stamp
@@ -887,7 +893,11 @@ class Engine:
                 else:
                     if deferred is not None and (deferred[0] or deferred[1]):
                         self.flush_writes()
-                    registry.update_many(((point, converted),))
+                    try:
+                        registry.update_many(((point, converted),))
+                    finally:
+                        if self.drain_stamp is not None:  # (a listener may declare points)
+                            self.drain_stamp = self.registries_stamp()
             except Exception as exc:  # noqa: BLE001 - one failed action never stops the others
                 failed = n
                 message = str(exc) or type(exc).__name__
@@ -927,6 +937,15 @@ class Engine:
                     registry.update_many(batch)
                 except PointTypeError as exc:  # (`_accepted` let through only what it stores)
                     self.rlog.error("deferred", "events: a rule's write was refused: %s", exc)
+        if self.drain_stamp is not None:  # (a registry listener may have declared points)
+            self.drain_stamp = self.registries_stamp()
+
+    def registries_stamp(self) -> int:
+        """A number that changes whenever a point is declared or removed in either registry
+        (`Registry.declared` only grows; a removal shrinks a map), for `Compiled.plan`. (The
+        maps' own lengths: `len(registry)` is a Python call, a third of a µs a firing.)"""
+        points, ui = self.registries
+        return (points.declared + ui.declared) << 32 | (len(points._points) + len(ui._points))
 
     def flush_fired(self) -> None:
         """Set the ``events.<file>.<line>`` points of the rules fired since the last call,

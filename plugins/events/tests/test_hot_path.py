@@ -195,3 +195,30 @@ async def test_writes_of_a_drain_are_seen_by_what_reads_them_in_order(tmp_path):
         assert engine.deferred is None and not engine.deferred_points
         refused = engine.index[("io", "d.c")][0].traces[-1][1]["actions"]
         assert refused[0][1].startswith("error: ") and refused[1][1] == "ok"
+
+
+async def test_a_point_a_listener_declares_within_a_drain_is_looked_up_again(tmp_path):
+    rules = (
+        "IO d.a : UISET panel.v = 1\n"
+        "IO d.c > 0 : LOG = 1\n"  # a condition: the writes so far are made before it
+        "IO d.b : UISET panel.w = IO d.b\n"
+    )
+    async with running(make_config(tmp_path, rules)) as (host, engine):
+        ui, points = host.ui, host.points
+        ui.declare("panel.v", 0, writable=True, quiet=True)
+        old_w = ui.declare("panel.w", 0, writable=True, quiet=True)
+        writer = engine.index[("io", "d.b")][0]
+        engine.consider(writer, ("io", "d.b", 0), 0, ())  # its plan names old_w now
+
+        def swap(event) -> None:  # a listener replacing panel.w when panel.v changes
+            ui.remove("panel.w")
+            ui.declare("panel.w", 0, writable=True, quiet=True)
+
+        listener = ui.listen(swap, "panel.v")
+        try:
+            for name, value in (("d.a", 1), ("d.c", 1), ("d.b", 7)):
+                points.update(points[name], value)
+            engine.on_changes("io", engine.subs["io"].drain())
+        finally:
+            listener.close()
+        assert ui["panel.w"] is not old_w and ui["panel.w"].value == 7 and old_w.value == 0
