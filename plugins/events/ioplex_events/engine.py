@@ -102,30 +102,31 @@ class Compiled:
     eval: Callable[[Trigger], bool | None]
     keys: tuple[tuple[Any, ...], ...]
     has_transient: bool
-    state: bool | None = None
-    running: int = 0
-    waiting: deque | tuple = ()
-    scopes: set | tuple = ()
-    disabled: str | None = None
-    traces: deque | tuple = ()
-    fired: int = 0
-    skipped: int = 0
-    point: Any = None
-    id: str = ""
-    """``file:line`` (set by `Engine.compile`)."""
-    texts: tuple[str, ...] = ()
-    """Each action's source text, for traces and logs."""
+    # The fields a firing reads, next to each other (fewer cache lines to fetch per rule).
     simple: bool = False
     """The rule's event is one ``IO name`` / ``UI name`` (no value): it fires on every
     change of that point with a good quality, and its state is always false."""
     sync: bool = False
     """Every action is a write, a timer or a log: it may run at once (`Engine._fire_now`)."""
+    disabled: str | None = None
+    running: int = 0
+    stamp: int = -1
     plan: tuple | None = None
     """The actions with the points they read and write resolved (`Engine._resolve`), valid
     while `stamp` is the registries' (no point declared or removed since)."""
-    stamp: int = -1
+    traces: deque | tuple = ()
     unstored: int = 0
     """Traces not stored yet (see `Engine.unstored`)."""
+    fired: int = 0
+    point: Any = None
+    state: bool | None = None
+    waiting: deque | tuple = ()
+    scopes: set | tuple = ()
+    skipped: int = 0
+    id: str = ""
+    """``file:line`` (set by `Engine.compile`)."""
+    texts: tuple[str, ...] = ()
+    """Each action's source text, for traces and logs."""
 
 
 class Trace:
@@ -953,7 +954,7 @@ class Engine:
         if self.fired_points:
             fired, self.fired_points = self.fired_points, {}
             self.host.points.update_many(
-                (c.point, at) for c, at in fired.items() if c.point is not None
+                [(c.point, at) for c, at in fired.items() if c.point is not None]
             )
 
     async def _run(self, firing: Firing) -> None:
