@@ -260,7 +260,7 @@ class Engine:
         self.index: dict[tuple[Any, ...], list[Compiled]] = {}
         self.named: dict[str, set[str]] = {"io": set(), "ui": set()}
         """The point names rules name, by namespace (the keys of `index`, for a quick test)."""
-        self.by_name: dict[str, dict[str, tuple[tuple[Compiled, ...], tuple[str, str], bool]]]
+        self.by_name: dict[str, dict[str, tuple[list[Compiled], tuple[str, str], bool]]]
         self.by_name = {"io": {}, "ui": {}}
         """What a change of a point needs, by namespace and name, in one lookup: the rules
         naming it, its `index` key, whether a condition or value reads it from `view`."""
@@ -416,7 +416,7 @@ class Engine:
 
     def _by_name(
         self, files: dict[Path, list[Compiled]], index: dict[tuple[Any, ...], list[Compiled]]
-    ) -> dict[str, dict[str, tuple[tuple[Compiled, ...], tuple[str, str], bool]]]:
+    ) -> dict[str, dict[str, tuple[list[Compiled], tuple[str, str], bool]]]:
         viewed: set[tuple[str, str]] = set()
         for rules in files.values():
             for c in rules:
@@ -434,7 +434,7 @@ class Engine:
                     # lookup of a change's name then matches by identity.
                     point = registry.get(key[1])
                     name = point.name if point is not None and point.name == key[1] else key[1]
-                    by_name[ns][name] = (tuple(rules), key, key in viewed)
+                    by_name[ns][name] = (rules, key, key in viewed)  # (`index`'s list)
         return by_name
 
     def _resubscribe(self) -> None:
