@@ -216,6 +216,10 @@ class Registry:
         self._gen = 0
         self.declared = 0
         """How many points were ever declared here (the host's garbage-collector policy)."""
+        self.generation = 0
+        """Changes whenever a point is declared or removed: a consumer that keeps `Point`
+        objects it looked up (the events engine's rule plans) compares it to know they are
+        still this registry's."""
         self._clock = clock
         self._min_segments = min_segments
         self.max_string = DEFAULT_MAX_STRING
@@ -313,13 +317,16 @@ class Registry:
         )
         self._points[name] = point
         self.declared += 1
+        self.generation += 1
         if not quiet:  # subscribers see a new point as a change from None
             self.update(point, value, quality, force=True)
         return point
 
     def remove(self, name: str) -> Point:
         """Forget a point (e.g. it vanished from a remote on rediscovery)."""
-        return self._points.pop(name)
+        point = self._points.pop(name)
+        self.generation += 1
+        return point
 
     # -- updating (the hot path) ------------------------------------------------------------
     def update(

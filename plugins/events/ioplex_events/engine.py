@@ -794,7 +794,7 @@ class Engine:
 
         None if a point written or read does not exist: the firing then goes through a
         worker, whose error names the point. Valid until a point is declared or removed in
-        either registry (their `declared` counts and lengths make the `stamp`) or a reload."""
+        either registry (their `generation` counters make the `stamp`) or a reload."""
         plan: list[tuple] = []
         for n, action in enumerate(c.rule.actions):
             if action.__class__ is not s.WriteAction:
@@ -943,10 +943,9 @@ class Engine:
 
     def registries_stamp(self) -> int:
         """A number that changes whenever a point is declared or removed in either registry
-        (`Registry.declared` only grows; a removal shrinks a map), for `Compiled.plan`. (The
-        maps' own lengths: `len(registry)` is a Python call, a third of a µs a firing.)"""
+        (`Registry.generation` of both), for `Compiled.plan`."""
         points, ui = self.registries
-        return (points.declared + ui.declared) << 32 | (len(points._points) + len(ui._points))
+        return points.generation << 32 | ui.generation
 
     def flush_fired(self) -> None:
         """Set the ``events.<file>.<line>`` points of the rules fired since the last call,
