@@ -8,19 +8,18 @@ in CI); filling it with a file is a real ENOSPC for SQLite, not a simulated erro
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import os
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
 import ioplex
 import pytest
+from ioplex import testing
 from ioplex.serving import InfoFile
+from ioplex.testing import fill_disk as fill
 
 pytestmark = pytest.mark.anyio
 
@@ -30,36 +29,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 4 MB tmpfs of our own."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs CAP_SYS_ADMIN): {mounted.stderr.strip()}")
     try:
-        yield disk
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-def fill(disk: Path) -> Path:
-    """Fill the disk to the last byte; the file that does it."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while True:
-            os.write(fd, b"\0" * 65536)
-    except OSError as exc:
-        assert exc.errno == errno.ENOSPC
-    try:
-        while True:  # the last partial block
-            os.write(fd, b"\0" * 512)
-    except OSError:
-        pass
-    os.close(fd)
-    return filler
+        with testing.small_disk(disk):
+            yield disk
+    except testing.DiskUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def host_on(disk: Path, make_host: Callable[..., ioplex.Host]) -> ioplex.Host:

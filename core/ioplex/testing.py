@@ -7,14 +7,19 @@ with nothing but root and the package archive.
     from ioplex.testing import ensure_debian_package, free_port
 
     mosquitto = ensure_debian_package("mosquitto", "/usr/sbin/mosquitto")
+
+`small_disk` and `fill_disk` give a test a real full disk (a tmpfs of its own).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 POLICY_RC = Path("/usr/sbin/policy-rc.d")
@@ -105,3 +110,45 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on `host` at the time of the call."""
     return free_ports(1, host)[0]
+
+
+class DiskUnavailable(RuntimeError):
+    """A small disk of its own could not be mounted here (not root, or no CAP_SYS_ADMIN)."""
+
+
+@contextmanager
+def small_disk(path: Path, size: str = "4m") -> Iterator[Path]:
+    """Mount a tmpfs of `size` on the (existing, empty) directory `path` for the block, so a
+    test can fill it (`fill_disk`) and see what a real full disk does: SQLite and file writes
+    fail with ENOSPC, not with a simulated error. Raises `DiskUnavailable` when the machine
+    does not allow mounting; unmounted at the end."""
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        raise DiskUnavailable(f"cannot mount a tmpfs on {path}: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill_disk(path: Path) -> Path:
+    """Fill the file system of directory `path` to the last byte; return the file doing it
+    (delete it to free the space)."""
+    filler = path / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for block in (65536, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * block)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)
+    return filler

@@ -58,6 +58,8 @@ MODES = ("single", "queued", "restart", "parallel")
 CAUSE_WINDOW = 2.0
 """Seconds a write by a rule is remembered as the cause of the change it brings back
 (for runaway detection)."""
+STORE_RETRY = 5
+"""Seconds between attempts to write the events database again after a failure."""
 JUMP_TOLERANCE = 2.0
 """A wall clock that moved this many seconds more or less than the monotonic clock jumped."""
 MAX_TRACES_STORED = 2_000
@@ -1090,6 +1092,16 @@ class Engine:
         self.store.set_timer(name, self.host.time() + seconds, period)
         self.wake.set()
 
+    def _timers_to_keep(self) -> dict[str, tuple[float, float | None]]:
+        wall, mono = self.host.time(), time.monotonic()
+        return {
+            name: (wall + (deadline - mono), period)
+            for name, (deadline, period) in self.timers.items()
+        }
+
+    def _schedules_to_keep(self) -> dict[str, tuple[str | None, float | None]]:
+        return {key: (sched.last_key, sched.next_at) for key, sched in self.schedules.items()}
+
     def restore_timers(self) -> None:
         """Program timers kept from before a restart resume; those that expired while the
         host was down fire once now."""
@@ -1255,8 +1267,12 @@ class Engine:
                 await self.wake.wait()
 
     async def _flush_traces(self) -> None:
+        tick = 0
         while True:
             await anyio.sleep(1.0)
+            tick += 1
+            if self.store.problem is not None and tick % STORE_RETRY == 0:
+                self.store.recover(self._timers_to_keep(), self._schedules_to_keep())
             dropped = self.dropped_traces
             rows = self._unstored_rows(MAX_TRACES_STORED)
             if self.dropped_traces > dropped:

@@ -5,15 +5,25 @@ next planned occurrences, and the traces of the last firings of each rule.
 Writes are small and few (a timer set, a schedule fired, a batch of traces a second), so the
 engine calls these synchronously; WAL mode keeps readers (``ioplex events trace``) from
 blocking it.
+
+The database is what lets timers survive a restart, never a condition for running rules: when
+the file cannot be opened or written (a full or read-only disk), the store keeps going in
+memory, says so once a minute, and `recover` (called by the engine every few seconds) moves
+back to the file once it works again, where the engine saves its whole state anew.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
+
+from ioplex.serving import RateLimitedLog
+
+log = logging.getLogger("ioplex.plugin.events")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS timers (
@@ -42,22 +52,106 @@ def database_path(data_dir: Path) -> Path:
 
 
 class Store:
-    """The engine's SQLite database."""
+    """The engine's SQLite database (in memory while the file cannot be used)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
-        self.traces_db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        """A connection of its own for traces, written from a worker thread."""
-        self.traces_db.execute("PRAGMA synchronous=NORMAL")
-        self.traces_db.execute("PRAGMA busy_timeout=5000")
+        self.problem: str | None = None
+        """Why the file is not up to date (None: it is)."""
+        self._rlog = RateLimitedLog(log, interval=60.0)
         self.traces_lock = threading.Lock()
         self.trace_counts: dict[str, int] = {}
         """Rows stored per rule, at most (a rule not seen yet may have `keep` from before)."""
+        self.db, self.traces_db = self._open_file() or self._open_memory()
+
+    def _open_file(self) -> tuple[sqlite3.Connection, sqlite3.Connection] | None:
+        opened: list[sqlite3.Connection] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            opened.append(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            # A connection of its own for traces, written from a worker thread.
+            traces = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            opened.append(traces)
+            traces.execute("PRAGMA synchronous=NORMAL")
+            traces.execute("PRAGMA busy_timeout=5000")
+        except (sqlite3.Error, OSError) as exc:
+            for conn in opened:
+                conn.close()
+            self._failed(exc)
+            return None
+        return db, traces
+
+    def _open_memory(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        db.executescript(SCHEMA)
+        traces = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        traces.executescript(SCHEMA)
+        return db, traces
+
+    def _failed(self, exc: BaseException) -> None:
+        self.problem = f"{type(exc).__name__}: {exc}"
+        self._rlog.error(
+            "store",
+            "events: cannot write %s (%s): rules run on, but timers and schedules set now "
+            "may not survive a restart until it works again",
+            self.path,
+            self.problem,
+        )
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        try:
+            self.db.execute(sql, params)
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def recover(
+        self,
+        timers: dict[str, tuple[float, float | None]],
+        schedules: dict[str, tuple[str | None, float | None]],
+    ) -> bool:
+        """After a failure: go back to the file if it works again, writing the engine's
+        whole state (`timers`, `schedules`: what `timers()` and `schedules()` return) in one
+        transaction; True once the file is up to date again."""
+        if self.problem is None:
+            return True
+        if self.db.execute("PRAGMA database_list").fetchone()[2] == "":  # in memory
+            opened = self._open_file()
+            if opened is None:
+                return False
+            old = (self.db, self.traces_db)
+            with self.traces_lock:
+                self.db, self.traces_db = opened
+            for conn in old:
+                conn.close()
+        db = self.db
+        try:
+            db.execute("BEGIN")
+            try:
+                db.execute("DELETE FROM timers")
+                db.executemany(
+                    "INSERT INTO timers (name, deadline, period) VALUES (?, ?, ?)",
+                    [(name, deadline, period) for name, (deadline, period) in timers.items()],
+                )
+                db.execute("DELETE FROM schedules")
+                db.executemany(
+                    "INSERT INTO schedules (key, last_key, next_at) VALUES (?, ?, ?)",
+                    [(key, last, nxt) for key, (last, nxt) in schedules.items()],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            return False
+        log.warning("events: %s is written again (timers and schedules saved)", self.path)
+        self.problem = None
+        return True
 
     def close(self) -> None:
         self.db.close()
@@ -69,13 +163,13 @@ class Store:
         return {name: (deadline, period) for name, deadline, period in rows}
 
     def set_timer(self, name: str, deadline: float, period: float | None) -> None:
-        self.db.execute(
+        self._write(
             "INSERT OR REPLACE INTO timers (name, deadline, period) VALUES (?, ?, ?)",
             (name, deadline, period),
         )
 
     def clear_timer(self, name: str) -> None:
-        self.db.execute("DELETE FROM timers WHERE name = ?", (name,))
+        self._write("DELETE FROM timers WHERE name = ?", (name,))
 
     # -- schedules -----------------------------------------------------------------------------
     def schedules(self) -> dict[str, tuple[str | None, float | None]]:
@@ -83,7 +177,7 @@ class Store:
         return {key: (last, nxt) for key, last, nxt in rows}
 
     def save_schedule(self, key: str, last_key: str | None, next_at: float | None) -> None:
-        self.db.execute(
+        self._write(
             "INSERT OR REPLACE INTO schedules (key, last_key, next_at) VALUES (?, ?, ?)",
             (key, last_key, next_at),
         )
@@ -99,8 +193,8 @@ class Store:
         by_rule: dict[str, list[tuple[str, str, float, str]]] = {}
         for row in rows:
             by_rule.setdefault(row[0], []).append(row)
-        db = self.traces_db
         with self.traces_lock:
+            db = self.traces_db
             db.execute("BEGIN")
             try:
                 db.executemany(
@@ -121,7 +215,8 @@ class Store:
                     )
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
 
 
