@@ -195,3 +195,29 @@ async def test_record_refuses_names_the_registry_refuses(make_host) -> None:
             host.loggers["a"].record("a.\udcff", 1.0)
         host.loggers["a"].record("imported.meter", 2.0)
         assert await host.loggers.flush() == 1
+
+
+async def test_a_damaged_database_is_reported_and_heals_once_moved_aside(
+    make_host, tmp_path, caplog
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "loggers.db").write_bytes(b"not a database\n" * 100)
+    host = make_host(
+        {
+            "ioservers": {"dummy": {"plugin": "dummy", "options": {"points": {"n": 0}}}},
+            "loggers": {"a": {"points": ["dummy.n"]}},
+        }
+    )
+    host.loggers.flush_interval = 0.05
+    with caplog.at_level(logging.ERROR, logger="ioplex.loggers"):
+        async with host:
+            await host.wait_online("dummy")
+            await host.write("dummy.n", 3)
+            assert host.loggers.health.startswith("failing: cannot open")
+            assert "move it aside" in caplog.text
+            (data / "loggers.db").rename(data / "damaged.db")
+            await until(lambda: host.loggers.health == "ok", timeout=10)
+            await until(lambda: host.loggers["a"].pending == 0)
+            await host.loggers.flush()
+            assert [s.value for s in host.loggers["a"].samples_after(0, 10)][-1] == 3.0

@@ -305,12 +305,19 @@ class DataLoggers(Mapping[str, DataLogger]):
                     await self._write(self._store.close)
                 raise
         except (sqlite3.Error, OSError) as exc:
+            damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                exc, sqlite3.OperationalError
+            )
             self.health = f"failing: cannot open {self.path}: {exc}"
             self._set_aside_log.error(
                 "open",
-                "data loggers: cannot open %s, samples are queued and it is retried: %s",
+                "data loggers: cannot open %s, samples are queued and it is retried: %s%s",
                 self.path,
                 exc,
+                " (the file is damaged or not a logger database: move it aside and a new one "
+                "is created)"
+                if damaged
+                else "",
             )
             return False
         self._opened = True
