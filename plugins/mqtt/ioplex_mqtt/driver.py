@@ -323,49 +323,54 @@ class Bridge:
             self.client = client
             self.broker = f"{address}:{port}"
             self.stats["sessions"] += 1
-            filters = list(self.mirrors.filters)
-            live = self.topics.liveness(self.local)
-            if self.topics.host_filter("+") not in filters:
-                filters.append(live)
-            if self.accept.enabled and self.topics.host_filter("+") not in filters:
-                filters.append(self.topics.requests_filter(self.local))
-            if filters:
-                await client.subscribe([(f, self.qos) for f in filters])
-            await client.publish(live, ONLINE, qos=1, retain=True)
-            # mirrored points come back with their retained states: no stale restore here
-            self.io.set_online(restore_quality=False)
-            self.io.set_state(State.ONLINE, f"broker {self.broker}")
-            self.io.log.info("%s: connected to %s as %s", self.where, self.broker, self.client_id)
-            listener = (
-                self.host.points.listen(self._changed, *self.publish_patterns)
-                if self.publish_patterns
-                else None
-            )
-            try:
-                self.outbox.clear()
-                for point in (
-                    self.host.points.match(*self.publish_patterns) if self.publish_patterns else ()
-                ):
-                    if not point.name.startswith(self.own_prefix):
-                        self.outbox.add(point.name)
-                send, receive = anyio.create_memory_object_stream[tuple[str, str, bytes, bool]](
-                    SET_QUEUE
-                )
-                async with anyio.create_task_group() as tg, send, receive:
-                    for _ in range(PUBLISHERS):
-                        tg.start_soon(self._publisher, client)
-                    for _ in range(SET_WORKERS if self.accept.enabled else 0):
-                        tg.start_soon(self._apply_sets, client, receive.clone())
-                    await self._receive(client, send)
-            finally:
-                if listener is not None:
-                    listener.close()
+            await self._serve(client)
         except anyio.get_cancelled_exc_class():
             stopping = True
             raise
         finally:
             self.client = None
             await self._close(client, stopping)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """One connected session: subscribe, say online, publish and receive until the link
+        fails (the profile's own part of `_session`)."""
+        filters = list(self.mirrors.filters)
+        live = self.topics.liveness(self.local)
+        if self.topics.host_filter("+") not in filters:
+            filters.append(live)
+        if self.accept.enabled and self.topics.host_filter("+") not in filters:
+            filters.append(self.topics.requests_filter(self.local))
+        if filters:
+            await client.subscribe([(f, self.qos) for f in filters])
+        await client.publish(live, ONLINE, qos=1, retain=True)
+        # mirrored points come back with their retained states: no stale restore here
+        self.io.set_online(restore_quality=False)
+        self.io.set_state(State.ONLINE, f"broker {self.broker}")
+        self.io.log.info("%s: connected to %s as %s", self.where, self.broker, self.client_id)
+        listener = (
+            self.host.points.listen(self._changed, *self.publish_patterns)
+            if self.publish_patterns
+            else None
+        )
+        try:
+            self.outbox.clear()
+            for point in (
+                self.host.points.match(*self.publish_patterns) if self.publish_patterns else ()
+            ):
+                if not point.name.startswith(self.own_prefix):
+                    self.outbox.add(point.name)
+            send, receive = anyio.create_memory_object_stream[tuple[str, str, bytes, bool]](
+                SET_QUEUE
+            )
+            async with anyio.create_task_group() as tg, send, receive:
+                for _ in range(PUBLISHERS):
+                    tg.start_soon(self._publisher, client)
+                for _ in range(SET_WORKERS if self.accept.enabled else 0):
+                    tg.start_soon(self._apply_sets, client, receive.clone())
+                await self._receive(client, send)
+        finally:
+            if listener is not None:
+                listener.close()
 
     async def _close(self, client: aiomqtt.Client, stopping: bool) -> None:
         """When the host stops, say ``offline`` (a clean disconnect sends no will) and

@@ -33,7 +33,7 @@ from ioplex import FatalError, IOServer, Point, PointError, Quality, State, Writ
 from ioplex.points import describe_value, printable
 from ioplex.serving import jsontext
 
-from .clientio import abandon, guard_loop, install_lane, messages, publish_many
+from .clientio import messages, publish_many
 from .driver import SET_QUEUE, SET_WORKERS, Bridge
 from .sparkplug_payload import (
     PYTHON_TYPE,
@@ -184,77 +184,56 @@ class SparkplugBridge(Bridge):
             return aiomqtt.Will(self.state_topic(self.host_id), self._state(False), 1, True)
         return None
 
-    async def _session(self, address: str, port: int) -> None:
-        client = self._client(address, port)
-        install_lane(client)
-        guard_loop(client)
-        client._client.connect_timeout = self.timeout
-        try:
-            await client.__aenter__()
-        except BaseException:
-            abandon(client)
-            raise
-        stopping = False
-        try:
-            self.client = client
-            self.broker = f"{address}:{port}"
-            self.stats["sessions"] += 1
-            self._birthed = False
-            self._primary = anyio.Event()
-            self._primary_ts = -1
-            if not self.primary_host:
-                self._primary.set()
-            filters = []
-            if self.is_edge:
-                filters.append((self.topic("NCMD", self.edge_node), 1))
-            if self.primary_host:
-                filters.append((self.state_topic(self.primary_host), 1))
-            if self.host_id:
-                filters.append((self.state_topic(self.host_id), 1))
-            if self.mirrors.rules:
-                filters.append((f"{NAMESPACE}/{self.group}/#", self.qos))
-            if filters:
-                await client.subscribe(filters)
-            if self.host_id:
-                await client.publish(
-                    self.state_topic(self.host_id), self._state(True), qos=1, retain=True
-                )
-            self.io.set_online(restore_quality=False)
-            self.io.set_state(State.ONLINE, f"broker {self.broker}")
-            self.io.log.info(
-                "%s: connected to %s as %s (Sparkplug group %s%s)",
-                self.where,
-                self.broker,
-                self.client_id,
-                self.group,
-                f", edge node {self.edge_node}, bdSeq {self.bdseq}" if self.is_edge else "",
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """One connected session of the Sparkplug profile (see `Bridge._serve`)."""
+        self._birthed = False
+        self._primary = anyio.Event()
+        self._primary_ts = -1
+        if not self.primary_host:
+            self._primary.set()
+        filters = []
+        if self.is_edge:
+            filters.append((self.topic("NCMD", self.edge_node), 1))
+        if self.primary_host:
+            filters.append((self.state_topic(self.primary_host), 1))
+        if self.host_id:
+            filters.append((self.state_topic(self.host_id), 1))
+        if self.mirrors.rules:
+            filters.append((f"{NAMESPACE}/{self.group}/#", self.qos))
+        if filters:
+            await client.subscribe(filters)
+        if self.host_id:
+            await client.publish(
+                self.state_topic(self.host_id), self._state(True), qos=1, retain=True
             )
-            for node in self.nodes:  # what was missed while away: every node is born again
-                self.nodes[node].seq = None
-                await self._ask_rebirth(client, node, "this host reconnected")
-            listener = (
-                self.host.points.listen(self._changed, *self.publish_patterns)
-                if self.is_edge
-                else None
-            )
-            try:
-                self.outbox.clear()
-                send, receive = anyio.create_memory_object_stream[tuple[str, Any]](SET_QUEUE)
-                async with anyio.create_task_group() as tg, send, receive:
-                    if self.is_edge:
-                        tg.start_soon(self._edge_publisher, client)
-                    for _ in range(SET_WORKERS if self.is_edge and self.accept.enabled else 0):
-                        tg.start_soon(self._apply_commands, receive.clone())
-                    await self._receive_sp(client, send)
-            finally:
-                if listener is not None:
-                    listener.close()
-        except anyio.get_cancelled_exc_class():
-            stopping = True
-            raise
+        self.io.set_online(restore_quality=False)
+        self.io.set_state(State.ONLINE, f"broker {self.broker}")
+        self.io.log.info(
+            "%s: connected to %s as %s (Sparkplug group %s%s)",
+            self.where,
+            self.broker,
+            self.client_id,
+            self.group,
+            f", edge node {self.edge_node}, bdSeq {self.bdseq}" if self.is_edge else "",
+        )
+        for node in self.nodes:  # what was missed while away: every node is born again
+            self.nodes[node].seq = None
+            await self._ask_rebirth(client, node, "this host reconnected")
+        listener = (
+            self.host.points.listen(self._changed, *self.publish_patterns) if self.is_edge else None
+        )
+        try:
+            self.outbox.clear()
+            send, receive = anyio.create_memory_object_stream[tuple[str, Any]](SET_QUEUE)
+            async with anyio.create_task_group() as tg, send, receive:
+                if self.is_edge:
+                    tg.start_soon(self._edge_publisher, client)
+                for _ in range(SET_WORKERS if self.is_edge and self.accept.enabled else 0):
+                    tg.start_soon(self._apply_commands, receive.clone())
+                await self._receive_sp(client, send)
         finally:
-            self.client = None
-            await self._close(client, stopping)
+            if listener is not None:
+                listener.close()
 
     async def _farewell(self, client: aiomqtt.Client) -> None:
         """What the will would have said: NDEATH of the edge node, STATE offline of the host
