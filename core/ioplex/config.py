@@ -93,10 +93,18 @@ def read(source: ConfigSource) -> tuple[dict[str, Any], str | None, Path]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem("", f"cannot read config: {exc.strerror}")], str(path)) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; a ValueError, not an OSError
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            [Problem("", f"invalid TOML: not UTF-8 at byte {exc.start} (line {line})")], str(path)
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([Problem("", f"invalid TOML: {exc}")], str(path)) from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits; nesting
+        reason = str(exc).partition("; use sys.set_int_max_str_digits")[0]
+        raise ConfigError([Problem("", f"invalid TOML: {reason}")], str(path)) from None
     return data, str(path), path.resolve().parent
 
 
@@ -320,6 +328,9 @@ def load(
     # Every section is checked in one pass, so one mistake never hides the others. A table
     # whose secret could not be resolved is not checked again against its schema.
     unresolved = {p.path for p in problems}
+    # Every secret seen is masked in every problem at the end, whichever check quoted it (an
+    # unknown type named by {env = ...}, a plugin's own check_config, a logger check).
+    hidden = list(secrets)
 
     def keep(found: list[Problem]) -> list[Problem]:
         return [p for p in found if p.path not in unresolved]
@@ -355,6 +366,7 @@ def load(
             continue
         body = {k: v for k, v in table.items() if k != "plugin"}
         secrets_here = secrets + _writeonly_values(body, iotype.schema)
+        hidden.extend(secrets_here[len(secrets) :])
         found = keep(validate(body, iotype.schema, where, secrets_here))
         if found:
             problems.extend(found)
@@ -385,6 +397,7 @@ def load(
                 )
             continue
         secrets_here = secrets + _writeonly_values(table, schema)
+        hidden.extend(secrets_here[len(secrets) :])
         problems.extend(keep(validate(table, schema, join_path("plugins", name), secrets_here)))
         plugin_settings[name] = table
 
@@ -401,7 +414,7 @@ def load(
             )
         )
     if outline or problems:
-        raise ConfigError(problems, source_name)
+        raise ConfigError([_mask(p, hidden) for p in problems], source_name)
 
     h = data["host"]
     host = HostSettings(
@@ -432,7 +445,7 @@ def load(
     for check in LOGGER_VALIDATORS:
         problems.extend(check(data["loggers"], config))
     if problems:
-        raise ConfigError(problems, source_name)
+        raise ConfigError([_mask(p, hidden) for p in problems], source_name)
     return config
 
 
