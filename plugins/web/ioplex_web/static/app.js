@@ -2,10 +2,12 @@
 // cookie (EventSource cannot send an Authorization header).
 import { VirtualTable } from "./table.js";
 import { ago } from "./format.js";
+import { globToRegExp, matcher } from "./match.js";
+import { RulesPanel } from "./rules.js";
 
 const $ = (sel) => document.querySelector(sel);
 const HEADERS = { "x-requested-with": "ioplex-page" };
-const state = { me: null, ui: false, source: null, points: new Map(), table: null, logSeq: 0 };
+const state = { me: null, ui: false, source: null, points: new Map(), table: null, logSeq: 0, rules: null };
 
 async function api(path, options = {}) {
   const response = await fetch(path, { ...options, headers: { ...HEADERS, ...(options.headers || {}) },
@@ -18,24 +20,6 @@ async function api(path, options = {}) {
     throw error;
   }
   return body;
-}
-
-function globToRegExp(glob) {
-  const escaped = glob.replace(/[.+^${}()|\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
-  return new RegExp(`^${escaped}$`);
-}
-
-function matcher(text) {
-  text = text.trim();
-  if (!text) return () => true;
-  if (/[*?[]/.test(text)) {
-    let re;
-    try { re = globToRegExp(text); } catch { return () => false; }
-    return (name) => re.test(name);
-  }
-  const low = text.toLowerCase();
-  return (name, p) => name.toLowerCase().includes(low) ||
-    (p.description || "").toLowerCase().includes(low);
 }
 
 // -- login ------------------------------------------------------------------------------
@@ -56,10 +40,12 @@ async function start() {
   state.table = new VirtualTable($("#points"), $("#points-spacer"), $("#points-rows"), {
     onActivate: openWrite, canWrite: state.me.role === "write",
   });
+  state.rules = new RulesPanel($("#rules"), api);
+  state.rules.schedule();
   connect();
   refreshHealth();
   setInterval(refreshHealth, 2000);
-  setInterval(() => state.table.renderAges(), 1000);
+  setInterval(() => { state.table.renderAges(); state.rules.renderAges(); }, 1000);
   loadLoggers();
 }
 
@@ -88,6 +74,9 @@ function connect() {
   const path = state.ui ? "/api/v1/ui-watch" : "/api/v1/watch";
   const source = new EventSource(path);
   state.source = source;
+  // the rule points (events.*) are in the points stream; with UI variables shown, the
+  // rules panel follows them with a watch of its own
+  state.rules.follow(state.ui);
   const badge = $("#stream-state");
   source.onopen = () => { badge.textContent = "live"; badge.className = "badge live"; };
   source.onerror = () => { badge.textContent = "reconnecting…"; badge.className = "badge down"; };
@@ -97,7 +86,7 @@ function connect() {
     if (!loading) { state.points = new Map(); loading = true; }
     const data = JSON.parse(event.data);
     for (const p of data.points) state.points.set(p.name, p);
-    if (data.done) { loading = false; applyFilter(); fillLogger(); }
+    if (data.done) { loading = false; applyFilter(); fillLogger(); if (!state.ui) state.rules.schedule(); }
   });
   source.addEventListener("reset", () => { state.points = new Map(); });
   source.addEventListener("changes", (event) => {
@@ -111,13 +100,14 @@ function connect() {
       changed.add(name);
     }
     if (added) applyFilter(); else state.table.update(changed);
+    if (!state.ui) state.rules.pointsChanged(rows);
   });
 }
 
 function applyFilter() {
   const match = matcher($("#filter").value);
   const names = [];
-  for (const [name, p] of state.points) if (match(name, p)) names.push(name);
+  for (const [name, p] of state.points) if (match(name, p.description)) names.push(name);
   names.sort();
   state.table.setRows(names, state.points);
   $("#points-count").textContent = `(${names.length} of ${state.points.size})`;
@@ -252,5 +242,5 @@ async function drawChart() {
 }
 
 $("#filter").addEventListener("input", () => state.table && applyFilter());
-$("#show-ui").addEventListener("change", (event) => { state.ui = event.target.checked; connect(); });
+$("#show-ui").addEventListener("change", (event) => { state.ui = event.target.checked; if (state.table) connect(); });
 start();

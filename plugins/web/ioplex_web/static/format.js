@@ -16,3 +16,14 @@ export function ago(seconds) {
   if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
   return `${Math.floor(s / 86400)} d ago`;
 }
+
+export function clock(seconds) {
+  // A moment as the page's log shows it: the time of day, with the date when not today.
+  const when = new Date(seconds * 1000);
+  const time = when.toLocaleTimeString();
+  return when.toDateString() === new Date().toDateString() ? time : `${when.toLocaleDateString()} ${time}`;
+}
+
+export function fullTime(seconds) {
+  return new Date(seconds * 1000).toLocaleString();
+}
