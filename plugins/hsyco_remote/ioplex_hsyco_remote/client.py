@@ -22,7 +22,9 @@ from urllib.parse import quote
 
 import httpx
 from ioplex import Value, WriteError
+from ioplex.points import printable
 
+from . import answers
 from .peer import CONNECT_TIMEOUT, HttpsPeer
 from .refusals import NotIoplex, Refused, RemoteError, Throttled, retry_after
 from .wire import API_PREFIX, bearer
@@ -125,10 +127,7 @@ class RemoteClient(HttpsPeer):
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = await self._request(method, path, **kwargs)
         self._check(response)
-        try:
-            return response.json()
-        except ValueError as exc:
-            raise RemoteError(f"{self.url}{path}: the answer is not JSON: {exc}") from None
+        return answers.parse(response.content, f"{self.url}{API_PREFIX}{path}")
 
     async def info(self) -> dict[str, Any]:
         """The remote's description; `NotIoplex` when it has no API v1 (no such path, or
@@ -137,16 +136,17 @@ class RemoteClient(HttpsPeer):
         if response.status_code in (400, 404, 405, 501) and _code(response) is None:
             raise NotIoplex(f"{self.url}{API_PREFIX}/info: HTTP {response.status_code}")
         self._check(response)
+        url = f"{self.url}{API_PREFIX}/info"
         try:
-            info = response.json()
-        except ValueError:
-            raise NotIoplex(f"{self.url}{API_PREFIX}/info: the answer is not JSON") from None
+            info = answers.parse(response.content, url)
+        except RemoteError as exc:
+            raise NotIoplex(str(exc)) from None
         if not isinstance(info, dict) or info.get("api") != 1:
-            raise NotIoplex(f"{self.url}{API_PREFIX}/info: not an hsyco_remote API v1 answer")
-        return info
+            raise NotIoplex(f"{url}: not an hsyco_remote API v1 answer")
+        return answers.info(info, url)
 
     async def clock(self) -> dict[str, Any]:
-        return await self._json("GET", "/clock")
+        return answers.clock(await self._json("GET", "/clock"), f"{self.url}{API_PREFIX}/clock")
 
     async def changes(
         self, epoch: str | None, since: int, wait: float, spaces: tuple[str, ...]
@@ -154,12 +154,13 @@ class RemoteClient(HttpsPeer):
         params: dict[str, Any] = {"since": since, "wait": wait, "ns": ",".join(spaces)}
         if epoch is not None:
             params["epoch"] = epoch
-        return await self._json(
+        data = await self._json(
             "GET",
             "/changes",
             params=params,
             timeout=httpx.Timeout(wait + POLL_MARGIN, connect=CONNECT_TIMEOUT),
         )
+        return answers.changes(data, f"{self.url}{API_PREFIX}/changes", spaces)
 
     async def state(
         self, ns: str, names: list[str] | None = None
@@ -176,18 +177,19 @@ class RemoteClient(HttpsPeer):
                     await response.aread()
                     self._check(response)
                 lines = response.aiter_lines()
-                head = json.loads(await anext(lines))
+                url = f"{self.url}{API_PREFIX}/state"
+                head = answers.state_head(answers.parse(await anext(lines), url), url)
                 yield head
                 async for line in lines:
-                    item = json.loads(line)
+                    item = answers.parse(line, url)
                     if isinstance(item, dict):
-                        if item.get("end") and item.get("count") == head.get("count"):
+                        if item.get("end") is True and item.get("count") == head["count"]:
                             return
-                        raise RemoteError(f"{self.url}: unexpected line in the state: {line[:200]}")
-                    yield item
+                        raise RemoteError(f"{url}: unexpected line in the state: {line[:200]!r}")
+                    yield answers.state_rows(item, url)
         except httpx.TransportError as exc:
             raise self._transport_error(exc, self.url) from None
-        except (StopAsyncIteration, ValueError) as exc:
+        except (StopAsyncIteration, UnicodeDecodeError) as exc:
             raise RemoteError(f"{self.url}/state: malformed state stream: {exc!r}") from None
         raise RemoteError(f"{self.url}/state: the state stream ended early")
 
@@ -207,8 +209,8 @@ class RemoteClient(HttpsPeer):
                 f"{_message(response)}"
             )
         try:
-            return response.json()
-        except ValueError:
+            return answers.parse(response.content, f"{self.url}{API_PREFIX}/write")
+        except RemoteError:
             raise WriteError(
                 f"{local_name}: {self.url} answered the write with something "
                 "that is not JSON; it may not have been carried out"
@@ -216,33 +218,37 @@ class RemoteClient(HttpsPeer):
 
     async def samples(
         self, logger: str, after: int, limit: int
-    ) -> tuple[list[list[Any]], str | None]:
-        """Samples after the mark, and the identity of the remote's logger database (None
-        from servers older than store ids)."""
-        data = await self._json(
-            "GET",
-            f"/loggers/{_path_segment(logger)}/samples",
-            params={"after": after, "limit": limit},
-        )
-        if not isinstance(data, dict) or not isinstance(data.get("samples"), list):
-            raise RemoteError(f"{self.url}: malformed samples answer for logger {logger!r}")
-        store = data.get("store")
-        return data["samples"], store if isinstance(store, str) and store else None
+    ) -> tuple[list[tuple[Any, ...]], str | None]:
+        """Samples after the mark as the kernel's rows ``(seq, time, point, value,
+        quality)``, and the identity of the remote's logger database (None from servers
+        older than store ids)."""
+        path = f"/loggers/{_path_segment(logger)}/samples"
+        data = await self._json("GET", path, params={"after": after, "limit": limit})
+        return answers.samples(data, f"{self.url}{API_PREFIX}{path}", logger)
 
 
 def _path_segment(text: str) -> str:
     return quote(text, safe="")
 
 
-def _code(response: httpx.Response) -> str | None:
+def _error(response: httpx.Response) -> dict[str, Any]:
+    """The ``error`` object of an error answer, or {} (any body, however hostile)."""
     try:
-        return response.json()["error"]["code"]
-    except (ValueError, TypeError, KeyError, IndexError):
-        return None
+        error = answers.parse(response.content, "")
+    except RemoteError:
+        return {}
+    error = error.get("error") if isinstance(error, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _code(response: httpx.Response) -> str | None:
+    code = _error(response).get("code")
+    return code if isinstance(code, str) else None
 
 
 def _message(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except (ValueError, TypeError, KeyError, IndexError):
-        return response.text[:200] or response.reason_phrase
+    """The remote's reason, escaped for a log line and cut to 200 characters."""
+    message = _error(response).get("message")
+    if not isinstance(message, str):
+        message = response.content[:200].decode("utf-8", "replace") or response.reason_phrase
+    return printable(message, 200)

@@ -48,6 +48,7 @@ from ioplex import (
     hookimpl,
 )
 from ioplex.provenance import LoopGuard
+from ioplex.serving import RateLimitedLog
 
 from . import trust
 from .certificates import normalize_fingerprint
@@ -136,6 +137,9 @@ class Mirror:
         self.loops = LoopGuard(ioserver.host.name, options["maxhops"], self.where, ioserver.log)
         self.refusals = RefusalRetry(options["retryrefused"])
         self.throttle_hold: float = options["throttlehold"]
+        self.bad_values = RateLimitedLog(ioserver.log, 60.0)
+        """Names and values this host refuses, logged once a minute at most (a remote can
+        send thousands)."""
         self.rioget = RiogetMirror(self)
         self.speaking: str | None = None
         """The protocol of the current (or last) session: "api" or "rioget"."""
@@ -394,26 +398,50 @@ class Mirror:
                 )
                 return
             # A point of any type is declared empty first, or it would take its value's type.
+            initial = value if type_ is not None else None
             try:
-                point = self.io.declare(
-                    name,
-                    value if type_ is not None else None,
-                    writable=bool(writable),
-                    type=type_,
-                    ui=ui,
-                    quality=quality,
-                    quiet=quiet,
-                    meta=meta,
-                )
-            except PointError as exc:  # a name or value this host's contract refuses
+                try:
+                    point = self.io.declare(
+                        name,
+                        initial,
+                        writable=bool(writable),
+                        type=type_,
+                        ui=ui,
+                        quality=quality,
+                        quiet=quiet,
+                        meta=meta,
+                    )
+                except PointTypeError:  # the value is refused, not the point: set() says so
+                    if initial is None:
+                        raise
+                    point = self.io.declare(
+                        name,
+                        None,
+                        writable=bool(writable),
+                        type=type_,
+                        ui=ui,
+                        quality=Quality.BAD,
+                        quiet=quiet,
+                        meta=meta,
+                    )
+            except PointError as exc:  # a name this host's contract refuses
                 self._skipped[ns].add(name)
-                self.io.log.warning("%s: remote point not mirrored: %s", self.where, exc)
+                self.bad_values.warning(
+                    "name", "%s: remote point not mirrored: %s", self.where, exc
+                )
                 return
             table[name] = point
         else:
             point.writable = bool(writable)
             point.meta = {**(point.meta or {}), **meta}
-        self.io.set(point, value, quality=quality, ui=ui, quiet=quiet)
+        try:
+            self.io.set(point, value, quality=quality, ui=ui, quiet=quiet)
+        except PointTypeError as exc:  # a huge int, NaN, an overlong string: kept empty, bad
+            self.io.set(point, None, quality=Quality.BAD, ui=ui, quiet=quiet)
+            self.bad_values.warning(
+                "value", "%s: remote value refused, the point is bad: %s", self.where, exc
+            )
+            quality = Quality.BAD
         if quality is Quality.GOOD:
             self._not_good[ns].pop(name, None)
         else:
@@ -583,13 +611,4 @@ class Mirror:
                 f"{self.where} is not connected: data logger {logger!r} will catch up once it is"
             )
         rows, store = await self._throttled(client.samples, source_id, since, limit)
-        try:
-            batch = [
-                (int(seq), float(t), point, value, QUALITIES.get(quality, Quality.BAD))
-                for seq, t, point, value, quality in rows
-            ]
-        except (TypeError, ValueError):
-            raise RemoteError(
-                f"{client.url}: malformed sample rows for logger {source_id!r}"
-            ) from None
-        return ReplicatedRows(batch, store=store)
+        return ReplicatedRows(rows, store=store)
