@@ -18,20 +18,29 @@ from typing import Any, Self
 
 import anyio
 from anyio.streams.buffered import BufferedByteReceiveStream
+from ioplex.points import printable
 
 from . import wire
 from .event import Event
 
 MAX_LINE = 65536
 """Longest reply line read; a 512-byte event line is about 2,700 bytes."""
+MAX_REPLY = 1 << 20
+"""Most bytes of one reply's data lines (a banner, VERS, CHID: a few lines); past it the
+remote is talking nonsense, and memory stays bounded whatever it sends."""
 
 
 class LinkError(Exception):
     """The remote broke the protocol or refused a command."""
 
 
+class ConnectionClosed(LinkError):
+    """The remote closed the connection."""
+
+
 class CommandError(LinkError):
     def __init__(self, command: str, reply: str) -> None:
+        reply = printable(reply, 200)  # the remote's words go to the log: escaped, bounded
         super().__init__(f"{command} refused: {reply}")
         self.command = command
         self.reply = reply
@@ -142,7 +151,7 @@ class LinkClient:
             except anyio.DelimiterNotFound:
                 raise LinkError(f"{self.where} sent a line longer than {MAX_LINE} bytes") from None
             except anyio.IncompleteRead:
-                raise LinkError(f"{self.where} closed the connection") from None
+                raise ConnectionClosed(f"{self.where} closed the connection") from None
         return raw.decode("latin-1").rstrip("\r")
 
     async def send(self, data: bytes) -> None:
@@ -152,6 +161,7 @@ class LinkClient:
     async def reply(self, command: str) -> list[str]:
         """Read one reply: its data lines, up to ``+OK``; ``-OK`` raises CommandError."""
         lines: list[str] = []
+        size = 0
         while True:
             line = await self.readline()
             if line.startswith("+OK"):
@@ -159,7 +169,8 @@ class LinkClient:
             if line.startswith("-OK"):
                 raise CommandError(command, line)
             lines.append(line)
-            if len(lines) > 100_000:
+            size += len(line) + 2
+            if len(lines) > 100_000 or size > MAX_REPLY:
                 raise LinkError(f"{self.where}: {command}: reply without an end")
 
     async def command(self, text: str) -> list[str]:
@@ -172,11 +183,16 @@ class LinkClient:
     async def login(self, user: str, password: str) -> None:
         try:
             await self.command(f"USER {user}")
+        except CommandError as exc:
+            raise LoginError(exc.command, exc.reply) from None
+        try:
             await self.command(f"PASS {password}")
         except CommandError as exc:
             raise LoginError(exc.command, exc.reply) from None
-        except LinkError as exc:
-            # vscpd closes the connection right after refusing a password.
+        except ConnectionClosed as exc:
+            # vscpd closes the connection right after refusing a password. Only there: a
+            # remote that breaks before (or sends nonsense) is retried, not taken for a
+            # refusal that stops the link for good.
             raise LoginError("PASS", str(exc)) from None
 
     async def channel_id(self) -> int:
@@ -184,7 +200,10 @@ class LinkClient:
         try:
             return int(lines[-1].strip())  # 0: a server that does not say (uvscpd)
         except (IndexError, ValueError):
-            raise LinkError(f"{self.where}: CHID answered {lines!r}, not a number") from None
+            raise LinkError(
+                f"{self.where}: CHID answered {printable(lines[-1] if lines else '', 80)!r}, "
+                "not a number"
+            ) from None
 
     @property
     def is_ioplex(self) -> bool:
@@ -236,7 +255,7 @@ class LinkClient:
                             on_reply(i, None)
                             break
                         if status == b"-OK":
-                            on_reply(i, raw.decode("latin-1").rstrip("\r"))
+                            on_reply(i, printable(raw.decode("latin-1").rstrip("\r"), 200))
                             break
             except anyio.DelimiterNotFound:
                 raise LinkError(f"{self.where} sent a line longer than {MAX_LINE} bytes") from None
@@ -253,7 +272,7 @@ class LinkClient:
             if line.startswith("+OK"):
                 return None
             if line.startswith("-OK"):
-                return line
+                return printable(line, 200)
 
 
 def with_obid(event: Event, obid: int) -> str:
