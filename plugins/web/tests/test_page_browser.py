@@ -96,6 +96,11 @@ def test_page_live_value_write_and_screenshot(make_host: Any, browser: Any, tmp_
     browser.execute_script("window.scrollTo(0, 0)")
     # health panel shows the instance online
     wait.until(lambda d: "online" in d.find_element(By.ID, "health").text)
+    # the events plugin is installed here but has no rules to run: the rules panel says so
+    # in a line, with no empty table
+    rules = browser.find_element(By.ID, "rules")
+    wait.until(lambda d: "not running" in rules.find_element(By.CSS_SELECTOR, ".note").text)
+    assert not rules.find_element(By.ID, "rules-table").is_displayed()
     shot = tmp_path / "page.png"
     browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000

@@ -91,7 +91,10 @@ export class RulesPanel {
     try {
       listing = await this.api("/api/v1/rules");
     } catch (error) {
-      if (!this.section.hidden) this.note.textContent = `cannot read the rules: ${error.message}`;
+      if (!this.section.hidden) {
+        this.note.textContent = `cannot read the rules: ${error.message}`;
+        this.note.className = "note error";
+      }
       return;
     }
     this.section.hidden = !listing.installed;
@@ -104,9 +107,14 @@ export class RulesPanel {
       problem = `rule texts and states are unavailable: ${error.message}`;
     }
     this.merge(listing.items, view);
-    if (!problem && view && view.engine === false) problem = "the rules engine is not running";
-    else if (!problem && !this.rules.size) problem = "no rules are loaded (plugins.events files)";
-    this.note.textContent = problem;
+    // a failure is an error; an engine that is not running or has no rules is just so
+    let quiet = "";
+    if (!problem && view && view.engine === false) {
+      quiet = "The events plugin is installed but not running: no rules (see [plugins.events] in the configuration).";
+    } else if (!problem && !this.rules.size) quiet = "No rules are loaded (the files of [plugins.events]).";
+    this.note.textContent = problem || quiet;
+    this.note.className = `note ${problem ? "error" : "muted"}`;
+    this.section.querySelector(".rules-body").hidden = !this.rules.size;
     this.render();
     for (const [key, row] of this.rows) {
       const rule = this.rules.get(key);
@@ -182,7 +190,7 @@ export class RulesPanel {
       return match(r.id, `${r.text}\n${r.key}`);
     }).sort((a, b) => this.rules.get(a).id.localeCompare(this.rules.get(b).id, undefined, { numeric: true }));
     const shown = keys.slice(0, MAX_SHOWN);
-    this.count.textContent = `(${keys.length} of ${this.rules.size})` +
+    this.count.textContent = !this.rules.size ? "" : `(${keys.length} of ${this.rules.size})` +
       (keys.length > shown.length ? `, the first ${shown.length} shown: filter to narrow` : "");
     const wanted = [];
     for (const key of shown) {
