@@ -201,3 +201,43 @@ def test_no_rules_panel_without_the_events_plugin(browser: Any, tmp_path: Path) 
         assert browser.find_element(By.ID, "health").is_displayed()
     finally:
         running.stop()
+
+
+def test_a_runaway_rule_shows_why_it_stopped(browser: Any, tmp_path: Path) -> None:
+    # Two rules that undo each other's write: the engine stops them as a runaway.
+    rules = tmp_path / "loop.txt"
+    rules.write_text(
+        "IO dummy.door.front = true : IO dummy.door.front = false\n"
+        "IO dummy.door.front = false : IO dummy.door.front = true\n"
+    )
+    config = base_config(tmp_path / "host", rate=0)
+    config["plugins"]["events"] = {"files": [str(rules)], "watch": False}
+    running = RunningHost(config).start()
+    try:
+        browser.get(running.url + "/")
+        wait = WebDriverWait(browser, 20)
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ROWS)) == 2)
+        _set(running, "door.front", False)
+        _set(running, "door.front", True)
+        states = "#rules-table .rule-state"
+        wait.until(
+            lambda d: "runaway" in [e.text for e in d.find_elements(By.CSS_SELECTOR, states)]
+        )
+        badge = next(
+            e for e in browser.find_elements(By.CSS_SELECTOR, states) if e.text == "runaway"
+        )
+        assert "stopped as a runaway" in badge.get_attribute("title")
+        row = badge.find_element(By.XPATH, "./ancestor::tr")
+        button = row.find_element(By.CSS_SELECTOR, "button.rule-toggle")
+        button.click()
+        detail = browser.find_element(By.ID, button.get_attribute("aria-controls"))
+        wait.until(lambda d: detail.find_elements(By.CSS_SELECTOR, "tr.trace"))
+        assert detail.find_element(By.CSS_SELECTOR, "p.error").text.startswith(
+            "Disabled: stopped as a runaway"
+        )
+        newest = detail.find_element(By.CSS_SELECTOR, "tr.trace .trace-status")
+        assert newest.text.startswith("stopped as a runaway")
+        assert "error" in newest.get_attribute("class")
+        browser.save_screenshot(str(tmp_path / "runaway.png"))
+    finally:
+        running.stop()
