@@ -395,6 +395,49 @@ async def test_a_taken_listen_port_is_reported_once_and_retried_slowly(
     assert len(lines) == 1 and lines[0].levelname == "ERROR"
 
 
+class Doorkeeper:
+    """An I/O server type whose peer refuses the login until `opens` is set."""
+
+    attempts = 0
+    opens = False
+
+    @ioplex.hookimpl
+    def register_ioserver_types(self, register):
+        register("doorkeeper", lambda io: self, {"type": "object", "additionalProperties": False})
+
+    @ioplex.hookimpl
+    async def connect(self, ioserver):
+        Doorkeeper.attempts += 1
+        if not Doorkeeper.opens:
+            raise ioplex.Refused("the peer refused the login as 'op'")
+        ioserver.set_online()
+        await anyio.sleep_forever()
+
+
+@pytest.mark.anyio
+async def test_a_refusal_is_retried_slowly_logged_once_and_heals(
+    make_host, builtins_only, caplog
+) -> None:
+    builtins_only.register(Doorkeeper(), "doorkeeper")
+    host = make_host(
+        {
+            "host": {"restart_delay": 0.01, "restart_max_delay": 0.2},
+            "ioservers": {"door": {"plugin": "doorkeeper"}},
+        },
+        builtins_only,
+    )
+    async with host:
+        await anyio.sleep(1.0)
+        io = host.ioservers["door"]
+        assert io.state is State.RETRYING and "refused the login" in (io.detail or "")
+        assert 3 <= Doorkeeper.attempts <= 8  # every 0.2 s (restart_max_delay), not 0.01 s
+        Doorkeeper.opens = True
+        await host.wait_online("door")
+    lines = [r for r in caplog.records if "refused the login" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "ERROR"
+    assert "stopped for good" not in caplog.text
+
+
 @pytest.mark.anyio
 async def test_the_dummy_simulation_stays_near_its_configured_values(make_host) -> None:
     host = make_host(

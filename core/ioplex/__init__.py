@@ -19,6 +19,7 @@ from .errors import (
     PointTypeError,
     Problem,
     ReadOnlyPointError,
+    Refused,
     UnknownPointError,
     WriteError,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "Problem",
     "Quality",
     "ReadOnlyPointError",
+    "Refused",
     "Registry",
     "ReplicatedRows",
     "Sample",

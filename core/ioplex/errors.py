@@ -41,6 +41,16 @@ class FatalError(IoplexError):
     """
 
 
+class Refused(IoplexError):
+    """Raised by a driver when the peer refuses this host (credentials, an address not
+    allowed): retrying soon cannot help, but the other side may be fixed while the host runs
+    (a password rotated, an account unlocked, a server restarted with its old settings).
+
+    The supervisor retries slowly, every `[host] restart_max_delay` seconds, and logs it once
+    per ten minutes, instead of stopping the instance for good: it heals without a restart.
+    """
+
+
 class PointError(IoplexError):
     """Base class for errors about one point."""
 

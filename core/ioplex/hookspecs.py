@@ -177,8 +177,12 @@ async def connect(ioserver: Any) -> None:
 
     Raising an ordinary exception, or returning, means the connection was lost: the instance
     goes offline (its points' quality becomes ``bad``) and connect is called again after an
-    exponential backoff with jitter. Raise `ioplex.FatalError` for what retrying cannot fix
-    (bad credentials, a refused host key): it is reported once and the instance stays down.
+    exponential backoff with jitter. Raise `ioplex.Refused` when the peer refuses this host
+    (credentials, an address not allowed): retried slowly, every ``restart_max_delay``, and
+    logged once per ten minutes, so it heals when the other side is fixed. Raise
+    `ioplex.FatalError` for what only this host's operator can fix (a refused host key, a
+    device that is not what the configuration says): it is reported once and the instance
+    stays down.
 
     :param ioserver: the instance's `ioplex.IOServer` handle: its name, validated settings
         and options, data directory, logger, and the methods that declare and set points.

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 import anyio
 
-from .errors import FatalError
+from .errors import FatalError, Refused
 from .serving.ratelog import RateLimitedLog
 
 
@@ -98,7 +98,7 @@ async def supervise(
     while True:
         started = anyio.current_time()
         on_state(State.CONNECTING, None)
-        slow = False
+        slow = refused = False
         try:
             await run()
             detail = "ended"
@@ -109,7 +109,8 @@ async def supervise(
                 on_state(State.FAILED, describe(exc))
                 return
             detail = describe(exc)
-            slow = is_address_in_use(exc)
+            refused = isinstance(_leaf(exc), Refused)
+            slow = refused or is_address_in_use(exc)
         else:
             on_down()
         if anyio.current_time() - started >= backoff.reset_after:
@@ -119,10 +120,11 @@ async def supervise(
             delay = backoff.maximum
             repeats.error(
                 detail,
-                "%s: %s; is another program using it? Retrying every %.0f s",
+                "%s: %s; %s every %s s",
                 what,
                 detail,
-                delay,
+                "retrying" if refused else "is another program using it? Retrying",
+                f"{delay:g}",
             )
         else:
             delay = backoff.delay(attempt - 1)

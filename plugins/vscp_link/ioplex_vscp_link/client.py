@@ -47,7 +47,8 @@ class CommandError(LinkError):
 
 
 class LoginError(CommandError):
-    """USER/PASS refused: retrying with the same credentials cannot help."""
+    """USER/PASS refused: retrying soon with the same credentials cannot help (the link
+    retries slowly: the remote may be fixed meanwhile)."""
 
 
 class _AsyncioLines:

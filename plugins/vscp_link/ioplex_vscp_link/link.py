@@ -38,7 +38,16 @@ from collections import deque
 from typing import Any
 
 import anyio
-from ioplex import ConfigError, FatalError, IOServer, Point, Problem, Value, WriteError, hookimpl
+from ioplex import (
+    ConfigError,
+    IOServer,
+    Point,
+    Problem,
+    Refused,
+    Value,
+    WriteError,
+    hookimpl,
+)
 from ioplex.queues import DropOldestQueue
 from ioplex.serving import RateLimitedLog
 
@@ -171,7 +180,7 @@ class Link:
                 self.io.log.debug("vscp_link %s: VERS refused: %s", self.io.name, exc.reply)
         except LoginError as exc:
             await client.aclose()
-            raise FatalError(
+            raise Refused(
                 f"vscp_link {self.io.name}: {self.where} refused the login as {self.user!r} "
                 f"(ioservers.{self.io.name}.user / .password): {exc.reply}"
             ) from None

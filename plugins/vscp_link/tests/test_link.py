@@ -224,17 +224,39 @@ async def test_noop_keeps_the_send_side_alive(tmp_path: Any, tools: Any) -> None
         assert list(p.server_a.clients) == [channel]  # never idle long enough to be dropped
 
 
-async def test_bad_credentials_stop_the_instance(tmp_path: Any, tools: Any, caplog: Any) -> None:
-    async with tools.running_server(tmp_path / "a") as (_a, srv):
-        config = link_config(srv.address)
-        config["ioservers"]["vscp"]["password"] = "hunter2"
+async def test_a_refused_login_is_retried_slowly_and_heals(
+    tmp_path: Any, tools: Any, caplog: Any
+) -> None:
+    # The remote refuses the password for a while (restarted with an old user table, an
+    # account locked), then accepts it again: the link comes back without a host restart.
+    password = "s3cr3t-later"
+    refusing = [{**tools.USERS[0], "password": "another"}]
+    accepting = [{**tools.USERS[0], "password": password}]
+    async with anyio.create_task_group() as tg:
+        server = tools.make_host(tmp_path / "a", tools.server_config(users=refusing))
+        running = await tools.Running.start(tg, server)
+        port = (await vscp.wait_server(server)).address[1]
+        config = link_config(("127.0.0.1", port))
+        config["ioservers"]["vscp"]["password"] = password
         b = tools.make_host(tmp_path / "b", config)
         async with b:
             io = b.ioservers["vscp"]
-            await wait_until(lambda: io.state is ioplex.State.FAILED)
-    assert "ioservers.vscp.user / .password" in io.detail
-    assert "Invalid username or password" in io.detail
-    assert "hunter2" not in caplog.text
+            await wait_until(lambda: io.state is ioplex.State.RETRYING and bool(io.detail))
+            assert "ioservers.vscp.user / .password" in io.detail
+            assert "Invalid username or password" in io.detail
+            await anyio.sleep(0.7)  # several slow retries (restart_max_delay 0.2 s)
+            assert io.state is not ioplex.State.FAILED
+            await running.stop()
+            server = tools.make_host(
+                tmp_path / "a2",
+                tools.server_config(users=accepting, listen=f"127.0.0.1:{port}"),
+            )
+            running = await tools.Running.start(tg, server)
+            await wait_until(lambda: io.online)
+            await running.stop()
+    assert password not in caplog.text
+    refusals = [r for r in caplog.records if "refused the login" in r.getMessage()]
+    assert len(refusals) == 1, [r.getMessage() for r in refusals]  # once, not per retry
 
 
 async def test_link_config_errors_name_the_option(tmp_path: Any, tools: Any) -> None:
