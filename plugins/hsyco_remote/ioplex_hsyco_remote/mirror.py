@@ -399,31 +399,20 @@ class Mirror:
                 return
             # A point of any type is declared empty first, or it would take its value's type.
             initial = value if type_ is not None else None
+            how = {
+                "writable": bool(writable),
+                "type": type_,
+                "ui": ui,
+                "quiet": quiet,
+                "meta": meta,
+            }
             try:
                 try:
-                    point = self.io.declare(
-                        name,
-                        initial,
-                        writable=bool(writable),
-                        type=type_,
-                        ui=ui,
-                        quality=quality,
-                        quiet=quiet,
-                        meta=meta,
-                    )
+                    point = self.io.declare(name, initial, quality=quality, **how)
                 except PointTypeError:  # the value is refused, not the point: set() says so
                     if initial is None:
                         raise
-                    point = self.io.declare(
-                        name,
-                        None,
-                        writable=bool(writable),
-                        type=type_,
-                        ui=ui,
-                        quality=Quality.BAD,
-                        quiet=quiet,
-                        meta=meta,
-                    )
+                    point = self.io.declare(name, None, quality=Quality.BAD, **how)
             except PointError as exc:  # a name this host's contract refuses
                 self._skipped[ns].add(name)
                 self.bad_values.warning(

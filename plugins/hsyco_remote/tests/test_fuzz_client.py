@@ -9,6 +9,7 @@ traceback), keeps retrying with backoff and heals once the remote answers proper
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -377,6 +378,16 @@ class HostileRemote:
         return b'{"error": {"code": "not_found", "message": "no"}}', "application/json"
 
     async def _connection(self, stream: Any) -> None:
+        gone = (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError, OSError)
+        try:
+            await self._answer(stream)
+        except gone:
+            pass  # the mirror gave up on this connection (a timeout, a restart): fine
+        finally:
+            with contextlib.suppress(*gone):
+                await stream.aclose()
+
+    async def _answer(self, stream: Any) -> None:
         with anyio.move_on_after(5):
             data = b""
             while b"\r\n\r\n" not in data and len(data) < 65536:
@@ -406,7 +417,6 @@ class HostileRemote:
                 f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
             ).encode()
             await stream.send(head + body)
-        await stream.aclose()
 
     async def serve(self, tg: Any) -> None:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
