@@ -26,6 +26,11 @@ class State(StrEnum):
     STOPPED = "stopped"
 
 
+_JITTER = random.Random()
+"""The host's own generator: a library must not draw from (or reseed) the application's
+global `random` state, which simulations and tests may rely on."""
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Capped exponential backoff with jitter.
@@ -44,7 +49,7 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         ceiling = min(self.maximum, self.initial * self.factor ** min(attempt, self.max_exponent))
-        return random.uniform(ceiling / 2, ceiling)
+        return _JITTER.uniform(ceiling / 2, ceiling)
 
 
 def is_fatal(exc: BaseException) -> bool:

@@ -22,6 +22,9 @@ from ..points import Point, Quality, Value
 
 TICK = 0.01  # the simulation's finest step, in seconds
 
+_RANDOM = random.Random()
+"""The simulation's own generator (the application's global `random` state is left alone)."""
+
 
 class Dummy:
     def __init__(self, ioserver: IOServer) -> None:
@@ -56,7 +59,7 @@ class Dummy:
             await anyio.sleep(interval)
             due += rate * interval
             for _ in range(int(due)):
-                point = random.choice(points)
+                point = _RANDOM.choice(points)
                 ioserver.set(
                     point,
                     _grow(point)
@@ -77,8 +80,8 @@ def _numeric(value: Any) -> bool:
 def _grow(point: Point) -> Any:
     """A meter's next reading: a small increase, never a decrease."""
     if point.type is int:
-        return (point.value or 0) + random.choice((0, 1))
-    return round((point.value or 0.0) + random.uniform(0.0, 0.1), 3)
+        return (point.value or 0) + _RANDOM.choice((0, 1))
+    return round((point.value or 0.0) + _RANDOM.uniform(0.0, 0.1), 3)
 
 
 def _drift(point: Point, start: Any) -> Any:
@@ -91,9 +94,9 @@ def _drift(point: Point, start: Any) -> Any:
     if point.type is int:
         low = meta.get("min", min(0, start or 0))
         high = meta.get("max", max(1, start or 0))
-        return min(high, max(low, (point.value or 0) + random.choice((-1, 1))))
+        return min(high, max(low, (point.value or 0) + _RANDOM.choice((-1, 1))))
     value = point.value or 0.0
-    value += random.uniform(-0.5, 0.5) - 0.2 * (value - (start or 0.0))
+    value += _RANDOM.uniform(-0.5, 0.5) - 0.2 * (value - (start or 0.0))
     return round(min(meta.get("max", value), max(meta.get("min", value), value)), 3)
 
 
