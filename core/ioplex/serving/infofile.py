@@ -8,6 +8,7 @@ from serving, so a failed write is logged once and the server goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -33,10 +34,8 @@ class InfoFile:
             tmp.replace(self.path)
         except OSError as exc:
             log.warning("%s: cannot write %s (serving anyway): %s", self.what, self.path, exc)
-            try:
+            with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             return False
         return True
 

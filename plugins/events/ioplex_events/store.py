@@ -62,7 +62,10 @@ class Store:
         self.traces_lock = threading.Lock()
         self.trace_counts: dict[str, int] = {}
         """Rows stored per rule, at most (a rule not seen yet may have `keep` from before)."""
-        self.db, self.traces_db = self._open_file() or self._open_memory()
+        opened = self._open_file()
+        self.in_memory = opened is None
+        """Whether the state is kept in memory for now (the file could not be opened)."""
+        self.db, self.traces_db = opened or self._open_memory()
 
     def _open_file(self) -> tuple[sqlite3.Connection, sqlite3.Connection] | None:
         opened: list[sqlite3.Connection] = []
@@ -118,13 +121,14 @@ class Store:
         transaction; True once the file is up to date again."""
         if self.problem is None:
             return True
-        if self.db.execute("PRAGMA database_list").fetchone()[2] == "":  # in memory
+        if self.in_memory:
             opened = self._open_file()
             if opened is None:
                 return False
             old = (self.db, self.traces_db)
             with self.traces_lock:
                 self.db, self.traces_db = opened
+            self.in_memory = False
             for conn in old:
                 conn.close()
         db = self.db
